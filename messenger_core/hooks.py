@@ -1,0 +1,103 @@
+"""A typed facade over the pluggy plugin manager: the core calls hooks through this only."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from messenger_core import hookspecs
+from messenger_core.plugins import PLUGINS_GROUP
+
+if TYPE_CHECKING:
+    from messenger_core.app import Messenger
+    from messenger_core.envelope import Envelope
+    from messenger_core.message_types import MessageTypeRegistry
+    from messenger_core.middleware import Middleware
+
+__all__ = ["Hooks"]
+
+logger = logging.getLogger("messenger.plugins")
+
+
+class Hooks:
+    """The application's plugins and typed calls to their hooks."""
+
+    def __init__(
+        self, plugins: Iterable[object] = (), *, autoload: bool, disabled: Iterable[str] = ()
+    ) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+        self.manager.add_hookspecs(hookspecs)
+        for name in disabled:
+            self.manager.set_blocked(name)
+        if autoload:
+            self.manager.load_setuptools_entrypoints(PLUGINS_GROUP)
+        for plugin in plugins:
+            self.register(plugin)
+
+    def register(self, plugin: object, name: str | None = None) -> None:
+        """Add a plugin object (a module or an instance with ``@hookimpl`` methods)."""
+        self.manager.register(plugin, name)
+
+    def plugin_names(self) -> list[str]:
+        """Names of the registered plugins."""
+        return [name for name, _ in self.manager.list_name_plugin() if name]
+
+    # registration hooks
+    def register_types(self, registry: MessageTypeRegistry) -> None:
+        """Let plugins register message and stamp types."""
+        self.manager.hook.messenger_register_types(registry=registry)
+
+    def configure(self, messenger: Messenger) -> None:
+        """Let plugins configure the application."""
+        self.manager.hook.messenger_configure(messenger=messenger)
+
+    def bus_middleware(self, messenger: Messenger, bus_name: str) -> list[Middleware]:
+        """Middleware plugins add to ``bus_name``."""
+        results = self.manager.hook.messenger_bus_middleware(messenger=messenger, bus_name=bus_name)
+        return [m for result in results if result for m in result]
+
+    def add_commands(self, commands: Any) -> None:
+        """Let plugins add command-line commands."""
+        self.manager.hook.messenger_add_commands(commands=commands)
+
+    # worker events
+    def worker_started(self, worker: Any) -> None:
+        """Announce that ``worker`` starts."""
+        self.manager.hook.messenger_worker_started(worker=worker)
+
+    def message_received(self, envelope: Envelope, transport_name: str) -> None:
+        """Announce a received message."""
+        self.manager.hook.messenger_message_received(
+            envelope=envelope, transport_name=transport_name
+        )
+
+    def message_handled(self, envelope: Envelope, transport_name: str) -> None:
+        """Announce a handled message."""
+        self.manager.hook.messenger_message_handled(
+            envelope=envelope, transport_name=transport_name
+        )
+
+    def message_failed(
+        self, envelope: Envelope, transport_name: str, error: BaseException, will_retry: bool
+    ) -> None:
+        """Announce a failed message."""
+        self.manager.hook.messenger_message_failed(
+            envelope=envelope, transport_name=transport_name, error=error, will_retry=will_retry
+        )
+
+    def message_retried(self, envelope: Envelope, transport_name: str, retry_count: int) -> None:
+        """Announce a message re-sent for retry."""
+        self.manager.hook.messenger_message_retried(
+            envelope=envelope, transport_name=transport_name, retry_count=retry_count
+        )
+
+    def worker_idle(self, worker: Any) -> None:
+        """Announce an idle worker."""
+        self.manager.hook.messenger_worker_idle(worker=worker)
+
+    def worker_stopped(self, worker: Any) -> None:
+        """Announce a stopped worker."""
+        self.manager.hook.messenger_worker_stopped(worker=worker)

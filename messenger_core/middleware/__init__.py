@@ -1,0 +1,91 @@
+"""Middleware: what happens to an envelope between ``dispatch`` and its handlers.
+
+A middleware is any callable ``(envelope, next) -> Envelope`` (a plain function works) that
+usually calls ``next(envelope)`` once and returns what it returned. A bus links its middleware
+into a chain once, when it is built; dispatching is then plain function calls.
+
+Middleware that wants to avoid the one extra call per dispatch of the generic adapter may also
+define ``bind(next) -> Callable[[Envelope], Envelope]``: the chain calls ``bind`` once and
+then calls what it returned for every message. The built-in middleware do this.
+
+A middleware that adds the same stamp to every message may list it in a ``wrap_stamps``
+attribute: the bus then puts it on a bare message as it wraps it (one envelope instead of two).
+The middleware must still add it to envelopes that arrive without it.
+
+Middleware published in the ``messenger.middleware`` entry-point group is a *factory*: a
+callable taking a :class:`MiddlewareContext` and returning a middleware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from messenger_core.envelope import Envelope
+
+if TYPE_CHECKING:
+    from messenger_core.app import Messenger
+
+__all__ = [
+    "Middleware",
+    "MiddlewareContext",
+    "MiddlewareFactory",
+    "Next",
+    "build_chain",
+    "is_terminal",
+]
+
+Next = Callable[[Envelope], Envelope]
+"""The rest of the chain: call it with the envelope to pass it on."""
+
+
+class Middleware(Protocol):
+    """A step in a bus's middleware chain."""
+
+    def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
+        """Process ``envelope``; call ``next(envelope)`` to pass it on; return the result."""
+        ...
+
+
+@attrs.frozen(kw_only=True)
+class MiddlewareContext:
+    """What a middleware factory is given: the application, the bus and its options."""
+
+    messenger: Messenger
+    bus_name: str
+    options: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+class MiddlewareFactory(Protocol):
+    """Builds a middleware for one bus; the value of a ``messenger.middleware`` entry point."""
+
+    def __call__(self, context: MiddlewareContext, /) -> Middleware:
+        """A middleware for ``context.bus_name``."""
+        ...
+
+
+def _identity(envelope: Envelope) -> Envelope:
+    return envelope
+
+
+def is_terminal(next: Next) -> bool:
+    """Whether ``next`` is the end of the chain (a middleware may return instead of calling it)."""
+    return next is _identity
+
+
+def _link(middleware: Middleware, next: Next) -> Next:
+    def call(envelope: Envelope) -> Envelope:
+        return middleware(envelope, next)
+
+    return call
+
+
+def build_chain(middleware: Sequence[Middleware], terminal: Next = _identity) -> Next:
+    """Link ``middleware`` (outermost first) into one callable ending in ``terminal``."""
+    call = terminal
+    for each in reversed(middleware):
+        bind = getattr(each, "bind", None)
+        call = bind(call) if bind is not None else _link(each, call)
+    return call

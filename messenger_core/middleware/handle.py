@@ -1,0 +1,118 @@
+"""Call the handlers of a message and record their results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger_core.envelope import Envelope, new_envelope
+from messenger_core.errors import HandlerFailedError, NoHandlerForMessageError
+from messenger_core.handlers import HandlerDescriptor, HandlerRegistry
+from messenger_core.middleware import MiddlewareContext, Next, is_terminal
+from messenger_core.stamps import BusNameStamp, HandledStamp, ReceivedStamp, Stamp
+
+__all__ = ["HandleMessageMiddleware"]
+
+
+class HandleMessageMiddleware:
+    """Runs every handler of the message, in priority order, then passes the envelope on.
+
+    Each success adds a ``HandledStamp``. A failing handler does not stop the others; the
+    failures are raised together in a :class:`HandlerFailedError` whose envelope carries the
+    successes' stamps. A handler already recorded on the envelope (a retry) is skipped.
+    """
+
+    @classmethod
+    def from_context(cls, context: MiddlewareContext) -> HandleMessageMiddleware:
+        """The factory named ``handle_message`` in configuration."""
+        bus = context.messenger.config.bus(context.bus_name)
+        return cls(context.bus_name, context.messenger.handlers, bus.allow_no_handlers)
+
+    def __init__(self, bus_name: str, handlers: HandlerRegistry, allow_no_handlers: bool = False):
+        self.bus_name = bus_name
+        self.handlers = handlers
+        self.allow_no_handlers = allow_no_handlers
+        # A handler returning None gets the same HandledStamp every time: build it once.
+        self._none_stamps: dict[str, HandledStamp] = {}
+
+    def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
+        return self.bind(next)(envelope)
+
+    def bind(self, next: Next) -> Next:
+        """The chain step."""
+        bus_name = self.bus_name
+        for_class = self.handlers.for_class
+        # The registry empties this dict whenever a handler is added.
+        cache = self.handlers.cache_for(bus_name)
+        none_stamps = self._none_stamps
+        run_all = self._run_all
+        last = is_terminal(next)
+
+        def handle(envelope: Envelope) -> Envelope:
+            handlers = cache.get(type(envelope.message))
+            if handlers is None:
+                handlers = for_class(bus_name, type(envelope.message))
+            if not handlers:
+                if self.allow_no_handlers:
+                    return next(envelope)
+                raise NoHandlerForMessageError(
+                    f"no handler for message {type(envelope.message).__qualname__} on bus "
+                    f"{bus_name!r}; register one with @messenger.handler, or route the message "
+                    "to a transport"
+                )
+            stamps = envelope.stamps
+            if len(handlers) == 1 and (
+                not stamps or (len(stamps) == 1 and type(stamps[0]) is BusNameStamp)
+            ):
+                # The common case, unrolled: a fresh dispatch to one handler.
+                only = handlers[0]
+                if only.options.from_transport is None:
+                    try:
+                        result = only.callable(envelope.message)
+                    except Exception as error:
+                        raise HandlerFailedError(envelope, [(only.name, error)]) from error
+                    stamp = none_stamps.get(only.name) if result is None else None
+                    if stamp is None:
+                        stamp = _handled(only, result, none_stamps)
+                    envelope = new_envelope(envelope.message, (*stamps, stamp))
+                    return envelope if last else next(envelope)
+            return next(run_all(envelope, handlers))
+
+        return handle
+
+    def _run_all(self, envelope: Envelope, handlers: tuple[HandlerDescriptor, ...]) -> Envelope:
+        received: str | None = None
+        done: set[str] = set()
+        for each in envelope.stamps:
+            if type(each) is HandledStamp:
+                done.add(each.handler_name)
+            elif type(each) is ReceivedStamp:
+                received = each.transport_name
+        message = envelope.message
+        stamps: list[Stamp] = []
+        failures: list[tuple[str, BaseException]] = []
+        for descriptor in handlers:
+            if descriptor.name in done:
+                continue
+            wanted = descriptor.options.from_transport
+            if wanted is not None and received is not None and wanted != received:
+                continue
+            try:
+                result = descriptor.callable(message)
+            except Exception as error:
+                failures.append((descriptor.name, error))
+                continue
+            stamps.append(_handled(descriptor, result, self._none_stamps))
+        if stamps:
+            envelope = envelope.with_(*stamps)
+        if failures:
+            raise HandlerFailedError(envelope, failures) from failures[0][1]
+        return envelope
+
+
+def _handled(
+    descriptor: HandlerDescriptor, result: Any, cache: dict[str, HandledStamp]
+) -> HandledStamp:
+    stamp = HandledStamp(handler_name=descriptor.name, result=result)
+    if result is None:
+        cache[descriptor.name] = stamp
+    return stamp

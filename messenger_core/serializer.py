@@ -1,0 +1,57 @@
+"""What a serializer is: the mapping between envelopes and :class:`TransportMessage`.
+
+Serializers are published in the ``messenger.serializers`` entry-point group as a
+:class:`SerializerFactory`. They must:
+
+- drop :class:`~messenger_core.stamps.NonSendableStamp` stamps;
+- resolve the message class only through the :class:`MessageTypeRegistry`, never by importing
+  a name found in a header;
+- raise :class:`~messenger_core.errors.MessageDecodingError` for input they cannot decode (a
+  receiver turns that into an :class:`~messenger_core.transport.UndecodableMessage`);
+- encode an :class:`~messenger_core.transport.UndecodableMessage` back to its original body
+  and headers (plus the envelope's stamps), so a parked message keeps its raw form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from messenger_core.envelope import Envelope
+from messenger_core.errors import MessageDecodingError
+from messenger_core.message_types import MessageTypeRegistry
+from messenger_core.transport import TransportMessage, UndecodableMessage
+
+__all__ = ["Serializer", "SerializerFactory", "decode_or_quarantine"]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns envelopes into transport messages and back."""
+
+    def encode(self, envelope: Envelope) -> TransportMessage:
+        """The wire form of ``envelope`` (sendable stamps only)."""
+        ...
+
+    def decode(self, message: TransportMessage) -> Envelope:
+        """The envelope ``message`` was made from; raises ``MessageDecodingError``."""
+        ...
+
+
+class SerializerFactory(Protocol):
+    """Builds a serializer that knows the application's message types."""
+
+    def __call__(self, registry: MessageTypeRegistry, options: Mapping[str, Any]) -> Serializer:
+        """A serializer resolving types through ``registry``, configured by ``options``."""
+        ...
+
+
+def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> Envelope:
+    """Decode ``message``; if it cannot be decoded, wrap its raw form in ``UndecodableMessage``.
+
+    Receivers call this so that one bad entry never stops a worker nor gets lost.
+    """
+    try:
+        return serializer.decode(message)
+    except MessageDecodingError as error:
+        return Envelope(UndecodableMessage(message.body, dict(message.headers), str(error)))

@@ -1,0 +1,204 @@
+"""What a transport is: the wire format, the protocols and the optional capabilities.
+
+A transport moves :class:`TransportMessage` objects (bytes plus string headers); its
+serializer turns envelopes into them and back. A transport plugin implements
+:class:`Transport` (and whichever optional protocols it supports), declares what it can do in
+:class:`TransportCapabilities`, and publishes a :class:`TransportFactory` in the
+``messenger.transports`` entry-point group under each DSN scheme it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from messenger_core.envelope import Envelope
+
+if TYPE_CHECKING:
+    from messenger_core.dsn import Dsn
+    from messenger_core.serializer import Serializer
+
+__all__ = [
+    "BatchSender",
+    "KeepaliveReceiver",
+    "ListableReceiver",
+    "MessageCountAware",
+    "QueueReceiver",
+    "Receiver",
+    "Sender",
+    "SetupableTransport",
+    "Transport",
+    "TransportCapabilities",
+    "TransportFactory",
+    "TransportMessage",
+    "UndecodableMessage",
+]
+
+
+@attrs.frozen
+class TransportMessage:
+    """A message as it travels: an opaque body and string headers.
+
+    ``id`` is set by the transport on messages it received (``None`` before sending).
+    """
+
+    body: bytes
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    id: str | None = None
+
+
+@attrs.frozen
+class UndecodableMessage:
+    """Stands in for a message its serializer could not decode.
+
+    A receiver yields it (in an envelope, with the usual id stamps) instead of raising, so that
+    the worker can park the raw body and headers in the failure transport with ``reason`` and
+    carry on. Serializers encode it back to exactly ``body`` and ``headers``, so a later retry,
+    once the cause is fixed, sees the original bytes.
+    """
+
+    body: bytes
+    headers: Mapping[str, str]
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class TransportCapabilities:
+    """What a transport supports beyond send / get / ack / reject.
+
+    The contract suite in :mod:`messenger_core.testing` runs the tests each flag promises.
+    """
+
+    delay: bool = False
+    """``DelayStamp`` is honoured: a delayed message is not received before its time."""
+    fifo: bool = False
+    """Messages sent one after another by one sender are received in that order."""
+    message_count: bool = False
+    """Implements :class:`MessageCountAware`."""
+    listing: bool = False
+    """Implements :class:`ListableReceiver` (needed for a failure transport's ``failed show``)."""
+    keepalive: bool = False
+    """Implements :class:`KeepaliveReceiver`."""
+    redelivery: bool = False
+    """A message received but never acknowledged (its consumer died) is delivered again."""
+    concurrent_consumers: bool = False
+    """Several consumers (threads or processes) may receive from one queue without loss."""
+    batch_send: bool = False
+    """Implements :class:`BatchSender`."""
+    setup: bool = False
+    """Implements :class:`SetupableTransport`."""
+    queues: bool = False
+    """Implements :class:`QueueReceiver`."""
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Something messages can be sent to."""
+
+    def send(self, envelope: Envelope) -> Envelope:
+        """Store ``envelope``; return it with any stamps the transport adds (e.g. an id)."""
+        ...
+
+
+@runtime_checkable
+class Receiver(Protocol):
+    """Something messages can be received from.
+
+    Each envelope yielded by :meth:`get` must later be passed to :meth:`ack` or :meth:`reject`
+    exactly once, by the same receiver object.
+    """
+
+    def get(self) -> Iterable[Envelope]:
+        """Messages available now (possibly none). May wait briefly for one to arrive."""
+        ...
+
+    def ack(self, envelope: Envelope) -> None:
+        """The message was handled (or re-sent for retry): remove it for good."""
+        ...
+
+    def reject(self, envelope: Envelope) -> None:
+        """Give up on the message: remove it for good without handling it."""
+        ...
+
+
+@runtime_checkable
+class Transport(Sender, Receiver, Protocol):
+    """A sender and a receiver over one queue, with its declared capabilities."""
+
+    capabilities: ClassVar[TransportCapabilities]
+
+    def close(self) -> None:
+        """Release connections. The transport is not used afterwards."""
+        ...
+
+
+@runtime_checkable
+class SetupableTransport(Protocol):
+    """A transport that can create what it needs (tables, streams, exchanges)."""
+
+    def setup(self) -> None:
+        """Create the transport's storage if it does not exist. Safe to call repeatedly."""
+        ...
+
+
+@runtime_checkable
+class MessageCountAware(Protocol):
+    """A receiver that can say how many messages are waiting."""
+
+    def message_count(self) -> int:
+        """The number of messages waiting (delayed ones included), an estimate where noted."""
+        ...
+
+
+@runtime_checkable
+class ListableReceiver(Protocol):
+    """A receiver whose messages can be listed and fetched by id (a failure transport)."""
+
+    def all(self, limit: int | None = None) -> Iterable[Envelope]:
+        """Waiting messages, oldest first, each with a ``TransportMessageIdStamp``."""
+        ...
+
+    def find(self, id: str) -> Envelope | None:
+        """The message with this id, or ``None``. Finding does not reserve it."""
+        ...
+
+
+@runtime_checkable
+class KeepaliveReceiver(Protocol):
+    """A receiver that can extend the reservation of a message whose handler runs long."""
+
+    def keepalive(self, envelope: Envelope, seconds: float | None = None) -> None:
+        """Tell the transport the message is still being worked on."""
+        ...
+
+
+@runtime_checkable
+class BatchSender(Protocol):
+    """A sender that can store several envelopes in one operation."""
+
+    def send_batch(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
+        """Store all ``envelopes`` (all or none where the transport allows); return them sent."""
+        ...
+
+
+@runtime_checkable
+class QueueReceiver(Protocol):
+    """A receiver that can restrict :meth:`Receiver.get` to some of its queues."""
+
+    def get_from_queues(self, queue_names: Sequence[str]) -> Iterable[Envelope]:
+        """Like :meth:`Receiver.get`, but only from ``queue_names``."""
+        ...
+
+
+class TransportFactory(Protocol):
+    """Builds transports for one or more DSN schemes; published as an entry point."""
+
+    def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> Transport:
+        """A transport for ``dsn``.
+
+        ``options`` are the DSN's query options overridden by the configuration's explicit
+        options; raise :class:`~messenger_core.errors.ConfigurationError` for unknown ones.
+        """
+        ...

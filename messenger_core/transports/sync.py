@@ -1,0 +1,78 @@
+"""The ``sync://`` transport: "sending" a message handles it at once, as if just received.
+
+Route a message to a ``sync://`` transport to make the synchronous handling explicit in the
+configuration (and easy to switch to a real transport later): the envelope is re-dispatched on
+its bus with a ``ReceivedStamp``, so ``from_transport`` handlers and receiving middleware
+behave as they do in a worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from messenger_core.dsn import Dsn
+from messenger_core.envelope import Envelope
+from messenger_core.errors import ConfigurationError, TransportError
+from messenger_core.serializer import Serializer
+from messenger_core.stamps import BusNameStamp, ReceivedStamp
+from messenger_core.transport import TransportCapabilities
+
+if TYPE_CHECKING:
+    from messenger_core.app import Messenger
+
+__all__ = ["SyncTransport", "SyncTransportFactory"]
+
+
+class SyncTransport:
+    """Handles every message it is sent, on the bus named by the envelope's ``BusNameStamp``."""
+
+    capabilities: ClassVar[TransportCapabilities] = TransportCapabilities()
+
+    def __init__(self, messenger: Messenger, name: str = "sync") -> None:
+        self.messenger = messenger
+        self.received_stamp = ReceivedStamp(transport_name=name)
+
+    def send(self, envelope: Envelope) -> Envelope:
+        """Dispatch the envelope again, as received: its handlers run now."""
+        bus_stamp = envelope.last(BusNameStamp)
+        bus = self.messenger.get_bus(bus_stamp.bus_name) if bus_stamp else self.messenger.bus
+        return bus.dispatch(envelope.with_(self.received_stamp))
+
+    def get(self) -> Iterable[Envelope]:
+        """A sync transport has nothing to receive."""
+        raise TransportError(
+            "the sync:// transport handles messages when they are sent; it cannot be consumed"
+        )
+
+    def ack(self, envelope: Envelope) -> None:
+        """See :meth:`get`."""
+        raise TransportError("the sync:// transport cannot acknowledge messages")
+
+    def reject(self, envelope: Envelope) -> None:
+        """See :meth:`get`."""
+        raise TransportError("the sync:// transport cannot reject messages")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SyncTransportFactory:
+    """Creates ``sync://`` transports; it needs the application to dispatch on its buses."""
+
+    def __init__(self, messenger: Messenger | None = None) -> None:
+        self.messenger = messenger
+
+    def for_application(self, messenger: Messenger) -> SyncTransportFactory:
+        """A factory bound to ``messenger`` (called by the application before ``create``)."""
+        return SyncTransportFactory(messenger)
+
+    def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> SyncTransport:
+        """A sync transport; it takes no options."""
+        if options:
+            raise ConfigurationError(
+                f"the sync:// transport takes no options, got {sorted(options)}"
+            )
+        if self.messenger is None:
+            raise ConfigurationError("the sync:// transport needs the application: use Messenger")
+        return SyncTransport(self.messenger)
