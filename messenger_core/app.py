@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import logging
 import pkgutil
 import threading
 import types
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from messenger_core.bus import MessageBus
 from messenger_core.config import (
@@ -28,6 +29,7 @@ from messenger_core.handlers import (
     HandlerRegistry,
     handler_options_of,
 )
+from messenger_core.handlers import _options as handler_options
 from messenger_core.handlers import (
     handler as mark,
 )
@@ -52,6 +54,9 @@ from messenger_core.plugins import (
 from messenger_core.routing import Router
 from messenger_core.serializer import Serializer
 from messenger_core.transport import Transport
+
+if TYPE_CHECKING:
+    from messenger_core.worker import Worker
 
 __all__ = ["Messenger"]
 
@@ -147,19 +152,19 @@ class Messenger:
         Inside a class body, it only marks the method: register the class (or an instance)
         afterwards with ``messenger.handler(TheClass)`` or :meth:`register_handlers`.
         """
+        options = handler_options(bus, from_transport, priority, handles, name)
+        marker = mark(
+            bus=bus, from_transport=from_transport, priority=priority, handles=handles, name=name
+        )
 
         def register(obj: F) -> F:
-            marked = mark(
-                bus=bus,
-                from_transport=from_transport,
-                priority=priority,
-                handles=handles,
-                name=name,
-            )(obj)
             if _is_method_in_class_body(obj):
-                return marked
-            self._register(obj, handler_options_of(marked))
-            return marked
+                return marker(obj)
+            # Bound methods and slotted or frozen instances take no attributes: no mark then.
+            with contextlib.suppress(AttributeError):
+                marker(obj)
+            self._register(obj, options)
+            return obj
 
         return register(target) if target is not None else register
 
@@ -175,11 +180,19 @@ class Messenger:
         Marked classes are instantiated with no arguments; classes with marked methods too.
         """
         found: list[HandlerDescriptor] = []
+        # A module named twice (a package and its submodule) or an object bound to two names
+        # is still registered once.
+        seen_modules: set[str] = set()
+        seen: set[int] = set()
         for module in modules:
             for each in _walk_modules(module):
+                if each.__name__ in seen_modules:
+                    continue
+                seen_modules.add(each.__name__)
                 for _, obj in inspect.getmembers(each):
-                    if getattr(obj, "__module__", None) != each.__name__:
+                    if getattr(obj, "__module__", None) != each.__name__ or id(obj) in seen:
                         continue  # imported from elsewhere: its own module registers it
+                    seen.add(id(obj))
                     marked_function = inspect.isfunction(obj) and handler_options_of(obj)
                     if marked_function or (inspect.isclass(obj) and _has_marks(obj)):
                         found += self._register(obj, handler_options_of(obj))
@@ -304,6 +317,8 @@ class Messenger:
         """A serializer by name (default: the configured default, ``json``)."""
         name = name or self.config.serializer
         factory = self.plugins.load(SERIALIZERS_GROUP, name)
+        if isinstance(factory, type):
+            factory = factory()
         return factory(self.registry, {})  # type: ignore[no-any-return]
 
     def _create_transport(self, name: str, config: TransportConfig) -> Transport:
@@ -311,7 +326,10 @@ class Messenger:
             dsn = Dsn.parse(config.dsn)
         except ConfigurationError as error:
             raise ConfigurationError(f"transport {name!r}: {error}") from None
-        factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
+        try:
+            factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"transport {name!r}: {error}") from error.__cause__
         if isinstance(factory, type):
             factory = factory()
         bind = getattr(factory, "for_application", None)
@@ -324,6 +342,19 @@ class Messenger:
             raise ConfigurationError(f"transport {name!r} ({dsn}): {error}") from None
         logger.debug("transport %s created from %s", name, dsn)
         return transport
+
+    # -- consuming --------------------------------------------------------------------------
+    def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
+        """A worker consuming ``transport_names`` (highest priority first).
+
+        ``options`` are those of :class:`~messenger_core.worker.Worker` (``bus``, ``queues``,
+        ``stop_signal``, ``keepalive_interval``); limits are given to ``run()``::
+
+            messenger.worker(["async"]).run(limit=100)
+        """
+        from messenger_core.worker import Worker  # noqa: PLC0415  (worker imports this module)
+
+        return Worker(self, transport_names, **options)
 
     def close(self) -> None:
         """Close every transport that was opened."""

@@ -114,7 +114,8 @@ class MessengerConfig:
                 if name not in self.transports:
                     problems.append(_unknown(f"routing.{message!r}", name, self.transports))
         if problems:
-            raise ConfigurationError("; ".join(problems))
+            # A DSN pasted where a transport name belongs must not show its password.
+            raise ConfigurationError(mask_dsn("; ".join(problems)))
 
     @property
     def bus_names(self) -> list[str]:
@@ -166,16 +167,45 @@ def expand_variables(value: Any, environ: Mapping[str, str] | None = None, path:
 def _make_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
 
-    def string_or(cls: type[Any], field: str) -> Any:
+    # cattrs' defaults convert anything (bool("false") is True, str([...]) is a string): check
+    # instead. Strings that spell a value are accepted, since ${VAR} expansion yields strings.
+    def strict_str(value: Any, _: type[Any]) -> str:
+        if not isinstance(value, str):
+            raise TypeError(f"expected a string, got {type(value).__name__}")
+        return value
+
+    def strict_bool(value: Any, _: type[Any]) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        raise TypeError(f"expected true or false, got {value!r}")
+
+    def strict_int(value: Any, _: type[Any]) -> int:
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise TypeError(f"expected a whole number, got {value!r}")
+        return int(value)
+
+    converter.register_structure_hook(str, strict_str)
+    converter.register_structure_hook(bool, strict_bool)
+    converter.register_structure_hook(int, strict_int)
+
+    def string_or(cls: type[Any], field: str, what: str) -> Any:
         hook = converter.gen_structure_attrs_fromdict(cls)
 
         def structure(value: Any, _: type[Any]) -> Any:
-            return cls(**{field: value}) if isinstance(value, str) else hook(value, cls)
+            if isinstance(value, str):
+                return cls(**{field: value})
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected {what} or a table, got {type(value).__name__}")
+            return hook(value, cls)
 
         return structure
 
-    converter.register_structure_hook(TransportConfig, string_or(TransportConfig, "dsn"))
-    converter.register_structure_hook(MiddlewareConfig, string_or(MiddlewareConfig, "name"))
+    converter.register_structure_hook(TransportConfig, string_or(TransportConfig, "dsn", "a DSN"))
+    converter.register_structure_hook(
+        MiddlewareConfig, string_or(MiddlewareConfig, "name", "a middleware name")
+    )
 
     def routes(value: Any, _: type[Any]) -> list[str]:
         if isinstance(value, str):
@@ -187,6 +217,9 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(lambda t: t == list[str], routes)
     return converter
 
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True}
+_BOOLEANS.update({"false": False, "0": False, "no": False, "off": False})
 
 _converter = _make_converter()
 
@@ -225,7 +258,7 @@ def _format_leaf(exception: BaseException, type_: type[Any] | None) -> str:
         return "; ".join(parts) + (f"; expected one of: {', '.join(known)}" if known else "")
     if isinstance(exception, KeyError):
         return "required key missing"
-    if isinstance(exception, ConfigurationError):
+    if isinstance(exception, ConfigurationError) or str(exception).startswith("expected "):
         return str(exception)
     expected = getattr(type_, "__name__", None) or str(type_)
     return f"expected {expected}: {exception}"

@@ -52,12 +52,14 @@ class Dsn:
     def parse(cls, dsn: str) -> Dsn:
         """Parse ``dsn``; a malformed one raises :class:`ConfigurationError` (password masked)."""
         if not isinstance(dsn, str) or not dsn.strip():
-            raise ConfigurationError(f"a transport DSN must be a non-empty string, got {dsn!r}")
+            got = repr(dsn) if isinstance(dsn, str) else type(dsn).__name__
+            raise ConfigurationError(f"a transport DSN must be a non-empty string, got {got}")
         match = _SCHEME.match(dsn.strip())
         if match is None:
-            raise ConfigurationError(
-                f"malformed DSN {mask_dsn(dsn)!r}: expected scheme://..., for example "
-                "'sqlite:///var/messenger.db' or 'redis://localhost:6379/messages'"
+            raise _malformed(
+                dsn,
+                "expected scheme://..., for example "
+                "'sqlite:///var/messenger.db' or 'redis://localhost:6379/messages'",
             )
         scheme, variant, rest = match.groups()
         rest, _, query = rest.partition("?")
@@ -72,13 +74,11 @@ class Dsn:
         try:
             hosts = tuple(_parse_host(each) for each in authority.split(",") if each)
         except ValueError as error:
-            raise ConfigurationError(f"malformed DSN {mask_dsn(dsn)!r}: {error}") from None
+            raise _malformed(dsn, str(error)) from None
         try:
             options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
         except ValueError:
-            raise ConfigurationError(
-                f"malformed DSN {mask_dsn(dsn)!r}: the query must be name=value pairs joined by &"
-            ) from None
+            raise _malformed(dsn, "the query must be name=value pairs joined by &") from None
         return cls(
             scheme=scheme.lower(),
             variant=variant.lower() if variant else None,
@@ -136,7 +136,9 @@ class Dsn:
 
 def _parse_host(text: str) -> DsnHost:
     if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"bad host {text!r}: no closing ']'")
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
             raise ValueError(f"bad host {text!r}")
@@ -151,9 +153,31 @@ def _parse_host(text: str) -> DsnHost:
     return DsnHost(unquote(host), int(port_text))
 
 
-_CREDENTIALS = re.compile(r"(://[^/@:?#]*:)([^@/?#]*)(@)")
+# The password runs to the *last* '@' before the path (an unencoded '@' in it is common); it
+# stops at whitespace and quotes so that masking never spans two DSNs in one text.
+_CREDENTIALS = re.compile(r"(://[^/@:?#\s'\"]*:)([^/?#\s'\"]*)(@)")
 
 
 def mask_dsn(text: str) -> str:
     """``text`` with any DSN password replaced by ``***`` (for logs and errors)."""
     return _CREDENTIALS.sub(lambda m: m.group(1) + _MASK + m.group(3), text)
+
+
+def _malformed(dsn: str, detail: str) -> ConfigurationError:
+    """The error for a DSN that does not parse, showing nothing that may be a password.
+
+    When the credentials cannot be told apart (no ``scheme://``, or a '/', '?' or '#' before
+    the last '@', which the parser took for the end of the host), everything before that '@'
+    is hidden, and so is the detail, which would quote pieces of it.
+    """
+    head, sep, tail = dsn.partition("://")
+    before, at, after = (tail if sep else dsn).rpartition("@")
+    if at and (not sep or any(c in before for c in "/?#")):
+        shown = f"{head}{sep}***@{after}" if sep else f"***@{after}"
+        if sep:
+            detail = (
+                "percent-encode '/', '?', '#' and '@' in the user name and password "
+                "(the DSN has an '@' after one of them)"
+            )
+        return ConfigurationError(f"malformed DSN {shown!r}: {detail}")
+    return ConfigurationError(f"malformed DSN {mask_dsn(dsn)!r}: {detail}")

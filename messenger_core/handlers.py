@@ -211,7 +211,10 @@ class HandlerRegistry:
             handles = _union_members(annotation) if _is_union(annotation) else (annotation,)
         descriptors = []
         for message_type in handles:
-            if not (isinstance(message_type, type) or message_type == ANY_MESSAGE):
+            # typing.Any is a class since Python 3.11, but no message's MRO contains it.
+            if message_type is Any or not (
+                isinstance(message_type, type) or message_type == ANY_MESSAGE
+            ):
                 raise ConfigurationError(
                     f"handler {name} is annotated with {message_type!r}, which is not a class; "
                     "annotate it with the message class, or pass handles="
@@ -286,8 +289,13 @@ class HandlerRegistry:
     def _lookup(self, bus_name: str, message_class: type[Any]) -> tuple[HandlerDescriptor, ...]:
         matches: list[HandlerDescriptor] = []
         keys: list[type[Any] | str] = [*message_class.__mro__, ANY_MESSAGE]
+        seen: set[int] = set()
         for each in keys:
-            matches.extend(d for d in self._handlers.get(each, []) if d.runs_on(bus_name))
+            for descriptor in self._handlers.get(each, []):
+                # One callable registered for two of the classes (a union annotation): once.
+                if descriptor.runs_on(bus_name) and id(descriptor.callable) not in seen:
+                    seen.add(id(descriptor.callable))
+                    matches.append(descriptor)
         # Stable sort: priority first, then most specific class first, then registration order.
         return tuple(sorted(matches, key=lambda d: -d.options.priority))
 

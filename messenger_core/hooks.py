@@ -43,7 +43,10 @@ class Hooks:
 
     def plugin_names(self) -> list[str]:
         """Names of the registered plugins."""
-        return [name for name, _ in self.manager.list_name_plugin() if name]
+        # Blocked names are registered as None placeholders: they are not plugins.
+        return [
+            name for name, plugin in self.manager.list_name_plugin() if name and plugin is not None
+        ]
 
     # registration hooks
     def register_types(self, registry: MessageTypeRegistry) -> None:

@@ -27,13 +27,16 @@ class _NameTable:
         self._kind = kind
         self.by_name: dict[str, type[Any]] = {}
         self.names: dict[type[Any], str] = {}
+        # Classes registered under their default name only because they were used (a handler,
+        # a route, an encode): an explicit name may still replace it.
+        self._implicit: set[type[Any]] = set()
         self._lock = threading.Lock()
 
     def register(self, cls: type[Any], name: str | None, aliases: tuple[str, ...]) -> None:
         with self._lock:
             current = self.names.get(cls)
             canonical = name or current or type_name_of(cls)
-            if current is not None and current != canonical:
+            if current is not None and current != canonical and cls not in self._implicit:
                 raise ConfigurationError(
                     f"{self._kind} class {type_name_of(cls)} is already registered as "
                     f"{current!r}; register {canonical!r} as an alias instead"
@@ -48,6 +51,10 @@ class _NameTable:
             for each in (canonical, *aliases):
                 self.by_name[each] = cls
             self.names[cls] = canonical
+            if name is None and current is None:
+                self._implicit.add(cls)
+            elif name is not None:
+                self._implicit.discard(cls)
 
     def name_of(self, cls: type[Any]) -> str:
         name = self.names.get(cls)

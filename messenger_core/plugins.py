@@ -3,7 +3,7 @@ the ``messenger.*`` entry-point groups (through stevedore, which imports only wh
 
 An embedding application can hand every factory to :class:`PluginRegistry` explicitly and turn
 entry points off (``autoload=False`` or ``MESSENGER_DISABLE_PLUGIN_AUTOLOAD=1``); the core's own
-built-ins are then still available, registered the same explicit way.
+built-ins (the entry points of the ``messenger-core`` distribution) are then still available.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import Any
 
 import attrs
-from stevedore import DriverManager
+from stevedore import DriverManager, ExtensionManager
 from stevedore.exception import MultipleMatches, NoMatches
 
 from messenger_core.errors import ConfigurationError
@@ -112,6 +112,29 @@ def _reraise(_manager: object, _entry_point: object, error: BaseException) -> No
     raise error
 
 
+CORE_DISTRIBUTION = "messenger-core"
+
+
+def _core_entry_points(group: str) -> list[EntryPointInfo]:
+    """The entry points the core itself declares in ``group`` (its built-ins)."""
+    return [
+        info
+        for info in discover_entry_points(group)
+        if info.distribution is not None
+        and info.distribution.replace("_", "-").lower() == CORE_DISTRIBUTION
+    ]
+
+
+def _load_core(info: EntryPointInfo) -> Any:
+    try:
+        return metadata.EntryPoint(name=info.name, value=info.value, group=info.group).load()
+    except Exception as error:
+        raise ConfigurationError(
+            f"{_KIND[info.group]} {info.name!r} from {info.distribution} failed to import: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
 class PluginRegistry:
     """Resolves names to factories for one application.
 
@@ -145,14 +168,11 @@ class PluginRegistry:
 
     def names(self, group: str) -> list[str]:
         """Every name available in ``group``: explicit ones, then installed entry points."""
-        names = list(self._explicit[group])
-        if self.autoload:
-            names += [
-                info.name
-                for info in discover_entry_points(group)
-                if info.name not in names and info.name not in self.disabled
-            ]
-        return names
+        names = dict.fromkeys(self._explicit[group])
+        for info in discover_entry_points(group) if self.autoload else _core_entry_points(group):
+            if info.name not in self.disabled:
+                names.setdefault(info.name)
+        return list(names)
 
     def load(self, group: str, name: str) -> Any:
         """The factory registered as ``name`` in ``group``; a clear error if there is none."""
@@ -165,6 +185,11 @@ class PluginRegistry:
         return self._loaded[key]
 
     def _load_entry_point(self, group: str, name: str) -> Any:
+        if not self.autoload and name not in self.disabled:
+            # Autoload off blocks third-party plugins; the core's own built-ins stay available.
+            for info in _core_entry_points(group):
+                if info.name == name:
+                    return _load_core(info)
         if not self.autoload or name in self.disabled:
             reason = (
                 f"{DISABLE_AUTOLOAD_VARIABLE} is set"
@@ -185,6 +210,9 @@ class PluginRegistry:
             )
         if not claims:
             raise ConfigurationError(self._not_found(group, name))
+        # stevedore keeps each group's entry points for the life of the process; load from
+        # what was just discovered (a plugin installed or put on sys.path since then).
+        ExtensionManager.ENTRY_POINT_CACHE.pop(group, None)
         try:
             manager: DriverManager[Any] = DriverManager(
                 namespace=group,
@@ -208,7 +236,7 @@ class PluginRegistry:
         listed = ", ".join(sorted(known)) or "none"
         if group == TRANSPORTS_GROUP:
             return (
-                f"no transport for DSN scheme {name!r} (installed: {listed}){hint} "
+                f"no transport for DSN scheme {name!r} (installed: {listed}){hint or '.'} "
                 f"If it comes from a plugin, install it: pip install messenger-transport-{name}"
             )
         return f"no {_KIND[group]} named {name!r} (installed: {listed}){hint}"

@@ -11,9 +11,10 @@ name) once and reuse them.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -23,6 +24,7 @@ __all__ = [
     "DelayStamp",
     "DispatchAfterCurrentBusStamp",
     "ErrorDetailsStamp",
+    "HandledByStamp",
     "HandledStamp",
     "NonSendableStamp",
     "ReceivedStamp",
@@ -113,6 +115,44 @@ class ErrorDetailsStamp(Stamp):
     code: int | str | None = None
     traceback: str | None = None
 
+    MAX_MESSAGE: ClassVar[int] = 2_000
+    MAX_TRACEBACK: ClassVar[int] = 8_000
+    """Brokers limit header sizes (RabbitMQ, Redis entries...): keep the stamp small."""
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> ErrorDetailsStamp:
+        """The details of ``error``; for a handler failure, of the first handler's exception."""
+        cause = error
+        wrapped = getattr(error, "wrapped_exceptions", ())
+        if wrapped:
+            cause = wrapped[0]
+        text = "".join(traceback.format_exception(cause))
+        if len(text) > cls.MAX_TRACEBACK:
+            # Keep the end: the innermost frames and the error itself say the most.
+            text = "...(truncated)\n" + text[-cls.MAX_TRACEBACK :]
+        message = str(error)
+        if len(message) > cls.MAX_MESSAGE:
+            message = message[: cls.MAX_MESSAGE] + "...(truncated)"
+        kind = type(cause)
+        code = getattr(cause, "code", None)
+        return cls(
+            exception_class=f"{kind.__module__}.{kind.__qualname__}",
+            message=message,
+            code=code if isinstance(code, (int, str)) else None,
+            traceback=text,
+        )
+
+
+@attrs.frozen(kw_only=True)
+class HandledByStamp(Stamp):
+    """A handler already handled this message in an earlier attempt: a retry skips it.
+
+    ``HandledStamp`` holds the handler's return value and never leaves the process; this is
+    what travels with a retried message instead.
+    """
+
+    handler_name: str
+
 
 @attrs.frozen(kw_only=True)
 class SentToFailureTransportStamp(Stamp):
@@ -158,6 +198,7 @@ BUILTIN_STAMPS: tuple[type[Stamp], ...] = (
     BusNameStamp,
     DelayStamp,
     HandledStamp,
+    HandledByStamp,
     ReceivedStamp,
     SentStamp,
     TransportMessageIdStamp,

@@ -8,7 +8,7 @@ from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import HandlerFailedError, NoHandlerForMessageError
 from messenger_core.handlers import HandlerDescriptor, HandlerRegistry
 from messenger_core.middleware import MiddlewareContext, Next, is_terminal
-from messenger_core.stamps import BusNameStamp, HandledStamp, ReceivedStamp, Stamp
+from messenger_core.stamps import BusNameStamp, HandledByStamp, HandledStamp, ReceivedStamp, Stamp
 
 __all__ = ["HandleMessageMiddleware"]
 
@@ -83,18 +83,20 @@ class HandleMessageMiddleware:
         received: str | None = None
         done: set[str] = set()
         for each in envelope.stamps:
-            if type(each) is HandledStamp:
+            if type(each) is HandledStamp or type(each) is HandledByStamp:
                 done.add(each.handler_name)
             elif type(each) is ReceivedStamp:
                 received = each.transport_name
         message = envelope.message
         stamps: list[Stamp] = []
         failures: list[tuple[str, BaseException]] = []
+        accepted = False
         for descriptor in handlers:
-            if descriptor.name in done:
-                continue
             wanted = descriptor.options.from_transport
             if wanted is not None and received is not None and wanted != received:
+                continue
+            accepted = True
+            if descriptor.name in done:
                 continue
             try:
                 result = descriptor.callable(message)
@@ -102,6 +104,13 @@ class HandleMessageMiddleware:
                 failures.append((descriptor.name, error))
                 continue
             stamps.append(_handled(descriptor, result, self._none_stamps))
+        if not accepted and not self.allow_no_handlers:
+            # Every handler is for another transport: as with no handler at all, say so rather
+            # than acknowledge a message nothing handled.
+            raise NoHandlerForMessageError(
+                f"no handler for message {type(message).__qualname__} on bus "
+                f"{self.bus_name!r} accepts messages received from transport {received!r}"
+            )
         if stamps:
             envelope = envelope.with_(*stamps)
         if failures:

@@ -15,7 +15,7 @@ from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer
-from messenger_core.stamps import BusNameStamp, ReceivedStamp
+from messenger_core.stamps import BusNameStamp, ReceivedStamp, SentStamp
 from messenger_core.transport import TransportCapabilities
 
 if TYPE_CHECKING:
@@ -32,12 +32,24 @@ class SyncTransport:
     def __init__(self, messenger: Messenger, name: str = "sync") -> None:
         self.messenger = messenger
         self.received_stamp = ReceivedStamp(transport_name=name)
+        self._received_stamps: dict[str, ReceivedStamp] = {}
 
     def send(self, envelope: Envelope) -> Envelope:
-        """Dispatch the envelope again, as received: its handlers run now."""
+        """Dispatch the envelope again, as received: its handlers run now.
+
+        The ``ReceivedStamp`` names the transport the message was sent to (its ``SentStamp``),
+        so that ``from_transport`` handlers for that name run, as in a worker.
+        """
         bus_stamp = envelope.last(BusNameStamp)
         bus = self.messenger.get_bus(bus_stamp.bus_name) if bus_stamp else self.messenger.bus
-        return bus.dispatch(envelope.with_(self.received_stamp))
+        sent = envelope.last(SentStamp)
+        received = self.received_stamp
+        if sent is not None:
+            name = sent.sender_name
+            received = self._received_stamps.get(name) or self._received_stamps.setdefault(
+                name, ReceivedStamp(transport_name=name)
+            )
+        return bus.dispatch(envelope.with_(received))
 
     def get(self) -> Iterable[Envelope]:
         """A sync transport has nothing to receive."""

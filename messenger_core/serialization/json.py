@@ -1,0 +1,516 @@
+"""The core's default serializer, ``json``: messages and stamps as UTF-8 JSON via cattrs.
+
+Wire format (DESIGN.md section 6):
+
+- **body**: the message unstructured by the converter (:func:`make_converter`; its module
+  docstring lists how each Python type is written), as compact UTF-8 JSON. NaN and infinities
+  are refused, since they are not JSON.
+- ``type`` header: the message's registered name (:meth:`MessageTypeRegistry.name_of`).
+- ``Content-Type: application/json``. On input the header may be absent; if present it must be
+  a JSON media type (``application/json``, ``…+json``), so that a message written by another
+  serializer (a PHP ``serialize()`` body, say) fails clearly.
+- one ``X-Message-Stamp-<stamp name>`` header per stamp class, holding a JSON array of the
+  stamps of that class in the order they were added. :class:`NonSendableStamp` subclasses are
+  never written, and a header naming one is ignored on input: such stamps describe the state
+  of one process and must not be injected from the wire. Decoding yields the stamps grouped by
+  class, in header order (the order between stamps of different classes is not kept).
+- stamp headers whose name the registry does not know are kept verbatim in one
+  :class:`UnknownStampsStamp` (added after the decoded stamps) and written back unchanged, so
+  they survive a decode/encode round trip. A stamp of a known class wins over a verbatim header
+  of the same name. Other unknown headers are ignored.
+- an :class:`UndecodableMessage` is written back as its original body and headers, plus the
+  envelope's own sendable stamps (where the original headers already hold a JSON array for the
+  same stamp class, the new stamps are appended to it, so earlier error details are kept), plus
+  an ``X-Message-Decoding-Error`` header with the reason (one line, at most 1000 characters).
+  That header is informational: decoding ignores it.
+
+Every decoding failure raises :class:`MessageDecodingError` naming the message type and, where
+it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``).
+"""
+
+from __future__ import annotations
+
+import json
+import json.encoder
+import json.scanner
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import cattrs
+from cattrs.errors import ClassValidationError, IterableValidationError
+
+from messenger_core.envelope import Envelope
+from messenger_core.errors import ConfigurationError, MessageDecodingError
+from messenger_core.message_types import MessageTypeRegistry, type_name_of
+from messenger_core.serialization._converter import TAG_KEY, json_kind, make_converter
+from messenger_core.stamps import NonSendableStamp, Stamp, UnknownStampsStamp
+from messenger_core.transport import TransportMessage, UndecodableMessage
+
+__all__ = [
+    "CONTENT_TYPE",
+    "DECODING_ERROR_HEADER",
+    "STAMP_HEADER_PREFIX",
+    "TAG_KEY",
+    "JsonSerializer",
+    "JsonSerializerFactory",
+    "make_converter",
+]
+
+CONTENT_TYPE: Final = "application/json"
+STAMP_HEADER_PREFIX: Final = "X-Message-Stamp-"
+DECODING_ERROR_HEADER: Final = "X-Message-Decoding-Error"
+
+_MAX_REASON = 1000
+_MAX_LISTED_ERRORS = 5
+_CACHE_SIZE = 512  # entries per cache; cleared when full
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _not_serializable(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+)
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+# The C encoder and scanner, made once: ``JSONEncoder.encode`` builds a new C encoder on every
+# call and ``JSONDecoder.decode`` runs two regular expressions around the scanner, which together
+# double the cost of a small message. Both fall back to the documented API.
+def _c_codec() -> tuple[Any, Any]:
+    make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    make_scanner = getattr(json.scanner, "c_make_scanner", None)
+    try:
+        # markers (no cycle check), default, string encoder, indent, key and item separators,
+        # sort_keys, skipkeys, allow_nan
+        encoder = make_encoder and make_encoder(
+            None,
+            _not_serializable,
+            json.encoder.encode_basestring,
+            None,
+            ":",
+            ",",
+            False,
+            False,
+            False,
+        )
+        scanner = make_scanner and make_scanner(_decoder)
+    except TypeError:  # another Python's private signature: use the public API
+        return None, None
+    return encoder, scanner
+
+
+_c_encoder, _c_scan = _c_codec()
+
+
+def _dumps(value: Any) -> str:
+    """Compact JSON, non-ASCII characters kept as they are (the body is UTF-8)."""
+    if _c_encoder is not None:
+        return "".join(_c_encoder(value, 0))
+    return _encoder.encode(value)
+
+
+def _loads(text: str) -> Any:
+    """The value of a JSON document; ``ValueError`` (a ``JSONDecodeError``) if it is not one."""
+    if _c_scan is not None:
+        try:
+            value, end = _c_scan(text, 0)
+        except StopIteration:
+            pass  # let the decoder explain (or skip leading whitespace)
+        else:
+            if end == len(text):
+                return value
+    return _decoder.decode(text)
+
+
+_Unstructure = Callable[[Any], Any]
+_Structure = Callable[[Any, Any], Any]
+
+
+class _StampEncoder:
+    """How one stamp class is written: its header name and unstructure function."""
+
+    __slots__ = ("header", "unstructure")
+
+    def __init__(self, header: str | None, unstructure: _Unstructure) -> None:
+        self.header = header  # None: not sent (non-sendable, or written verbatim)
+        self.unstructure = unstructure
+
+
+class _StampHeader:
+    """How one known stamp header is read, with the stamps recently decoded from its values."""
+
+    __slots__ = ("cls", "decoded", "structure")
+
+    def __init__(self, cls: type[Stamp], structure: _Structure | None) -> None:
+        self.cls = cls
+        self.structure = structure  # None: ignored (a non-sendable stamp)
+        self.decoded: dict[str, tuple[Stamp, ...]] = {}
+
+
+class JsonSerializer:
+    """Encodes envelopes as JSON transport messages and back; see the module docstring.
+
+    ``registry`` names message and stamp classes; nothing is ever imported from a header.
+    ``converter`` defaults to :func:`make_converter`; pass one made by it with hooks of your own
+    added to support more types. Per-class functions are built on first use and cached.
+
+    Stamps are values, and the same ones travel again and again (a bus name, transport names):
+    the JSON of a stamp object is kept for a while and reused when the same object is encoded
+    again, and the stamps decoded from a header value are reused for an equal value. Only
+    hashable (immutable) stamps are remembered; the caches are bounded.
+    """
+
+    def __init__(
+        self, registry: MessageTypeRegistry, *, converter: cattrs.Converter | None = None
+    ) -> None:
+        self._registry = registry
+        self._converter = converter if converter is not None else make_converter()
+        self._message_encoders: dict[type[Any], tuple[str, _Unstructure]] = {}
+        self._message_decoders: dict[type[Any], _Structure] = {}
+        self._stamp_encoders: dict[type[Any], _StampEncoder] = {}
+        self._stamp_headers: dict[str, _StampHeader] = {}
+        # id(stamp) -> (stamp, its JSON); holding the stamp keeps its id from being reused.
+        self._stamp_json: dict[int, tuple[Stamp, str]] = {}
+
+    @property
+    def converter(self) -> cattrs.Converter:
+        """The cattrs converter in use."""
+        return self._converter
+
+    # -- encoding ---------------------------------------------------------------------------
+
+    def encode(self, envelope: Envelope) -> TransportMessage:
+        """The wire form of ``envelope``.
+
+        Raises ``TypeError``/``ValueError`` for values that cannot be written as JSON, and
+        ``ConfigurationError`` for a class with field types the converter cannot handle.
+        """
+        message = envelope.message
+        cls = message.__class__
+        encoder = self._message_encoders.get(cls)
+        if encoder is None:
+            if cls is UndecodableMessage:
+                return self._encode_undecodable(message, envelope.stamps)
+            encoder = self._message_encoder(cls)
+        name, unstructure = encoder
+        headers = {"type": name, "Content-Type": CONTENT_TYPE}
+        if envelope.stamps:
+            groups, verbatim = self._group_stamps(envelope.stamps)
+            for header, items in groups.items():
+                headers[header] = "[" + ",".join(items) + "]"
+            for header, value in verbatim.items():
+                headers.setdefault(header, value)
+        try:
+            body = _dumps(unstructure(message)).encode()
+        except (TypeError, ValueError) as error:
+            error.add_note(f"while encoding message {name!r} as JSON")
+            raise
+        return TransportMessage(body, headers)
+
+    def _message_encoder(self, cls: type[Any]) -> tuple[str, _Unstructure]:
+        name = self._registry.name_of(cls)
+        try:
+            unstructure = self._converter.get_unstructure_hook(cls)
+            # Built now as well so that a class that could not be read back fails on the
+            # sending side, at its first message, instead of on every receiver.
+            self._converter.get_structure_hook(cls)
+        except Exception as error:
+            raise ConfigurationError(
+                f"the json serializer cannot handle message class {type_name_of(cls)}: {error}"
+            ) from error
+        self._message_encoders[cls] = (name, unstructure)
+        return name, unstructure
+
+    def _group_stamps(self, stamps: Iterable[Stamp]) -> tuple[dict[str, list[str]], dict[str, str]]:
+        """The JSON of each sendable stamp by header (in order), and verbatim unknown headers."""
+        groups: dict[str, list[str]] = {}
+        verbatim: dict[str, str] = {}
+        cache = self._stamp_json
+        for stamp in stamps:
+            cls = stamp.__class__
+            encoder = self._stamp_encoders.get(cls) or self._stamp_encoder(cls)
+            header = encoder.header
+            if header is None:
+                if cls is UnknownStampsStamp:
+                    for name, value in stamp.headers.items():  # type: ignore[attr-defined]
+                        if name.startswith(STAMP_HEADER_PREFIX):
+                            verbatim[name] = value
+                continue
+            cached = cache.get(id(stamp))
+            if cached is not None and cached[0] is stamp:
+                text = cached[1]
+            else:
+                text = _dumps(encoder.unstructure(stamp))
+                if _is_hashable(stamp):  # a mutable stamp may change before its next use
+                    if len(cache) >= _CACHE_SIZE:
+                        cache.clear()
+                    cache[id(stamp)] = (stamp, text)
+            items = groups.get(header)
+            if items is None:
+                groups[header] = [text]
+            else:
+                items.append(text)
+        return groups, verbatim
+
+    def _stamp_encoder(self, cls: type[Any]) -> _StampEncoder:
+        if issubclass(cls, NonSendableStamp) or cls is UnknownStampsStamp:
+            encoder = _StampEncoder(None, _unused)
+        else:
+            header = STAMP_HEADER_PREFIX + self._registry.stamp_name_of(cls)
+            try:
+                unstructure = self._converter.get_unstructure_hook(cls)
+                self._converter.get_structure_hook(cls)
+            except Exception as error:
+                raise ConfigurationError(
+                    f"the json serializer cannot handle stamp class {type_name_of(cls)}: {error}"
+                ) from error
+            encoder = _StampEncoder(header, unstructure)
+        self._stamp_encoders[cls] = encoder
+        return encoder
+
+    def _encode_undecodable(
+        self, message: UndecodableMessage, stamps: tuple[Stamp, ...]
+    ) -> TransportMessage:
+        headers = dict(message.headers)
+        groups, verbatim = self._group_stamps(stamps)
+        for header, items in groups.items():
+            previous = [_dumps(item) for item in _previous_items(headers.get(header))]
+            headers[header] = "[" + ",".join(previous + items) + "]"
+        headers.update(verbatim)
+        reason = " ".join(message.reason.split())
+        if len(reason) > _MAX_REASON:
+            reason = reason[: _MAX_REASON - 3] + "..."
+        headers[DECODING_ERROR_HEADER] = reason
+        return TransportMessage(message.body, headers)
+
+    # -- decoding ---------------------------------------------------------------------------
+
+    def decode(self, message: TransportMessage) -> Envelope:
+        """The envelope ``message`` was made from; raises ``MessageDecodingError``."""
+        headers = message.headers
+        type_name = headers.get("type")
+        if type_name is None:
+            type_name = _header_ignoring_case(headers, "type")
+            if type_name is None:
+                raise MessageDecodingError("the 'type' header is missing")
+        cls = self._registry.resolve(type_name)
+        if cls is None:
+            raise MessageDecodingError(
+                "this message type is not registered (register its class, or this name as an "
+                "alias of it, in the MessageTypeRegistry)",
+                type_name=type_name,
+            )
+        content_type = headers.get("Content-Type")
+        if content_type is not None and content_type != CONTENT_TYPE:
+            _check_content_type(content_type, type_name)
+        # Just "type" and "Content-Type": no stamp headers to look for.
+        simple = len(headers) == 2 and content_type is not None
+        structure = self._message_decoders.get(cls) or self._message_decoder(cls, type_name)
+        try:
+            text = str(message.body, "utf-8")
+        except (UnicodeDecodeError, TypeError) as error:
+            raise MessageDecodingError(
+                f"the body is not UTF-8 ({error})", type_name=type_name
+            ) from None
+        try:
+            data = _loads(text)
+        except (ValueError, RecursionError) as error:
+            raise MessageDecodingError(
+                f"the body is not JSON ({error})", type_name=type_name
+            ) from None
+        try:
+            decoded = structure(data, cls)
+        except Exception as error:
+            raise _structure_error(error, type_name, "") from None
+        if simple:
+            return Envelope(decoded)
+        return Envelope(decoded, self._decode_stamps(headers, type_name))
+
+    def _message_decoder(self, cls: type[Any], type_name: str) -> _Structure:
+        try:
+            structure = self._converter.get_structure_hook(cls)
+        except Exception as error:
+            # A receiver turns this into an UndecodableMessage: parked, not lost.
+            raise MessageDecodingError(
+                f"the json serializer cannot handle class {type_name_of(cls)}: {error}",
+                type_name=type_name,
+            ) from error
+        self._message_decoders[cls] = structure
+        return structure
+
+    def _decode_stamps(self, headers: Mapping[str, str], type_name: str) -> list[Stamp]:
+        stamps: list[Stamp] = []
+        unknown: dict[str, str] | None = None
+        known = self._stamp_headers
+        for header, value in headers.items():
+            entry = known.get(header)
+            if entry is None:
+                if not header.startswith(STAMP_HEADER_PREFIX):
+                    continue
+                entry = self._stamp_header(header, type_name)
+                if entry is None:
+                    if unknown is None:
+                        unknown = {}
+                    unknown[header] = value
+                    continue
+            decoded = entry.decoded.get(value)
+            if decoded is None:
+                if entry.structure is None:
+                    continue
+                decoded = self._decode_stamp_header(entry, header, value, type_name)
+            stamps += decoded
+        if unknown is not None:
+            stamps.append(UnknownStampsStamp(headers=unknown))
+        return stamps
+
+    def _stamp_header(self, header: str, type_name: str) -> _StampHeader | None:
+        """How to read ``header``, or ``None`` if it names no registered stamp class."""
+        cls = self._registry.resolve_stamp(header[len(STAMP_HEADER_PREFIX) :])
+        if cls is None:
+            return None  # not remembered: the class may be registered later
+        structure: _Structure | None = None
+        if not issubclass(cls, NonSendableStamp) and cls is not UnknownStampsStamp:
+            try:
+                structure = self._converter.get_structure_hook(cls)
+            except Exception as error:
+                raise MessageDecodingError(
+                    f"the json serializer cannot handle stamp class {type_name_of(cls)}: {error}",
+                    type_name=type_name,
+                ) from error
+        entry = self._stamp_headers[header] = _StampHeader(cls, structure)
+        return entry
+
+    def _decode_stamp_header(
+        self, entry: _StampHeader, header: str, value: str, type_name: str
+    ) -> tuple[Stamp, ...]:
+        structure, cls = entry.structure, entry.cls
+        assert structure is not None
+        try:
+            items = _loads(value)
+        except (ValueError, TypeError, RecursionError) as error:
+            raise MessageDecodingError(
+                f"the stamp header is not JSON ({error})", type_name=type_name, field=header
+            ) from None
+        if items.__class__ is not list:
+            raise MessageDecodingError(
+                f"the stamp header holds {json_kind(items)}, expected a JSON array",
+                type_name=type_name,
+                field=header,
+            )
+        decoded: list[Stamp] = []
+        for index, item in enumerate(items):
+            try:
+                decoded.append(structure(item, cls))
+            except Exception as error:
+                raise _structure_error(error, type_name, f"{header}[{index}]") from None
+        stamps = tuple(decoded)
+        if not _is_hashable(stamps):  # only immutable stamps may be shared between envelopes
+            return stamps
+        if len(entry.decoded) >= _CACHE_SIZE:
+            entry.decoded.clear()
+        entry.decoded[value] = stamps
+        return stamps
+
+
+def _unused(_: Any) -> Any:  # pragma: no cover - never called (header is None)
+    raise AssertionError("unreachable")
+
+
+class JsonSerializerFactory:
+    """The ``json`` entry of the ``messenger.serializers`` group.
+
+    It takes no options: any option is a :class:`ConfigurationError` naming it.
+    """
+
+    def __call__(self, registry: MessageTypeRegistry, options: Mapping[str, Any]) -> JsonSerializer:
+        """A :class:`JsonSerializer` over ``registry``."""
+        if options:
+            names = ", ".join(repr(name) for name in sorted(options))
+            raise ConfigurationError(
+                f"unknown option(s) for the json serializer: {names}; it takes no options"
+            )
+        return JsonSerializer(registry)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def _is_hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _header_ignoring_case(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _check_content_type(content_type: str, type_name: str) -> None:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type != CONTENT_TYPE and not media_type.endswith("+json"):
+        raise MessageDecodingError(
+            f"the Content-Type is {content_type!r}, not JSON (was this message written by "
+            "another serializer?)",
+            type_name=type_name,
+        )
+
+
+def _previous_items(value: str | None) -> list[Any]:
+    """The stamps already in an original header, when it holds a JSON array."""
+    if value is None:
+        return []
+    try:
+        items = _loads(value)
+    except (ValueError, TypeError, RecursionError):
+        return []
+    return items if items.__class__ is list else []
+
+
+def _leaf_errors(error: BaseException, path: str) -> list[tuple[str, str]]:
+    """Each elementary failure inside a cattrs validation error, with its field path."""
+    if isinstance(error, ClassValidationError):
+        with_notes, without = error.group_exceptions()
+        found: list[tuple[str, str]] = []
+        for sub, note in with_notes:
+            found += _leaf_errors(sub, f"{path}.{note.name}" if path else note.name)
+        for sub in without:
+            found += _leaf_errors(sub, path)
+        return found
+    if isinstance(error, IterableValidationError):
+        found = []
+        for sub, item_note in error.group_exceptions()[0]:
+            found += _leaf_errors(sub, f"{path}[{item_note.index!r}]")
+        for sub in error.group_exceptions()[1]:
+            found += _leaf_errors(sub, path)
+        return found
+    return [(path, _describe(error))]
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return "required field missing"
+    if isinstance(error, TypeError | ValueError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _structure_error(error: Exception, type_name: str, base: str) -> MessageDecodingError:
+    """A ``MessageDecodingError`` for the first failure in ``error``, listing a few others."""
+    leaves = _leaf_errors(error, base) or [(base, _describe(error))]
+    path, reason = leaves[0]
+    others = [f"{p or '(top level)'}: {r}" for p, r in leaves[1 : 1 + _MAX_LISTED_ERRORS]]
+    if others:
+        more = len(leaves) - 1 - len(others)
+        reason += "; also " + "; ".join(others) + (f"; and {more} more" if more else "")
+    return MessageDecodingError(reason, type_name=type_name, field=path or None)

@@ -1,0 +1,33 @@
+"""Test helpers for applications and plugins (needs pytest).
+
+:class:`TransportContract` is the contract suite every transport passes; see
+:mod:`messenger_core.testing.contract` for how a transport's tests use it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+# Plain asserts in the suite should explain themselves like the tests' own asserts do; this
+# only works if registered before the module is imported.
+pytest.register_assert_rewrite("messenger_core.testing.contract")
+
+from messenger_core.testing.contract import (  # noqa: E402
+    POISON_BODY,
+    ContractMessage,
+    PoisonInjectingSerializer,
+    PoisonMessage,
+    TransportContract,
+    TransportPool,
+    make_contract_serializer,
+)
+
+__all__ = [
+    "POISON_BODY",
+    "ContractMessage",
+    "PoisonInjectingSerializer",
+    "PoisonMessage",
+    "TransportContract",
+    "TransportPool",
+    "make_contract_serializer",
+]

@@ -1,0 +1,493 @@
+"""The worker: receives messages from transports, dispatches them, and settles each one.
+
+A message leaves its transport only once it was handled (ack), re-sent for retry, or stored
+in the failure transport (reject). If storing the retry copy or the failure copy fails, the
+original is left alone (it comes back when its reservation expires) and the worker backs off:
+nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from messenger_core.bus import MessageBus
+from messenger_core.config import RetryStrategyConfig
+from messenger_core.envelope import Envelope
+from messenger_core.errors import (
+    ConfigurationError,
+    HandlerFailedError,
+    MessageDecodingError,
+    RecoverableMessageError,
+)
+from messenger_core.retry import (
+    RetryStrategy,
+    find_error,
+    is_unrecoverable,
+    retry_count_of,
+    retry_strategy_from_config,
+)
+from messenger_core.stamps import (
+    BusNameStamp,
+    ConsumedByWorkerStamp,
+    DelayStamp,
+    ErrorDetailsStamp,
+    HandledByStamp,
+    HandledStamp,
+    NonSendableStamp,
+    ReceivedStamp,
+    RedeliveryStamp,
+    SentToFailureTransportStamp,
+    Stamp,
+)
+from messenger_core.stop_signal import FileStopSignal, StopSignal
+from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
+
+if TYPE_CHECKING:
+    from messenger_core.app import Messenger
+
+__all__ = ["Worker", "WorkerInterrupted", "WorkerLimits", "WorkerStats", "parse_memory_limit"]
+
+logger = logging.getLogger("messenger.worker")
+
+HISTORY = 3
+"""Retries keep this many ``RedeliveryStamp`` / ``ErrorDetailsStamp`` of the past attempts:
+header sizes are limited on most brokers."""
+
+_MAX_BACKOFF = 30.0
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_memory_limit(value: str | int) -> int:
+    """``"128M"`` (K, M, G; a bare number is bytes) as a number of bytes."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().removesuffix("B")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    number = text[: len(text) - len(unit)]
+    if not number.isdigit():
+        raise ConfigurationError(f"memory limit {value!r} is not like 128M, 1G or 500000")
+    return int(number) * _UNITS[unit]
+
+
+class WorkerInterrupted(BaseException):
+    """A second SIGTERM/SIGINT: stop now, without settling the current message.
+
+    A ``BaseException`` so that handlers catching ``Exception`` do not swallow it.
+    """
+
+
+@attrs.frozen(kw_only=True)
+class WorkerLimits:
+    """When a worker stops on its own (``None``: never for that reason)."""
+
+    limit: int | None = None
+    """Messages received (handled or failed)."""
+    failure_limit: int | None = None
+    """Messages that failed (retried or parked)."""
+    memory_limit: int | None = None
+    """Peak resident memory of the process, in bytes."""
+    time_limit: float | None = None
+    """Seconds since the worker started."""
+
+
+@attrs.define
+class WorkerStats:
+    """What a worker did; updated as it runs."""
+
+    received: int = 0
+    handled: int = 0
+    failed: int = 0
+    retried: int = 0
+    started_at: float = attrs.field(factory=time.time)
+    stop_reason: str | None = None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the worker started."""
+        return time.time() - self.started_at
+
+
+class Worker:
+    """Consumes the named transports, highest priority first.
+
+    After every message the worker starts again from the first transport, so a busy
+    high-priority transport is always served first.
+    """
+
+    def __init__(
+        self,
+        messenger: Messenger,
+        transport_names: Sequence[str],
+        *,
+        bus: str | None = None,
+        queues: Sequence[str] | None = None,
+        stop_signal: StopSignal | None = None,
+        keepalive_interval: float | None = None,
+    ) -> None:
+        if not transport_names:
+            raise ConfigurationError("a worker needs at least one transport to consume")
+        self.messenger = messenger
+        self.transport_names = list(transport_names)
+        self.receivers: list[tuple[str, Receiver]] = []
+        for name in self.transport_names:
+            receiver = messenger.get_transport(name)
+            if queues and not isinstance(receiver, QueueReceiver):
+                raise ConfigurationError(f"transport {name!r} cannot consume selected queues")
+            self.receivers.append((name, receiver))
+        self.forced_bus: MessageBus | None = messenger.get_bus(bus) if bus else None
+        self.queues = list(queues) if queues else None
+        self.stop_signal = stop_signal or FileStopSignal()
+        self.keepalive_interval = keepalive_interval
+        self.stats = WorkerStats()
+        self._retry: dict[str, RetryStrategy] = {}
+        self._stopping = False
+        self._backoff = 0.0
+        self._received_stamps = {
+            name: (ReceivedStamp(transport_name=name), ConsumedByWorkerStamp())
+            for name in self.transport_names
+        }
+        self._keepalive: _Keepalive | None = None
+        self.on_message: Callable[[Worker], None] | None = None
+        """Called after every message (the command line's live status line uses it)."""
+
+    # -- running ----------------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        limit: int | None = None,
+        failure_limit: int | None = None,
+        memory_limit: str | int | None = None,
+        time_limit: float | None = None,
+        sleep: float = 1.0,
+        handle_signals: bool | None = None,
+    ) -> WorkerStats:
+        """Consume until a limit is reached, :meth:`stop` is called, or a stop is requested.
+
+        With ``handle_signals`` (default: when running in the main thread) SIGTERM and SIGINT
+        stop the worker after the current message; a second one stops it at once.
+        """
+        limits = WorkerLimits(
+            limit=limit,
+            failure_limit=failure_limit,
+            memory_limit=parse_memory_limit(memory_limit) if memory_limit is not None else None,
+            time_limit=time_limit,
+        )
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
+        previous = self._install_signal_handlers() if handle_signals else {}
+        self.stats = WorkerStats()
+        self._stopping = False
+        hooks = self.messenger.hooks
+        hooks.worker_started(self)
+        logger.info("worker consuming %s", ", ".join(self.transport_names))
+        try:
+            while not self._stopping:
+                if self._consume_once(limits):
+                    continue
+                if self._stopping:
+                    break
+                hooks.worker_idle(self)
+                self._check_limits(limits)
+                if not self._stopping:
+                    time.sleep(sleep)
+        except WorkerInterrupted:
+            self.stats.stop_reason = "interrupted"
+            logger.warning("worker interrupted; the current message was not acknowledged")
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if self._keepalive:
+                self._keepalive.stop()
+            hooks.worker_stopped(self)
+            logger.info(
+                "worker stopped (%s): %d handled, %d failed",
+                self.stats.stop_reason or "stopped",
+                self.stats.handled,
+                self.stats.failed,
+            )
+        return self.stats
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop after the current message."""
+        if not self._stopping:
+            self._stopping = True
+            self.stats.stop_reason = reason
+
+    def _consume_once(self, limits: WorkerLimits) -> bool:
+        """One pass over the receivers; True if a message was received."""
+        for name, receiver in self.receivers:
+            envelopes: Iterable[Envelope] = (
+                receiver.get_from_queues(self.queues)  # type: ignore[attr-defined]
+                if self.queues
+                else receiver.get()
+            )
+            received = False
+            for envelope in envelopes:
+                received = True
+                self.handle(envelope, name, receiver)
+                self._check_limits(limits)
+                if self.on_message is not None:
+                    self.on_message(self)
+                if self._stopping:
+                    return True
+            if received:
+                return True
+        return False
+
+    def _check_limits(self, limits: WorkerLimits) -> None:
+        stats = self.stats
+        if limits.limit is not None and stats.received >= limits.limit:
+            self.stop(f"message limit of {limits.limit} reached")
+        elif limits.failure_limit is not None and stats.failed >= limits.failure_limit:
+            self.stop(f"failure limit of {limits.failure_limit} reached")
+        elif limits.time_limit is not None and stats.elapsed >= limits.time_limit:
+            self.stop(f"time limit of {limits.time_limit:g}s reached")
+        elif limits.memory_limit is not None and _peak_memory() >= limits.memory_limit:
+            self.stop(f"memory limit of {limits.memory_limit} bytes reached")
+        elif self.stop_signal.requested_since(stats.started_at):
+            self.stop("stop-workers was requested")
+
+    # -- one message ------------------------------------------------------------------------
+    def handle(self, envelope: Envelope, transport_name: str, receiver: Receiver) -> None:
+        """Dispatch one received envelope and settle it with its receiver."""
+        hooks = self.messenger.hooks
+        self.stats.received += 1
+        envelope = envelope.with_(*self._received_stamps[transport_name])
+        hooks.message_received(envelope, transport_name)
+        if isinstance(envelope.message, UndecodableMessage):
+            error = MessageDecodingError(envelope.message.reason)
+            self._failed(envelope, transport_name, receiver, error, envelope)
+            return
+        keepalive = self._watch(envelope, receiver)
+        try:
+            handled = self._bus_for(envelope).dispatch(envelope)
+        except Exception as error:
+            failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
+            self._failed(envelope, transport_name, receiver, error, failed)
+            return
+        finally:
+            if keepalive:
+                keepalive.clear()
+        receiver.ack(envelope)
+        self.stats.handled += 1
+        self._backoff = 0.0
+        hooks.message_handled(handled, transport_name)
+
+    def _bus_for(self, envelope: Envelope) -> MessageBus:
+        if self.forced_bus is not None:
+            return self.forced_bus
+        stamp = envelope.last(BusNameStamp)
+        return self.messenger.get_bus(stamp.bus_name) if stamp else self.messenger.bus
+
+    def _failed(
+        self,
+        envelope: Envelope,
+        transport_name: str,
+        receiver: Receiver,
+        error: BaseException,
+        failed: Envelope,
+    ) -> None:
+        """Retry the message, or park it in the failure transport; then reject the original."""
+        self.stats.failed += 1
+        hooks = self.messenger.hooks
+        retry = self._should_retry(transport_name, failed, error)
+        hooks.message_failed(failed, transport_name, error, retry)
+        try:
+            if retry:
+                copy = self._retry_copy(transport_name, failed, error)
+                self.messenger.get_transport(transport_name).send(copy)
+                self.stats.retried += 1
+                hooks.message_retried(copy, transport_name, retry_count_of(copy))
+                logger.warning(
+                    "%s from %s failed, retry %d: %s",
+                    _describe(envelope),
+                    transport_name,
+                    retry_count_of(copy),
+                    error,
+                )
+            else:
+                self._park(transport_name, failed, error)
+        except Exception as storing_error:
+            # Leave the original reserved: it comes back later. Never drop it.
+            self._backoff = min(_MAX_BACKOFF, max(1.0, self._backoff * 2))
+            logger.error(
+                "%s from %s failed (%s) and could not be %s: %s; it stays on %s and comes "
+                "back later; backing off %.0fs",
+                _describe(envelope),
+                transport_name,
+                error,
+                "re-sent for retry" if retry else "stored in the failure transport",
+                storing_error,
+                transport_name,
+                self._backoff,
+            )
+            time.sleep(self._backoff)
+            return
+        receiver.reject(envelope)
+
+    def _should_retry(self, transport_name: str, envelope: Envelope, error: BaseException) -> bool:
+        if isinstance(error, MessageDecodingError) or is_unrecoverable(error):
+            return False
+        if find_error(error, RecoverableMessageError) is not None:
+            return True
+        return self._strategy(transport_name).is_retryable(envelope, error)
+
+    def _strategy(self, transport_name: str) -> RetryStrategy:
+        strategy = self._retry.get(transport_name)
+        if strategy is None:
+            config = self.messenger.config.transports.get(transport_name)
+            strategy = retry_strategy_from_config(
+                config.retry_strategy if config else _DEFAULT_RETRY
+            )
+            self._retry[transport_name] = strategy
+        return strategy
+
+    def _retry_copy(
+        self, transport_name: str, envelope: Envelope, error: BaseException
+    ) -> Envelope:
+        delay = self._strategy(transport_name).waiting_time_ms(envelope, error)
+        handled = tuple(
+            HandledByStamp(handler_name=s.handler_name) for s in envelope.all(HandledStamp)
+        )
+        return _with_history(
+            _sendable(envelope).without_all(DelayStamp),
+            DelayStamp(delay_ms=delay),
+            RedeliveryStamp(retry_count=retry_count_of(envelope) + 1, redelivered_at=_now()),
+            ErrorDetailsStamp.from_exception(error),
+            *handled,
+        )
+
+    def _park(self, transport_name: str, envelope: Envelope, error: BaseException) -> None:
+        failure_name = self.failure_transport_for(transport_name)
+        if failure_name is None:
+            logger.error(
+                "%s from %s failed for good and no failure transport is configured; "
+                "it is rejected: %s",
+                _describe(envelope),
+                transport_name,
+                error,
+            )
+            return
+        copy = _sendable(envelope).without_all(DelayStamp)
+        if copy.last(SentToFailureTransportStamp) is None:
+            copy = copy.with_(SentToFailureTransportStamp(original_receiver_name=transport_name))
+        copy = _with_history(copy, ErrorDetailsStamp.from_exception(error))
+        self.messenger.get_transport(failure_name).send(copy)
+        logger.error(
+            "%s from %s failed for good and was stored in failure transport %s: %s",
+            _describe(envelope),
+            transport_name,
+            failure_name,
+            error,
+        )
+
+    def failure_transport_for(self, transport_name: str) -> str | None:
+        """The failure transport of ``transport_name`` (its own, else the global one)."""
+        config = self.messenger.config
+        own = config.transports.get(transport_name)
+        return (own.failure_transport if own else None) or config.failure_transport
+
+    # -- keepalive --------------------------------------------------------------------------
+    def _watch(self, envelope: Envelope, receiver: Receiver) -> _Keepalive | None:
+        if not self.keepalive_interval or not isinstance(receiver, KeepaliveReceiver):
+            return None
+        if self._keepalive is None:
+            self._keepalive = _Keepalive(self.keepalive_interval)
+        self._keepalive.watch(envelope, receiver)
+        return self._keepalive
+
+    # -- signals ----------------------------------------------------------------------------
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if self._stopping:
+                raise WorkerInterrupted(signal.Signals(signum).name)
+            logger.info(
+                "%s received: stopping after the current message (again to stop at once)",
+                signal.Signals(signum).name,
+            )
+            self.stop(f"{signal.Signals(signum).name} received")
+
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, on_signal)
+        return previous
+
+
+class _Keepalive:
+    """One background thread that keeps the current message's reservation alive."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._current: tuple[Envelope, KeepaliveReceiver, float] | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="messenger-keepalive", daemon=True)
+        self._thread.start()
+
+    def watch(self, envelope: Envelope, receiver: KeepaliveReceiver) -> None:
+        with self._lock:
+            self._current = (envelope, receiver, time.monotonic())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._current = None
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self.interval / 2):
+            with self._lock:
+                current = self._current
+            if current is None or time.monotonic() - current[2] < self.interval:
+                continue
+            envelope, receiver, _ = current
+            try:
+                receiver.keepalive(envelope, self.interval * 2)
+            except Exception as error:
+                logger.warning("keepalive for %s failed: %s", _describe(envelope), error)
+
+
+_DEFAULT_RETRY = RetryStrategyConfig()
+
+
+def _sendable(envelope: Envelope) -> Envelope:
+    return envelope.without_stamps_of(NonSendableStamp)
+
+
+def _with_history(envelope: Envelope, *stamps: Stamp) -> Envelope:
+    """Add ``stamps``, keeping only the newest ``HISTORY`` redelivery and error stamps."""
+    envelope = envelope.with_(*stamps)
+    for kind in (RedeliveryStamp, ErrorDetailsStamp):
+        kept = envelope.all(kind)
+        if len(kept) > HISTORY:
+            drop = set(map(id, kept[:-HISTORY]))
+            envelope = Envelope(envelope.message, [s for s in envelope.stamps if id(s) not in drop])
+    return envelope
+
+
+def _describe(envelope: Envelope) -> str:
+    message = envelope.message
+    if isinstance(message, UndecodableMessage):
+        return f"undecodable message ({message.headers.get('type', 'no type header')})"
+    return type(message).__qualname__
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _peak_memory() -> int:
+    # ru_maxrss is in kilobytes on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
