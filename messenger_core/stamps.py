@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import attrs
@@ -114,6 +114,7 @@ class ErrorDetailsStamp(Stamp):
     message: str
     code: int | str | None = None
     traceback: str | None = None
+    failed_at: datetime | None = None
 
     MAX_MESSAGE: ClassVar[int] = 2_000
     MAX_TRACEBACK: ClassVar[int] = 8_000
@@ -140,6 +141,7 @@ class ErrorDetailsStamp(Stamp):
             message=message,
             code=code if isinstance(code, (int, str)) else None,
             traceback=text,
+            failed_at=datetime.now(UTC),
         )
 
 

@@ -968,6 +968,7 @@ def test_undecodable_message_is_encoded_back_to_its_raw_form(serializer: JsonSer
             "message": "second",
             "code": None,
             "traceback": None,
+            "failed_at": None,
         },
     ]
     assert json.loads(

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
+from stevedore import _cache as stevedore_cache
 
 from messenger_core import (
     DEFAULT_BUS,
@@ -104,6 +105,9 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDistri
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
+    # stevedore caches entry points per sys.path in the user's cache directory: keep the
+    # caches of these throw-away paths out of it.
+    monkeypatch.setattr(stevedore_cache._c, "_dir", str(tmp_path / "cache"), raising=False)
     distributions = FakeDistributions(root, f"fakeplugin{next(_counter)}_{tmp_path.name[-6:]}")
     yield distributions
     for name in distributions.modules:
@@ -568,3 +572,29 @@ def test_every_core_entry_point_imports(group: str, name: str) -> None:
     factory = PluginRegistry(autoload=False).load(group, name)
 
     assert callable(factory) or hasattr(factory, "create")
+
+
+def test_the_default_stack_spelled_out_with_the_core_middleware_names() -> None:
+    names = [
+        "add_bus_name_stamp",
+        "reject_redelivered",
+        "dispatch_after_current_bus",
+        "failed_message_processing",
+        "send_message",
+        "handle_message",
+    ]
+    messenger = Messenger(
+        {
+            "transports": {"now": "sync://"},
+            "routing": {"*": "now"},
+            "buses": {DEFAULT_BUS: {"default_middleware": False, "middleware": names}},
+        },
+        autoload=False,
+    )
+    messenger.handler(lambda m: "handled", handles=Ping, from_transport="now")
+
+    envelope = messenger.bus.dispatch(Ping())
+
+    assert len(messenger.bus.middleware) == len(names)
+    assert envelope.last(SentStamp) == SentStamp(sender_name="now")
+    assert [s.result for s in envelope.all(HandledStamp)] == ["handled"]
