@@ -29,10 +29,10 @@ from messenger_core.handlers import (
     HandlerRegistry,
     handler_options_of,
 )
-from messenger_core.handlers import _options as handler_options
 from messenger_core.handlers import (
     handler as mark,
 )
+from messenger_core.handlers import make_handler_options as handler_options
 from messenger_core.hooks import Hooks
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.middleware import Middleware, MiddlewareContext

@@ -26,6 +26,12 @@ class MessageBus:
         self.name = name
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self._chain = build_chain(self.middleware)
+        # A bare message dispatched without stamps cannot carry what middleware marked
+        # ``only_for_received`` looks for (a ReceivedStamp and what transports add on receipt):
+        # those steps are left out of the chain such dispatches run.
+        self._fresh_chain = build_chain(
+            [m for m in self.middleware if not getattr(m, "only_for_received", False)]
+        )
         self._wrap_stamps: tuple[Stamp, ...] = tuple(
             stamp for each in self.middleware for stamp in getattr(each, "wrap_stamps", ())
         )
@@ -39,7 +45,9 @@ class MessageBus:
         """
         if type(message) is Envelope:
             return self._chain(message.with_(*stamps) if stamps else message)
-        return self._chain(new_envelope(message, self._wrap_stamps + stamps))
+        if stamps:
+            return self._chain(new_envelope(message, self._wrap_stamps + stamps))
+        return self._fresh_chain(new_envelope(message, self._wrap_stamps))
 
     def query(self, message: Any, *stamps: Stamp) -> Any:
         """Dispatch ``message`` and return the result of the one handler that handled it.

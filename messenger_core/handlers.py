@@ -26,6 +26,7 @@ __all__ = [
     "HandlerRegistry",
     "handler",
     "handler_options_of",
+    "make_handler_options",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,13 +72,14 @@ class HandlerDescriptor:
         return self.options.bus is None or self.options.bus == bus_name
 
 
-def _options(
+def make_handler_options(
     bus: str | None,
     from_transport: str | None,
     priority: int,
     handles: type[Any] | str | Iterable[type[Any] | str] | None,
     name: str | None,
 ) -> HandlerOptions:
+    """``HandlerOptions`` from the decorators' arguments (a union in ``handles`` is split)."""
     if handles is not None and (isinstance(handles, (type, str)) or _is_union(handles)):
         handles = _union_members(handles) if _is_union(handles) else (handles,)
     return HandlerOptions(
@@ -119,7 +121,7 @@ def handler(
         @handler
         def send_confirmation(message: OrderPlaced) -> None: ...
     """
-    options = _options(bus, from_transport, priority, handles, name)
+    options = make_handler_options(bus, from_transport, priority, handles, name)
 
     def mark(obj: F) -> F:
         setattr(obj, _MARK, options)

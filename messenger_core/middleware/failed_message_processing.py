@@ -15,6 +15,8 @@ class FailedMessageProcessingMiddleware:
     Handlers restricted with ``from_transport`` then run as they did the first time.
     """
 
+    only_for_received = True
+
     def __init__(self, context: MiddlewareContext | None = None) -> None:
         """Takes the factory context so it can be named in configuration; needs nothing from it."""
 

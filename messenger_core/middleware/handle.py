@@ -48,9 +48,10 @@ class HandleMessageMiddleware:
         last = is_terminal(next)
 
         def handle(envelope: Envelope) -> Envelope:
-            handlers = cache.get(type(envelope.message))
+            message = envelope.message
+            handlers = cache.get(type(message))
             if handlers is None:
-                handlers = for_class(bus_name, type(envelope.message))
+                handlers = for_class(bus_name, type(message))
             if not handlers:
                 if self.allow_no_handlers:
                     return next(envelope)
@@ -67,13 +68,13 @@ class HandleMessageMiddleware:
                 only = handlers[0]
                 if only.options.from_transport is None:
                     try:
-                        result = only.callable(envelope.message)
+                        result = only.callable(message)
                     except Exception as error:
                         raise HandlerFailedError(envelope, [(only.name, error)]) from error
                     stamp = none_stamps.get(only.name) if result is None else None
                     if stamp is None:
                         stamp = _handled(only, result, none_stamps)
-                    envelope = new_envelope(envelope.message, (*stamps, stamp))
+                    envelope = new_envelope(message, (*stamps, stamp))
                     return envelope if last else next(envelope)
             return next(run_all(envelope, handlers))
 
