@@ -53,6 +53,7 @@ from messenger_core.plugins import (
 )
 from messenger_core.routing import Router
 from messenger_core.serializer import Serializer
+from messenger_core.stop_signal import FileStopSignal, StopSignal
 from messenger_core.transport import Transport
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Messenger:
         transports: Mapping[str, Any] | None = None,
         serializers: Mapping[str, Any] | None = None,
         middleware: Mapping[str, Any] | None = None,
+        stop_signal: StopSignal | None = None,
     ) -> None:
         if config is None:
             config = MessengerConfig()
@@ -109,6 +111,9 @@ class Messenger:
         self.handlers = HandlerRegistry()
         self.router = Router(self.config.routing)
         self.root_dispatch = RootDispatch()
+        self.stop_signal: StopSignal = stop_signal or FileStopSignal()
+        """What ``messenger stop-workers`` sets and workers watch (one host by default; pass a
+        shared one to stop workers on several hosts)."""
         self._buses: dict[str, MessageBus] = {}
         self._transports: dict[str, Transport] = {}
         self._lock = threading.RLock()

@@ -52,6 +52,16 @@ class MessageDecodingError(MessengerError):
         where = f" ({', '.join(parts)})" if parts else ""
         super().__init__(f"cannot decode message{where}: {reason}")
 
+    @classmethod
+    def from_message(cls, message: str) -> MessageDecodingError:
+        """The error again from its complete message (as an ``UndecodableMessage`` keeps it)."""
+        error = cls(message)
+        error.args = (message,)
+        return error
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
 
 class NoHandlerForMessageError(MessengerError):
     """A message was dispatched for handling but no handler is registered for its type."""

@@ -13,6 +13,7 @@ from messenger_core.plugins import PLUGINS_GROUP
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
+    from messenger_core.cli.command import Commands
     from messenger_core.envelope import Envelope
     from messenger_core.message_types import MessageTypeRegistry
     from messenger_core.middleware import Middleware
@@ -41,6 +42,10 @@ class Hooks:
         """Add a plugin object (a module or an instance with ``@hookimpl`` methods)."""
         self.manager.register(plugin, name)
 
+    def unregister(self, plugin: object) -> None:
+        """Remove a plugin object registered before."""
+        self.manager.unregister(plugin)
+
     def plugin_names(self) -> list[str]:
         """Names of the registered plugins."""
         # Blocked names are registered as None placeholders: they are not plugins.
@@ -62,7 +67,7 @@ class Hooks:
         results = self.manager.hook.messenger_bus_middleware(messenger=messenger, bus_name=bus_name)
         return [m for result in results if result for m in result]
 
-    def add_commands(self, commands: Any) -> None:
+    def add_commands(self, commands: Commands) -> None:
         """Let plugins add command-line commands."""
         self.manager.hook.messenger_add_commands(commands=commands)
 

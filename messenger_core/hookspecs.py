@@ -21,6 +21,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
+    from messenger_core.cli.command import Commands
     from messenger_core.envelope import Envelope
     from messenger_core.message_types import MessageTypeRegistry
     from messenger_core.middleware import Middleware
@@ -49,8 +50,31 @@ def messenger_bus_middleware(messenger: Messenger, bus_name: str) -> list[Middle
 
 
 @hookspec
-def messenger_add_commands(commands: Any) -> None:
-    """Add command-line commands (``commands`` is the CLI's command group)."""
+def messenger_add_commands(commands: Commands) -> None:
+    """Add commands to the ``messenger`` command line.
+
+    ``commands`` is a :class:`messenger_core.cli.Commands`; call ``commands.add`` once per
+    command::
+
+        @hookimpl
+        def messenger_add_commands(commands):
+            commands.add("http-serve", serve, help="serve the HTTP consume endpoint",
+                         configure=add_arguments)
+
+    - ``configure(parser)`` (optional) adds the command's arguments to its
+      ``argparse.ArgumentParser`` (sub-commands too, with ``parser.add_subparsers``);
+    - ``run(context, args)`` runs it: ``context`` is a :class:`messenger_core.cli.CommandContext`
+      (``context.messenger`` loads the application on first use; ``echo``, ``info``, ``ask``,
+      ``verbosity``), ``args`` the parsed ``argparse.Namespace``. It returns the exit code
+      (``None`` is 0) or raises :class:`messenger_core.cli.CommandError` (exit 1) or
+      :class:`messenger_core.cli.UsageError` (exit 2), whose message is printed on one line.
+
+    A name already taken (by a built-in or another plugin) is a ``ConfigurationError``.
+    ``-v``, ``-q``, ``--app`` and ``--config`` are global options a command cannot reuse.
+    Commands of ``messenger.plugins`` entry points appear in ``messenger --help`` and run
+    without loading the application; those of plugins passed to ``Messenger(plugins=[...])``
+    are found once the application is loaded, when a command name is not otherwise known.
+    """
 
 
 # -- worker events --------------------------------------------------------------------------

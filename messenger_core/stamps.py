@@ -122,7 +122,8 @@ class ErrorDetailsStamp(Stamp):
 
     @classmethod
     def from_exception(cls, error: BaseException) -> ErrorDetailsStamp:
-        """The details of ``error``; for a handler failure, of the first handler's exception."""
+        """The details of ``error``; for a handler failure, of the first handler's exception
+        (the handler's own message, as Symfony keeps it)."""
         cause = error
         wrapped = getattr(error, "wrapped_exceptions", ())
         if wrapped:
@@ -131,7 +132,7 @@ class ErrorDetailsStamp(Stamp):
         if len(text) > cls.MAX_TRACEBACK:
             # Keep the end: the innermost frames and the error itself say the most.
             text = "...(truncated)\n" + text[-cls.MAX_TRACEBACK :]
-        message = str(error)
+        message = str(cause)
         if len(message) > cls.MAX_MESSAGE:
             message = message[: cls.MAX_MESSAGE] + "...(truncated)"
         kind = type(cause)

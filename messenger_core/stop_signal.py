@@ -2,8 +2,9 @@
 
 A worker stops after its current message when a stop was requested after it started. The
 default signal is a file in the system's temporary directory (every worker on this host sees
-it, with no configuration); an application that runs workers on several hosts passes a
-:class:`StopSignal` backed by a shared store.
+it, with no configuration), or the file named by the ``MESSENGER_STOP_SIGNAL_FILE`` environment
+variable (to keep groups of workers apart on one host, as tests do); an application that runs
+workers on several hosts passes a :class:`StopSignal` backed by a shared store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import time
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["FileStopSignal", "StopSignal"]
+__all__ = ["STOP_SIGNAL_FILE_VARIABLE", "FileStopSignal", "StopSignal"]
+
+STOP_SIGNAL_FILE_VARIABLE = "MESSENGER_STOP_SIGNAL_FILE"
+"""Environment variable naming the default stop-signal file."""
 
 
 @runtime_checkable
@@ -37,6 +41,7 @@ class FileStopSignal:
     """Seconds between two looks at the file: workers ask after every message."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        path = path or os.environ.get(STOP_SIGNAL_FILE_VARIABLE)
         self.path = Path(path) if path else Path(tempfile.gettempdir()) / "messenger-stop-workers"
         self._checked_at = 0.0
         self._requested_at = 0.0

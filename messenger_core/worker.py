@@ -49,7 +49,7 @@ from messenger_core.stamps import (
     SentToFailureTransportStamp,
     Stamp,
 )
-from messenger_core.stop_signal import FileStopSignal, StopSignal
+from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
 
 if TYPE_CHECKING:
@@ -146,10 +146,14 @@ class Worker:
             self.receivers.append((name, receiver))
         self.forced_bus: MessageBus | None = messenger.get_bus(bus) if bus else None
         self.queues = list(queues) if queues else None
-        self.stop_signal = stop_signal or FileStopSignal()
+        self.stop_signal = stop_signal or messenger.stop_signal
         self.keepalive_interval = keepalive_interval
         self.stats = WorkerStats()
         self._retry: dict[str, RetryStrategy] = {}
+        for name in self.transport_names:
+            # A strategy that cannot be loaded is a configuration error now, not at the first
+            # failure (where it would stop the worker with the message still reserved).
+            self._strategy(name)
         self._stopping = False
         self._backoff = 0.0
         self._received_stamps = {
@@ -265,7 +269,7 @@ class Worker:
         envelope = envelope.with_(*self._received_stamps[transport_name])
         hooks.message_received(envelope, transport_name)
         if isinstance(envelope.message, UndecodableMessage):
-            error = MessageDecodingError(envelope.message.reason)
+            error = MessageDecodingError.from_message(envelope.message.reason)
             self._failed(envelope, transport_name, receiver, error, envelope)
             return
         keepalive = self._watch(envelope, receiver)
@@ -333,6 +337,7 @@ class Worker:
             )
             time.sleep(self._backoff)
             return
+        self._backoff = 0.0  # storing works again: the next outage backs off from 1 s
         receiver.reject(envelope)
 
     def _should_retry(self, transport_name: str, envelope: Envelope, error: BaseException) -> bool:
