@@ -26,11 +26,11 @@ class MessageBus:
         self.name = name
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
         self._chain = build_chain(self.middleware)
-        # A bare message dispatched without stamps cannot carry what middleware marked
-        # ``only_for_received`` looks for (a ReceivedStamp and what transports add on receipt):
-        # those steps are left out of the chain such dispatches run.
+        # Steps that do nothing to a bare message without stamps (it cannot carry what
+        # receiving adds, and it was wrapped with the wrap stamps) are left out of the chain
+        # such dispatches run: the common case pays only for the steps that act.
         self._fresh_chain = build_chain(
-            [m for m in self.middleware if not getattr(m, "only_for_received", False)]
+            [m for m in self.middleware if not getattr(m, "noop_for_bare_messages", False)]
         )
         self._wrap_stamps: tuple[Stamp, ...] = tuple(
             stamp for each in self.middleware for stamp in getattr(each, "wrap_stamps", ())

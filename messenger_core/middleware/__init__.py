@@ -12,9 +12,9 @@ A middleware that adds the same stamp to every message may list it in a ``wrap_s
 attribute: the bus then puts it on a bare message as it wraps it (one envelope instead of two).
 The middleware must still add it to envelopes that arrive without it.
 
-A middleware that acts only on envelopes received from a transport (it looks for stamps that
-only receiving adds) may set ``only_for_received = True``: the bus leaves it out when it
-dispatches a bare message with no stamps.
+A middleware that does nothing to a bare message dispatched without stamps (one that only acts
+on envelopes received from a transport, or only adds its ``wrap_stamps``) may set
+``noop_for_bare_messages = True``: the bus leaves it out of such dispatches.
 
 Middleware published in the ``messenger.middleware`` entry-point group is a *factory*: a
 callable taking a :class:`MiddlewareContext` and returning a middleware.

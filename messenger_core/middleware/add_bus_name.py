@@ -12,6 +12,8 @@ __all__ = ["AddBusNameStampMiddleware"]
 class AddBusNameStampMiddleware:
     """Adds a ``BusNameStamp`` unless the envelope already has one (a worker re-dispatching)."""
 
+    noop_for_bare_messages = True  # the bus stamped them as it wrapped them
+
     def __init__(self, bus_name: str) -> None:
         # A stamp is an immutable value: one per bus serves every message.
         self.stamp = BusNameStamp(bus_name=bus_name)
