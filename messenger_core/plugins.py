@@ -46,6 +46,15 @@ GROUPS = (TRANSPORTS_GROUP, SERIALIZERS_GROUP, MIDDLEWARE_GROUP, PLUGINS_GROUP)
 DISABLE_AUTOLOAD_VARIABLE = "MESSENGER_DISABLE_PLUGIN_AUTOLOAD"
 DISABLED_PLUGINS_VARIABLE = "MESSENGER_DISABLED_PLUGINS"
 
+# Schemes served by this project's own plugins, whose distribution is not named after them.
+_PROJECT_TRANSPORTS = {
+    **dict.fromkeys(
+        ("sqlite", "postgresql", "postgres", "mysql", "mariadb"), "messenger-transport-sql"
+    ),
+    **dict.fromkeys(("redis", "rediss"), "messenger-transport-redis"),
+    **dict.fromkeys(("amqp", "amqps"), "messenger-transport-amqp"),
+}
+
 _KIND = {
     TRANSPORTS_GROUP: "transport (DSN scheme)",
     SERIALIZERS_GROUP: "serializer",
@@ -235,9 +244,10 @@ class PluginRegistry:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = ", ".join(sorted(known)) or "none"
         if group == TRANSPORTS_GROUP:
+            package = _PROJECT_TRANSPORTS.get(name, f"messenger-transport-{name}")
             return (
                 f"no transport for DSN scheme {name!r} (installed: {listed}){hint or '.'} "
-                f"If it comes from a plugin, install it: pip install messenger-transport-{name}"
+                f"If it comes from a plugin, install it: pip install {package}"
             )
         return f"no {_KIND[group]} named {name!r} (installed: {listed}){hint}"
 

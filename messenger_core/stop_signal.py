@@ -35,7 +35,12 @@ class StopSignal(Protocol):
 
 
 class FileStopSignal:
-    """A stop signal kept as the modification time of a file (one host)."""
+    """A stop signal kept in a file (one host): the request's time, as text.
+
+    The time written in the file counts, or the file's modification time if that is later
+    (a ``touch`` by hand). The written time is exact where file timestamps are coarse: a stop
+    requested a few milliseconds after a worker started must still stop it.
+    """
 
     CHECK_INTERVAL = 1.0
     """Seconds between two looks at the file: workers ask after every message."""
@@ -47,7 +52,7 @@ class FileStopSignal:
         self._requested_at = 0.0
 
     def request(self) -> None:
-        """Touch the file: its modification time is the request's time."""
+        """Write the current time into the file."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(f"{time.time()}\n")
 
@@ -56,8 +61,17 @@ class FileStopSignal:
         now = time.monotonic()
         if now - self._checked_at >= self.CHECK_INTERVAL:
             self._checked_at = now
-            try:
-                self._requested_at = self.path.stat().st_mtime
-            except FileNotFoundError:
-                self._requested_at = 0.0
+            self._requested_at = self._read()
         return self._requested_at > started_at
+
+    def _read(self) -> float:
+        try:
+            modified = self.path.stat().st_mtime
+            text = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except FileNotFoundError:
+            return 0.0
+        try:
+            written = float(text)
+        except ValueError:
+            written = 0.0  # empty or foreign content: the modification time alone counts
+        return max(written, modified)

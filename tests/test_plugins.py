@@ -210,6 +210,18 @@ def test_an_unknown_scheme_without_a_close_match(fake: FakeDistributions) -> Non
     assert "pip install messenger-transport-zzzqqq" in text
 
 
+@pytest.mark.parametrize(
+    ("scheme", "package"),
+    [("postgresql", "messenger-transport-sql"), ("rediss", "messenger-transport-redis")],
+)
+def test_unknown_scheme_of_a_project_plugin_names_its_distribution(
+    scheme: str, package: str
+) -> None:
+    # The plugins are installed here, so ask for the message a missing one would get.
+    message = PluginRegistry(autoload=False)._not_found(TRANSPORTS_GROUP, scheme)
+    assert f"pip install {package}" in message
+
+
 def test_two_distributions_claiming_one_scheme_is_an_error_naming_both(
     fake: FakeDistributions,
 ) -> None:

@@ -84,11 +84,13 @@ class HandleMessageMiddleware:
         received: str | None = None
         done: set[str] = set()
         for each in envelope.stamps:
-            if type(each) is HandledStamp or type(each) is HandledByStamp:
-                done.add(each.handler_name)
-            elif type(each) is ReceivedStamp:
-                received = each.transport_name
+            kind = type(each)
+            if kind is HandledStamp or kind is HandledByStamp:
+                done.add(each.handler_name)  # type: ignore[attr-defined]
+            elif kind is ReceivedStamp:
+                received = each.transport_name  # type: ignore[attr-defined]
         message = envelope.message
+        none_stamps = self._none_stamps
         stamps: list[Stamp] = []
         failures: list[tuple[str, BaseException]] = []
         accepted = False
@@ -104,7 +106,8 @@ class HandleMessageMiddleware:
             except Exception as error:
                 failures.append((descriptor.name, error))
                 continue
-            stamps.append(_handled(descriptor, result, self._none_stamps))
+            stamp = none_stamps.get(descriptor.name) if result is None else None
+            stamps.append(stamp or _handled(descriptor, result, none_stamps))
         if not accepted and not self.allow_no_handlers:
             # Every handler is for another transport: as with no handler at all, say so rather
             # than acknowledge a message nothing handled.

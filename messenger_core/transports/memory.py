@@ -116,10 +116,12 @@ class MemoryQueue:
             if ready and ready[0][0] <= now:
                 best = self._entries[ready[0][2]]
             expired_before = now - redeliver_timeout
+            # Reservations are kept oldest first (keepalive moves one to the end), so the
+            # expired ones are a prefix: stop at the first that is still held.
             for entry in self._reserved.values():
-                if entry.reserved_at <= expired_before and (
-                    best is None or (entry.available_at, entry.seq) < (best.available_at, best.seq)
-                ):
+                if entry.reserved_at > expired_before:
+                    break
+                if best is None or (entry.available_at, entry.seq) < (best.available_at, best.seq):
                     best = entry
             if best is None:
                 return None
@@ -148,6 +150,9 @@ class MemoryQueue:
                     "acknowledged, rejected, or redelivered to another consumer)"
                 )
             entry.reserved_at = time.monotonic() + extra
+            # Keep the reservations ordered by time: this one is now the newest.
+            del self._reserved[id]
+            self._reserved[id] = entry
 
     # -- inspection ----------------------------------------------------------------------------
     def payloads(self, limit: int | None = None) -> list[tuple[str, _Payload]]:

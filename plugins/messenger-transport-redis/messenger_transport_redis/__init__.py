@@ -1,0 +1,29 @@
+"""Redis transport for messenger: Redis Streams with consumer groups, in Symfony Messenger's layout.
+
+The Python counterpart of Symfony Messenger's Redis transport, on the same stream entries, so
+that both can share a stream. See the README for DSNs, options and delivery guarantees.
+"""
+
+from __future__ import annotations
+
+from messenger_transport_redis.connection import RedisEndpoint, describe, endpoint_of
+from messenger_transport_redis.entry import BODY_ENCODING_HEADER
+from messenger_transport_redis.factory import RedisTransportFactory
+from messenger_transport_redis.options import (
+    KNOWN_OPTIONS,
+    RedisTransportOptions,
+    parse_options,
+)
+from messenger_transport_redis.transport import RedisTransport
+
+__all__ = [
+    "BODY_ENCODING_HEADER",
+    "KNOWN_OPTIONS",
+    "RedisEndpoint",
+    "RedisTransport",
+    "RedisTransportFactory",
+    "RedisTransportOptions",
+    "describe",
+    "endpoint_of",
+    "parse_options",
+]
