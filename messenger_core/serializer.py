@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from messenger_core.envelope import Envelope
 from messenger_core.errors import MessageDecodingError
 from messenger_core.message_types import MessageTypeRegistry
+from messenger_core.stamps import Stamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
 __all__ = ["Serializer", "SerializerFactory", "decode_or_quarantine"]
@@ -47,11 +48,22 @@ class SerializerFactory(Protocol):
 
 
 def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> Envelope:
-    """Decode ``message``; if it cannot be decoded, wrap its raw form in ``UndecodableMessage``.
+    """Decode ``message``; if it cannot be decoded, wrap its raw form in ``UndecodableMessage``
+    (with the stamps, if the serializer has a ``decode_stamps(message)`` method that reads them).
 
     Receivers call this so that one bad entry never stops a worker nor gets lost.
     """
     try:
         return serializer.decode(message)
     except MessageDecodingError as error:
-        return Envelope(UndecodableMessage(message.body, dict(message.headers), str(error)))
+        quarantined = UndecodableMessage(message.body, dict(message.headers), str(error))
+    # Keep the stamps when the serializer can read them alone (error details, the original
+    # transport...): a parked message must still say why and where from.
+    stamps: list[Stamp] = []
+    decode_stamps = getattr(serializer, "decode_stamps", None)
+    if decode_stamps is not None:
+        try:
+            stamps = decode_stamps(message)
+        except MessageDecodingError:
+            stamps = []
+    return Envelope(quarantined, stamps)

@@ -947,6 +947,9 @@ def test_undecodable_message_is_encoded_back_to_its_raw_form(serializer: JsonSer
     )
     quarantined = decode_or_quarantine(serializer, raw)
     assert isinstance(quarantined.message, UndecodableMessage)
+    assert quarantined.all(ErrorDetailsStamp) == (
+        ErrorDetailsStamp(exception_class="A", message="first"),
+    )
     error = ErrorDetailsStamp(exception_class="MessageDecodingError", message="second")
     parked = quarantined.with_(
         error,
@@ -962,7 +965,13 @@ def test_undecodable_message_is_encoded_back_to_its_raw_form(serializer: JsonSer
     assert json.loads(
         encoded.headers[STAMP_HEADER_PREFIX + "messenger_core.stamps.ErrorDetailsStamp"]
     ) == [
-        {"exception_class": "A", "message": "first"},
+        {
+            "exception_class": "A",
+            "message": "first",
+            "code": None,
+            "traceback": None,
+            "failed_at": None,
+        },
         {
             "exception_class": "MessageDecodingError",
             "message": "second",

@@ -279,9 +279,10 @@ class JsonSerializer:
     ) -> TransportMessage:
         headers = dict(message.headers)
         groups, verbatim = self._group_stamps(stamps)
+        # The envelope's stamps were decoded from these very headers (decode_stamps), plus
+        # what was added since: they replace the headers of their class.
         for header, items in groups.items():
-            previous = [_dumps(item) for item in _previous_items(headers.get(header))]
-            headers[header] = "[" + ",".join(previous + items) + "]"
+            headers[header] = "[" + ",".join(items) + "]"
         headers.update(verbatim)
         reason = " ".join(message.reason.split())
         if len(reason) > _MAX_REASON:
@@ -331,6 +332,15 @@ class JsonSerializer:
         if simple:
             return Envelope(decoded)
         return Envelope(decoded, self._decode_stamps(headers, type_name))
+
+    def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
+        """Only the stamps of ``message`` (for one whose body or type cannot be decoded).
+
+        ``decode_or_quarantine`` keeps them on the ``UndecodableMessage`` envelope, so that a
+        parked message still shows its error details and original transport.
+        """
+        type_name = _header_ignoring_case(message.headers, "type") or "(no type header)"
+        return self._decode_stamps(message.headers, type_name)
 
     def _message_decoder(self, cls: type[Any], type_name: str) -> _Structure:
         try:
@@ -464,17 +474,6 @@ def _check_content_type(content_type: str, type_name: str) -> None:
             "another serializer?)",
             type_name=type_name,
         )
-
-
-def _previous_items(value: str | None) -> list[Any]:
-    """The stamps already in an original header, when it holds a JSON array."""
-    if value is None:
-        return []
-    try:
-        items = _loads(value)
-    except (ValueError, TypeError, RecursionError):
-        return []
-    return items if items.__class__ is list else []
 
 
 def _leaf_errors(error: BaseException, path: str) -> list[tuple[str, str]]:
