@@ -54,7 +54,7 @@ from messenger_core.plugins import (
 from messenger_core.routing import Router
 from messenger_core.serializer import Serializer
 from messenger_core.stop_signal import FileStopSignal, StopSignal
-from messenger_core.transport import Transport
+from messenger_core.transport import StopSignalFactory, Transport
 
 if TYPE_CHECKING:
     from messenger_core.worker import Worker
@@ -111,9 +111,7 @@ class Messenger:
         self.handlers = HandlerRegistry()
         self.router = Router(self.config.routing)
         self.root_dispatch = RootDispatch()
-        self.stop_signal: StopSignal = stop_signal or FileStopSignal()
-        """What ``messenger stop-workers`` sets and workers watch (one host by default; pass a
-        shared one to stop workers on several hosts)."""
+        self._stop_signal = stop_signal
         self._buses: dict[str, MessageBus] = {}
         self._transports: dict[str, Transport] = {}
         self._lock = threading.RLock()
@@ -349,6 +347,41 @@ class Messenger:
         return transport
 
     # -- consuming --------------------------------------------------------------------------
+    @property
+    def stop_signal(self) -> StopSignal:
+        """What ``messenger stop-workers`` sets and workers watch.
+
+        The one passed to the constructor, else the one the ``stop_signal`` configuration key
+        names (built on first use), else a file in this host's temporary directory.
+        """
+        if self._stop_signal is None:
+            self._stop_signal = self._configured_stop_signal()
+        return self._stop_signal
+
+    @stop_signal.setter
+    def stop_signal(self, signal: StopSignal) -> None:
+        self._stop_signal = signal
+
+    def _configured_stop_signal(self) -> StopSignal:
+        text = self.config.stop_signal
+        if text is None:
+            return FileStopSignal()
+        dsn = Dsn.parse(text)
+        if dsn.scheme == "file":
+            return FileStopSignal(dsn.path)
+        factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
+        if isinstance(factory, type):
+            factory = factory()
+        if not isinstance(factory, StopSignalFactory):
+            raise ConfigurationError(
+                f"messenger.stop_signal: the {dsn.scheme}:// transport cannot keep a stop "
+                "signal; use file:///path, or a store whose plugin supports it (redis://, "
+                "sqlite://, postgresql://, mysql://)"
+            )
+        signal: StopSignal = factory.create_stop_signal(dsn, dict(dsn.options))
+        return signal
+
+
     def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
         """A worker consuming ``transport_names`` (highest priority first).
 

@@ -92,6 +92,10 @@ class MessengerConfig:
     default_bus: str = DEFAULT_BUS
     failure_transport: str | None = None
     serializer: str = "json"
+    stop_signal: str | None = None
+    """Where ``messenger stop-workers`` leaves its signal: ``file:///path``, or the DSN of a
+    shared store whose transport plugin can hold one (Redis, SQL), to stop workers on several
+    hosts. Default: a file in this host's temporary directory."""
     buses: dict[str, BusConfig] = attrs.field(factory=dict)
     transports: dict[str, TransportConfig] = attrs.field(factory=dict)
     routing: dict[str, list[str]] = attrs.field(factory=dict)

@@ -29,6 +29,7 @@ __all__ = [
     "Receiver",
     "Sender",
     "SetupableTransport",
+    "StopSignalFactory",
     "Transport",
     "TransportCapabilities",
     "TransportFactory",
@@ -201,4 +202,18 @@ class TransportFactory(Protocol):
         ``options`` are the DSN's query options overridden by the configuration's explicit
         options; raise :class:`~messenger_core.errors.ConfigurationError` for unknown ones.
         """
+        ...
+
+
+@runtime_checkable
+class StopSignalFactory(Protocol):
+    """A transport factory that can also keep the "stop workers" signal in its store.
+
+    The configuration key ``stop_signal`` takes a DSN; its scheme's transport factory builds
+    the signal, so that ``messenger stop-workers`` reaches workers on every host using that
+    store. The result is a :class:`messenger_core.stop_signal.StopSignal`.
+    """
+
+    def create_stop_signal(self, dsn: Dsn, options: Mapping[str, Any]) -> Any:
+        """A stop signal kept in the store ``dsn`` names."""
         ...
