@@ -212,6 +212,7 @@ class Worker:
                 signal.signal(signum, handler)
             if self._keepalive:
                 self._keepalive.stop()
+            self._flush_receivers()
             hooks.worker_stopped(self)
             logger.info(
                 "worker stopped (%s): %d handled, %d failed",
@@ -220,6 +221,23 @@ class Worker:
                 self.stats.failed,
             )
         return self.stats
+
+    def _flush_receivers(self) -> None:
+        # Transports that batch acknowledgements (SQL, Redis) write them now rather than when
+        # the application closes them: a worker that returned has settled its messages.
+        for name, receiver in self.receivers:
+            flush = getattr(receiver, "flush", None)
+            if flush is None:
+                continue
+            try:
+                flush()
+            except Exception as error:
+                logger.warning(
+                    "could not write the pending acknowledgements of %s (those messages will "
+                    "be delivered again): %s",
+                    name,
+                    error,
+                )
 
     def stop(self, reason: str = "stop requested") -> None:
         """Stop after the current message."""
