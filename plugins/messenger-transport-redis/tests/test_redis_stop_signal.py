@@ -1,0 +1,335 @@
+"""The "stop workers" signal in Redis: shared by every host.
+
+Each signal object stands for a process on its own host: two objects built from one DSN share
+nothing but the Redis server. The last test runs real ``messenger`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from messenger_transport_redis import RedisTransportFactory
+from messenger_transport_redis.stop_signal import DEFAULT_KEY, RedisStopSignal
+from redis_test_support import REDIS_DSN, raw_client, require_redis
+
+from messenger_core import ConfigurationError, Messenger
+from messenger_core.dsn import Dsn
+from messenger_core.errors import TransportError
+
+DEADLINE = 60.0
+"""Seconds any one wait on a process may take before the test fails (a loaded machine)."""
+
+MakeSignal = Callable[..., RedisStopSignal]
+
+
+@pytest.fixture
+def signal_dsn() -> Iterator[str]:
+    """The DSN (password included) of the test server with a key of the test's own."""
+    require_redis()
+    key = f"messenger-test-stop-{uuid.uuid4().hex[:16]}"
+    parsed = Dsn.parse(REDIS_DSN)
+    yield attrs.evolve(parsed, options={**parsed.options, "key": key}).to_url(mask_password=False)
+    client: Any = raw_client()
+    try:
+        client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def make_signal(signal_dsn: str) -> Iterator[MakeSignal]:
+    """Builds signals on ``signal_dsn`` (one per "host") that look at every call."""
+    made: list[RedisStopSignal] = []
+
+    def make(dsn: str | None = None, **options: str) -> RedisStopSignal:
+        signal = RedisTransportFactory().create_stop_signal(Dsn.parse(dsn or signal_dsn), options)
+        signal.CHECK_INTERVAL = 0.0  # look now, not within a second
+        made.append(signal)
+        return signal
+
+    yield make
+    for signal in made:
+        signal.close()
+
+
+def _key(signal_dsn: str) -> str:
+    return Dsn.parse(signal_dsn).options["key"]
+
+
+def test_two_hosts_share_the_signal(make_signal: MakeSignal) -> None:
+    worker_host, command_host = make_signal(), make_signal()
+    started = time.time()
+    assert not worker_host.requested_since(started)
+
+    command_host.request()
+
+    assert worker_host.requested_since(started)
+
+
+def test_a_request_made_before_a_worker_started_does_not_stop_it(
+    make_signal: MakeSignal,
+) -> None:
+    command_host = make_signal()
+    command_host.request()
+    started = time.time()
+    worker_host = make_signal()
+
+    assert not worker_host.requested_since(started)
+    command_host.request()
+    assert worker_host.requested_since(started)
+
+
+def test_the_key_is_read_at_most_once_per_check_interval(make_signal: MakeSignal) -> None:
+    worker_host, command_host = make_signal(), make_signal()
+    worker_host.CHECK_INTERVAL = 3600.0
+    started = time.time()
+    assert not worker_host.requested_since(started)  # read now, remembered for an hour
+
+    command_host.request()
+
+    assert not worker_host.requested_since(started)
+    worker_host.CHECK_INTERVAL = 0.0
+    assert worker_host.requested_since(started)
+
+
+def test_the_path_is_ignored_and_the_connection_options_count(
+    make_signal: MakeSignal, signal_dsn: str
+) -> None:
+    parsed = Dsn.parse(signal_dsn)
+    if not parsed.hosts:
+        pytest.skip("the test server is a unix socket: the DSN's path is the socket's")
+    with_a_stream = attrs.evolve(parsed, path="/messages/symfony")
+    other_database = attrs.evolve(parsed, options={**parsed.options, "dbindex": "1"})
+    same = make_signal(with_a_stream.to_url(mask_password=False))
+    elsewhere = make_signal(other_database.to_url(mask_password=False))
+    started = time.time()
+
+    make_signal().request()
+
+    assert same.requested_since(started)
+    assert not elsewhere.requested_since(started)
+
+
+def test_the_request_is_a_time_in_the_key(make_signal: MakeSignal, signal_dsn: str) -> None:
+    worker_host = make_signal()
+    started = time.time()
+    client: Any = raw_client()
+    try:
+        client.set(_key(signal_dsn), repr(time.time()))  # as an operator might, by hand
+        assert worker_host.requested_since(started)
+        make_signal().request()
+        assert float(client.get(_key(signal_dsn))) >= started
+    finally:
+        client.close()
+
+
+def test_a_messenger_configured_with_the_dsn_keeps_its_signal_there(signal_dsn: str) -> None:
+    config = {"stop_signal": signal_dsn, "transports": {"async": {"dsn": "memory://"}}}
+    worker_side, command_side = Messenger(config), Messenger(config)
+    try:
+        signal = worker_side.stop_signal
+        assert isinstance(signal, RedisStopSignal)
+        assert signal.options.key == _key(signal_dsn)
+        signal.CHECK_INTERVAL = 0.0
+        started = time.time()
+        assert not signal.requested_since(started)
+
+        command_side.stop_signal.request()
+
+        assert signal.requested_since(started)
+    finally:
+        for messenger in (worker_side, command_side):
+            stop_signal = messenger.stop_signal
+            assert isinstance(stop_signal, RedisStopSignal)
+            stop_signal.close()
+
+
+# -- an unreachable server or a bad value ------------------------------------------------------
+
+UNREACHABLE = "redis://:s3cret@127.0.0.1:1?timeout=2"
+
+
+def test_a_worker_carries_on_when_redis_is_down(caplog: pytest.LogCaptureFixture) -> None:
+    signal = RedisStopSignal.from_dsn(Dsn.parse(UNREACHABLE))
+    signal.CHECK_INTERVAL = signal.FAILURE_INTERVAL = 0.0
+    try:
+        with caplog.at_level(logging.DEBUG, logger="messenger.transport.redis"):
+            assert not signal.requested_since(0.0)
+            assert not signal.requested_since(0.0)
+    finally:
+        signal.close()
+
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1, "one warning per outage, not one per look"
+    assert "cannot read the stop signal" in warnings[0].getMessage()
+    assert "s3cret" not in caplog.text
+    assert ":***@127.0.0.1:1" in warnings[0].getMessage()
+
+
+def test_requesting_a_stop_when_redis_is_down_is_a_clear_error() -> None:
+    signal = RedisStopSignal.from_dsn(Dsn.parse(UNREACHABLE))
+    try:
+        with pytest.raises(TransportError, match=r"cannot request the stop") as raised:
+            signal.request()
+    finally:
+        signal.close()
+    assert "s3cret" not in str(raised.value)
+    assert ":***@127.0.0.1:1" in str(raised.value)
+
+
+def test_a_value_that_is_not_a_time_is_reported_and_ignored(
+    make_signal: MakeSignal, signal_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker_host = make_signal()
+    client: Any = raw_client()
+    try:
+        client.set(_key(signal_dsn), "please stop")
+    finally:
+        client.close()
+
+    with caplog.at_level(logging.WARNING, logger="messenger.transport.redis"):
+        assert not worker_host.requested_since(0.0)
+    assert "cannot read the stop signal" in caplog.text
+    assert "ValueError" in caplog.text
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_defaults_and_connection_options() -> None:
+    signal = RedisTransportFactory().create_stop_signal(
+        Dsn.parse("rediss://db.internal:6380/messages?dbindex=3"), {"timeout": "2"}
+    )
+    assert signal.options.key == DEFAULT_KEY == "messenger:stop-workers"
+    assert signal.options.connection.dbindex == 3
+    assert signal.options.connection.timeout == 2.0
+    assert "rediss://db.internal:6380" in repr(signal)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "message"),
+    [
+        ("redis://localhost?kye=stop", r"unknown option 'kye' .*did you mean 'key'"),
+        (
+            "redis://localhost?stream=messages",
+            r"'stream' is an option of the Redis transport, not of the Redis stop signal",
+        ),
+        ("redis://localhost?key=", r"'key' must be a non-empty string"),
+        ("redis://localhost?dbindex=-1", r"'dbindex' must be an integer >= 0"),
+        ("redis://localhost?ssl_cert_reqs=none", r"ssl_\* options need a rediss:// DSN"),
+    ],
+)
+def test_bad_configuration_is_refused(dsn: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        RedisTransportFactory().create_stop_signal(Dsn.parse(dsn), {})
+
+
+# -- real processes ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stop_workers_in_one_process_stops_a_worker_in_another(
+    signal_dsn: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "messenger.toml"
+    config.write_text(
+        "[messenger]\n"
+        f"stop_signal = {json.dumps(signal_dsn)}\n\n"
+        "[messenger.transports.async]\n"
+        'dsn = "memory://"\n'
+    )
+    worker_host, command_host = tmp_path / "worker-host", tmp_path / "command-host"
+    worker = _start_messenger(worker_host, config, "consume", "async", "--sleep", "0.05")
+    try:
+        _wait_for_line(worker, "worker consuming")
+
+        stop = _run_messenger(command_host, config, "stop-workers")
+
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert worker.popen.wait(DEADLINE) == 0, worker.text()
+    finally:
+        worker.kill()
+    assert "stop-workers was requested" in worker.text()
+    # The store carried the request, not a file on either "host".
+    assert not (worker_host / "stop-file").exists()
+    assert not (command_host / "stop-file").exists()
+
+
+@attrs.define
+class _Process:
+    popen: subprocess.Popen[bytes]
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(DEADLINE)
+
+
+def _host_env(host: Path) -> dict[str, str]:
+    """The environment of a process on ``host``: its own default stop file, which a worker
+    would watch if the configured store were not used."""
+    host.mkdir(exist_ok=True)
+    env = {**os.environ, "MESSENGER_STOP_SIGNAL_FILE": str(host / "stop-file")}
+    for name in (
+        "MESSENGER_APP",
+        "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
+        "MESSENGER_DISABLED_PLUGINS",
+    ):
+        env.pop(name, None)
+    return env
+
+
+def _messenger_command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "messenger_core", "--config", str(config), *args]
+
+
+def _start_messenger(host: Path, config: Path, *args: str) -> _Process:
+    env = _host_env(host)
+    output = host / "output.log"
+    with output.open("wb") as sink:
+        popen = subprocess.Popen(
+            # A time limit ends a worker that a failing test leaves behind.
+            [*_messenger_command(config, *args), "--time-limit", "300"],
+            env=env,
+            cwd=host,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return _Process(popen, output)
+
+
+def _run_messenger(host: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _messenger_command(config, *args),
+        env=_host_env(host),
+        cwd=host,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def _wait_for_line(process: _Process, text: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while text not in process.text():
+        if process.popen.poll() is not None:
+            pytest.fail(f"the process exited {process.popen.returncode}:\n{process.text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} within {DEADLINE}s:\n{process.text()}")
+        time.sleep(0.05)

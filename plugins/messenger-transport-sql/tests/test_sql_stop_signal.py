@@ -1,0 +1,325 @@
+"""The "stop workers" signal in a SQL database: shared by every host, on each backend.
+
+Each signal object stands for a process on its own host: two objects built from one DSN share
+nothing but the database. The last test runs real ``messenger`` processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+from messenger_transport_sql import SqlTransportFactory
+from messenger_transport_sql.stop_signal import DEFAULT_TABLE_NAME, SqlStopSignal
+from sql_test_support import Database
+
+from messenger_core import ConfigurationError, Messenger
+from messenger_core.dsn import Dsn
+from messenger_core.errors import TransportError
+
+DEADLINE = 60.0
+"""Seconds any one wait on a process may take before the test fails (a loaded machine)."""
+
+MakeSignal = Callable[..., SqlStopSignal]
+
+
+@pytest.fixture
+def signal_dsn(database: Database) -> Iterator[str]:
+    """The DSN (password included) of a stop-signal table of the test's own."""
+    table = f"ms_{uuid.uuid4().hex[:16]}"
+    parsed = Dsn.parse(database.base_dsn)
+    dsn = attrs.evolve(parsed, options={**parsed.options, "table_name": table})
+    yield dsn.to_url(mask_password=False)
+    if database.backend != "sqlite":  # SQLite's file goes with tmp_path
+        database.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture
+def make_signal(signal_dsn: str) -> Iterator[MakeSignal]:
+    """Builds signals on ``signal_dsn`` (one per "host") that look at every call."""
+    made: list[SqlStopSignal] = []
+
+    def make(**options: str) -> SqlStopSignal:
+        signal = SqlTransportFactory().create_stop_signal(Dsn.parse(signal_dsn), options)
+        signal.CHECK_INTERVAL = 0.0  # look now, not within a second
+        made.append(signal)
+        return signal
+
+    yield make
+    for signal in made:
+        signal.close()
+
+
+def test_two_hosts_share_the_signal(make_signal: MakeSignal) -> None:
+    worker_host, command_host = make_signal(), make_signal()
+    started = time.time()
+    assert not worker_host.requested_since(started)
+
+    command_host.request()
+
+    assert worker_host.requested_since(started)
+
+
+def test_a_request_made_before_a_worker_started_does_not_stop_it(
+    make_signal: MakeSignal,
+) -> None:
+    command_host = make_signal()
+    command_host.request()
+    started = time.time()
+    worker_host = make_signal()
+
+    assert not worker_host.requested_since(started)
+    command_host.request()
+    assert worker_host.requested_since(started)
+
+
+def test_the_table_is_read_at_most_once_per_check_interval(make_signal: MakeSignal) -> None:
+    worker_host, command_host = make_signal(), make_signal()
+    worker_host.CHECK_INTERVAL = 3600.0
+    started = time.time()
+    assert not worker_host.requested_since(started)  # read now, remembered for an hour
+
+    command_host.request()
+
+    assert not worker_host.requested_since(started)
+    worker_host.CHECK_INTERVAL = 0.0
+    assert worker_host.requested_since(started)
+
+
+def test_signals_with_different_names_stop_different_workers(make_signal: MakeSignal) -> None:
+    billing, shipping = make_signal(name="billing"), make_signal(name="shipping")
+    started = time.time()
+
+    make_signal(name="billing").request()
+
+    assert billing.requested_since(started)
+    assert not shipping.requested_since(started)
+
+
+def test_an_operator_can_request_the_stop_with_sql(
+    make_signal: MakeSignal, database: Database, signal_dsn: str
+) -> None:
+    worker_host = make_signal()
+    started = time.time()
+    assert not worker_host.requested_since(started)  # creates the table
+    table = Dsn.parse(signal_dsn).options["table_name"]
+
+    database.execute(
+        f"INSERT INTO {table} (name, requested_at) VALUES ('default', :now)",
+        {"now": time.time()},
+    )
+
+    assert worker_host.requested_since(started)
+
+
+def test_a_messenger_configured_with_the_dsn_keeps_its_signal_there(signal_dsn: str) -> None:
+    config = {"stop_signal": signal_dsn, "transports": {"async": {"dsn": "memory://"}}}
+    worker_side, command_side = Messenger(config), Messenger(config)
+    try:
+        signal = worker_side.stop_signal
+        assert isinstance(signal, SqlStopSignal)
+        assert signal.options.table_name == Dsn.parse(signal_dsn).options["table_name"]
+        signal.CHECK_INTERVAL = 0.0
+        started = time.time()
+        assert not signal.requested_since(started)
+
+        command_side.stop_signal.request()
+
+        assert signal.requested_since(started)
+    finally:
+        for messenger in (worker_side, command_side):
+            stop_signal = messenger.stop_signal
+            assert isinstance(stop_signal, SqlStopSignal)
+            stop_signal.close()
+
+
+# -- an unreachable database -------------------------------------------------------------------
+
+UNREACHABLE = [
+    "postgresql://app:s3cret@127.0.0.1:1/test",
+    "mysql://app:s3cret@127.0.0.1:1/test",
+]
+
+
+@pytest.mark.parametrize("dsn", UNREACHABLE)
+def test_a_worker_carries_on_when_the_database_is_down(
+    dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    signal = SqlStopSignal.from_dsn(Dsn.parse(dsn))
+    signal.CHECK_INTERVAL = signal.FAILURE_INTERVAL = 0.0
+    try:
+        with caplog.at_level(logging.DEBUG, logger="messenger_transport_sql"):
+            assert not signal.requested_since(0.0)
+            assert not signal.requested_since(0.0)
+    finally:
+        signal.close()
+
+    warnings = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1, "one warning per outage, not one per look"
+    assert "cannot read the stop signal" in warnings[0].getMessage()
+    assert "s3cret" not in caplog.text
+    assert "***" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("dsn", UNREACHABLE)
+def test_requesting_a_stop_when_the_database_is_down_is_a_clear_error(dsn: str) -> None:
+    signal = SqlStopSignal.from_dsn(Dsn.parse(dsn))
+    try:
+        with pytest.raises(TransportError, match=r"cannot request the stop") as raised:
+            signal.request()
+    finally:
+        signal.close()
+    assert "s3cret" not in str(raised.value)
+    assert "app:***@127.0.0.1:1" in str(raised.value)
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+def test_defaults_and_driver_options() -> None:
+    signal = SqlTransportFactory().create_stop_signal(
+        Dsn.parse("postgresql://app@db.internal/app?sslmode=require"), {"connect_timeout": 3}
+    )
+    try:
+        assert signal.options.table_name == DEFAULT_TABLE_NAME == "messenger_stop_signal"
+        assert signal.options.name == "default"
+        assert signal.options.driver_options == {"sslmode": "require", "connect_timeout": "3"}
+    finally:
+        signal.close()
+    mysql = SqlStopSignal.from_dsn(Dsn.parse("mysql://app@db.internal/app"))
+    try:
+        # A worker asks after every message: an unreachable server must not hold it for minutes.
+        assert mysql.options.driver_options == {"connect_timeout": "5"}
+    finally:
+        mysql.close()
+
+
+@pytest.mark.parametrize(
+    ("dsn", "options", "message"),
+    [
+        ("sqlite:///{tmp}/s.db", {"nme": "x"}, r"option 'nme' is unknown to the SQL stop signal"),
+        (
+            "sqlite:///{tmp}/s.db?queue_name=async",
+            {},
+            r"'queue_name' is an option of the SQL transport, not of the SQL stop signal",
+        ),
+        ("sqlite:///{tmp}/s.db", {"table_name": "drop table"}, r"'table_name' must be an SQL"),
+        ("sqlite:///{tmp}/s.db", {"name": ""}, r"'name' must be a non-empty string"),
+        ("sqlite:///:memory:", {}, r"in-memory SQLite database reaches no other process"),
+        ("mysql://root@db/app", {"sslmode": "require"}, r"'sslmode' is unknown"),
+    ],
+)
+def test_bad_configuration_is_refused(
+    tmp_path: Path, dsn: str, options: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        SqlTransportFactory().create_stop_signal(Dsn.parse(dsn.format(tmp=tmp_path)), options)
+
+
+# -- real processes ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stop_workers_in_one_process_stops_a_worker_in_another(
+    signal_dsn: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "messenger.toml"
+    config.write_text(
+        "[messenger]\n"
+        f"stop_signal = {json.dumps(signal_dsn)}\n\n"
+        "[messenger.transports.async]\n"
+        'dsn = "memory://"\n'
+    )
+    worker_host, command_host = tmp_path / "worker-host", tmp_path / "command-host"
+    worker = _start_messenger(worker_host, config, "consume", "async", "--sleep", "0.05")
+    try:
+        _wait_for_line(worker, "worker consuming")
+
+        stop = _run_messenger(command_host, config, "stop-workers")
+
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        assert worker.popen.wait(DEADLINE) == 0, worker.text()
+    finally:
+        worker.kill()
+    assert "stop-workers was requested" in worker.text()
+    # The store carried the request, not a file on either "host".
+    assert not (worker_host / "stop-file").exists()
+    assert not (command_host / "stop-file").exists()
+
+
+@attrs.define
+class _Process:
+    popen: subprocess.Popen[bytes]
+    output: Path
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(DEADLINE)
+
+
+def _host_env(host: Path) -> dict[str, str]:
+    """The environment of a process on ``host``: its own default stop file, which a worker
+    would watch if the configured store were not used."""
+    host.mkdir(exist_ok=True)
+    env = {**os.environ, "MESSENGER_STOP_SIGNAL_FILE": str(host / "stop-file")}
+    for name in (
+        "MESSENGER_APP",
+        "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
+        "MESSENGER_DISABLED_PLUGINS",
+    ):
+        env.pop(name, None)
+    return env
+
+
+def _messenger_command(config: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "messenger_core", "--config", str(config), *args]
+
+
+def _start_messenger(host: Path, config: Path, *args: str) -> _Process:
+    env = _host_env(host)
+    output = host / "output.log"
+    with output.open("wb") as sink:
+        popen = subprocess.Popen(
+            # A time limit ends a worker that a failing test leaves behind.
+            [*_messenger_command(config, *args), "--time-limit", "300"],
+            env=env,
+            cwd=host,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    return _Process(popen, output)
+
+
+def _run_messenger(host: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        _messenger_command(config, *args),
+        env=_host_env(host),
+        cwd=host,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+
+
+def _wait_for_line(process: _Process, text: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while text not in process.text():
+        if process.popen.poll() is not None:
+            pytest.fail(f"the process exited {process.popen.returncode}:\n{process.text()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {text!r} within {DEADLINE}s:\n{process.text()}")
+        time.sleep(0.05)
