@@ -7,8 +7,8 @@ For each database and run, on fresh tables:
 
 1. **send**: ``--messages`` messages sent one by one (one transaction each);
 2. **batch send**: as many again with ``send_batch``, ``--batch-size`` per call;
-3. **consume**: one consumer *process* receives and acknowledges all of them, in a get/ack
-   loop with ``fetch_size`` = ``--fetch-size``.
+3. **consume**: one worker *process* (the real ``Worker``, what ``messenger consume`` runs)
+   receives, handles and acknowledges all of them, with ``fetch_size`` = ``--fetch-size``.
 
 The same three steps run with the raw driver (sqlite3, psycopg, PyMySQL) doing the same SQL by
 hand (same table layout, same statements, same transactions) with a pre-encoded body: the
@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 from messenger_transport_sql import SqlTransport, SqlTransportFactory
 
+from messenger_core import Messenger
 from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
@@ -115,21 +116,25 @@ def transport_send_batch(dsn: str, table: str, count: int, batch_size: int) -> f
 
 
 def transport_consume(dsn: str, table: str, count: int, fetch_size: int) -> float:
+    """The real worker (``messenger consume``'s loop) handling every message, then acking it."""
     options: dict[str, Any] = {"fetch_size": fetch_size}
     if dsn.startswith("postgres"):
         options["get_notify_timeout"] = 100
-    transport = make_transport(dsn, table, **options)
-    try:
-        received = 0
+    handled = 0
+
+    def on_order_placed(message: OrderPlaced) -> None:
+        nonlocal handled
+        handled += 1
+
+    with Messenger(autoload=False) as messenger:
+        messenger.handler(on_order_placed)
+        messenger.add_transport("bench", make_transport(dsn, table, **options))
+        worker = messenger.worker(["bench"])
         started = time.perf_counter()
-        while received < count:
-            for each in transport.get():
-                transport.ack(each)
-                received += 1
-        transport.flush()
-        return count / (time.perf_counter() - started)
-    finally:
-        transport.close()
+        worker.run(limit=count, sleep=0.001, handle_signals=False)
+        elapsed = time.perf_counter() - started
+    assert handled == count, f"handled {handled} of {count}"
+    return count / elapsed
 
 
 # -- the raw drivers ---------------------------------------------------------------------------
