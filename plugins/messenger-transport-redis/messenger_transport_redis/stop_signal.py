@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -28,6 +26,7 @@ import redis
 
 from messenger_core.dsn import Dsn, mask_dsn
 from messenger_core.errors import ConfigurationError, TransportError
+from messenger_core.stop_signal import PollingStopSignal
 from messenger_transport_redis.connection import RedisEndpoint, describe, endpoint_of
 from messenger_transport_redis.options import KNOWN_OPTIONS, RedisTransportOptions, parse_options
 
@@ -100,30 +99,25 @@ def parse_stop_signal_options(options: Mapping[str, Any]) -> RedisStopSignalOpti
     return RedisStopSignalOptions(key=key, connection=connection)
 
 
-class RedisStopSignal:
+class RedisStopSignal(PollingStopSignal):
     """A :class:`~messenger_core.stop_signal.StopSignal` kept in a Redis key.
 
     Build it with :meth:`from_dsn` (or through the ``stop_signal`` configuration key). Two
     objects built from the same DSN, in any processes on any hosts, share the signal. It
-    connects on first use.
+    connects on first use; reads are cached and failures tolerated as
+    :class:`~messenger_core.stop_signal.PollingStopSignal` describes.
     """
 
-    CHECK_INTERVAL = 1.0
-    """Seconds between two reads of the key: workers ask after every message."""
-    FAILURE_INTERVAL = 10.0
-    """Seconds to wait after a failed read before the next: a Redis that is down must not slow
-    every message down with connection attempts."""
+    READ_ERRORS = _READ_ERRORS
 
     def __init__(
         self, endpoint: RedisEndpoint, options: RedisStopSignalOptions | None = None
     ) -> None:
         """A signal on the server ``endpoint`` names."""
+        super().__init__()
         self._endpoint = endpoint
         self._options = options if options is not None else RedisStopSignalOptions()
         self._client: redis.Redis | None = None
-        self._checked_at = -math.inf
-        self._requested_at = 0.0
-        self._failing = False
 
     @classmethod
     def from_dsn(cls, dsn: Dsn, options: Mapping[str, Any] | None = None) -> RedisStopSignal:
@@ -146,49 +140,16 @@ class RedisStopSignal:
         """The signal's options."""
         return self._options
 
-    def request(self) -> None:
-        """Set the key to now.
+    def write_request_time(self, when: float) -> None:
+        """Set the key to ``when``.
 
         Raises :class:`TransportError` (the password masked) if Redis cannot be reached or
         written.
         """
-        now = time.time()
         try:
-            self._call(lambda client: client.set(self._options.key, repr(now)))
+            self._call(lambda client: client.set(self._options.key, repr(when)))
         except _ERRORS as error:
             raise TransportError(f"{self!r}: cannot request the stop: {_reason(error)}") from error
-        # This process sees its own request at once.
-        self._requested_at = max(self._requested_at, now)
-
-    def requested_since(self, started_at: float) -> bool:
-        """Whether a stop was requested after ``started_at`` (a ``time.time()`` value).
-
-        Reads the key at most once per :attr:`CHECK_INTERVAL`. If Redis cannot be read, logs a
-        warning (once per outage) and answers with what it knew: a worker must not die because
-        the signal's store blinked.
-        """
-        now = time.monotonic()
-        interval = self.FAILURE_INTERVAL if self._failing else self.CHECK_INTERVAL
-        if now - self._checked_at >= interval:
-            self._checked_at = now
-            try:
-                self._requested_at = self._read()
-            except _READ_ERRORS as error:
-                if not self._failing:
-                    self._failing = True
-                    logger.warning(
-                        "%r: cannot read the stop signal, trying again in %g s: %s",
-                        self,
-                        self.FAILURE_INTERVAL,
-                        _reason(error),
-                    )
-                else:
-                    logger.debug("%r: still cannot read: %s", self, _reason(error))
-            else:
-                if self._failing:
-                    self._failing = False
-                    logger.warning("%r: the stop signal can be read again", self)
-        return self._requested_at > started_at
 
     def close(self) -> None:
         """Close the signal's connections."""
@@ -196,7 +157,8 @@ class RedisStopSignal:
         if client is not None:
             client.close()
 
-    def _read(self) -> float:
+    def read_request_time(self) -> float:
+        """The time in the key (0 without one)."""
         value = self._call(lambda client: client.get(self._options.key))
         if value is None:
             return 0.0

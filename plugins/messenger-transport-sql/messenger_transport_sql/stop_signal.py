@@ -16,8 +16,6 @@ worker's: keep the hosts' clocks synchronised (NTP).
 from __future__ import annotations
 
 import logging
-import math
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +25,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from messenger_core.dsn import Dsn, mask_dsn
 from messenger_core.errors import ConfigurationError, TransportError
+from messenger_core.stop_signal import PollingStopSignal
 from messenger_transport_sql.engine import (
     SQLITE_BEGIN,
     backend_of,
@@ -128,18 +127,17 @@ def build_stop_signal_table(table_name: str, metadata: sa.MetaData | None = None
     )
 
 
-class SqlStopSignal:
+class SqlStopSignal(PollingStopSignal):
     """A :class:`~messenger_core.stop_signal.StopSignal` kept in a SQL database.
 
     Build it with :meth:`from_dsn` (or through the ``stop_signal`` configuration key). Two
-    objects built from the same DSN, in any processes on any hosts, share the signal.
+    objects built from the same DSN, in any processes on any hosts, share the signal. Reads
+    are cached and failures tolerated as :class:`~messenger_core.stop_signal.PollingStopSignal`
+    describes.
     """
 
-    CHECK_INTERVAL = 1.0
-    """Seconds between two reads of the table: workers ask after every message."""
-    FAILURE_INTERVAL = 10.0
-    """Seconds to wait after a failed read before the next: a database that is down must not
-    slow every message down with connection attempts."""
+    # ValueError, TypeError: a value written by hand that is not a number.
+    READ_ERRORS = (sa.exc.SQLAlchemyError, ValueError, TypeError)
 
     def __init__(
         self,
@@ -150,6 +148,7 @@ class SqlStopSignal:
     ) -> None:
         """A signal on ``engine``, which :func:`~messenger_transport_sql.engine.create_engine`
         built (the signal disposes of it on :meth:`close`)."""
+        super().__init__()
         self._engine = engine
         self._options = options if options is not None else SqlStopSignalOptions()
         self._description = (
@@ -160,9 +159,6 @@ class SqlStopSignal:
         self._table = build_stop_signal_table(self._options.table_name)
         self._backend = "mysql" if engine.dialect.name == "mariadb" else engine.dialect.name
         self._table_checked = False
-        self._checked_at = -math.inf
-        self._requested_at = 0.0
-        self._failing = False
 
     @classmethod
     def from_dsn(cls, dsn: Dsn, options: Mapping[str, Any] | None = None) -> SqlStopSignal:
@@ -196,14 +192,13 @@ class SqlStopSignal:
         """The signal's options."""
         return self._options
 
-    def request(self) -> None:
-        """Record now as the time of the request (creating the table if it is missing).
+    def write_request_time(self, when: float) -> None:
+        """Record ``when`` as the time of the request (creating the table if it is missing).
 
         Raises :class:`TransportError` (the password masked) if the database cannot be
         reached or written.
         """
-        now = time.time()
-        values = {"name": self._options.name, "requested_at": now}
+        values = {"name": self._options.name, "requested_at": when}
         statement: sa.Executable
         if self._backend == "postgresql":
             upsert = postgresql.insert(self._table).values(values)
@@ -226,45 +221,13 @@ class SqlStopSignal:
                 connection.execute(statement)
         except sa.exc.SQLAlchemyError as error:
             raise TransportError(f"{self!r}: cannot request the stop: {_reason(error)}") from error
-        # This process sees its own request at once.
-        self._requested_at = max(self._requested_at, now)
-
-    def requested_since(self, started_at: float) -> bool:
-        """Whether a stop was requested after ``started_at`` (a ``time.time()`` value).
-
-        Reads the table at most once per :attr:`CHECK_INTERVAL`. If the database cannot be
-        read, logs a warning (once per outage) and answers with what it knew: a worker must not
-        die because the signal's store blinked.
-        """
-        now = time.monotonic()
-        interval = self.FAILURE_INTERVAL if self._failing else self.CHECK_INTERVAL
-        if now - self._checked_at >= interval:
-            self._checked_at = now
-            try:
-                self._requested_at = self._read()
-            except (sa.exc.SQLAlchemyError, ValueError, TypeError) as error:
-                # ValueError, TypeError: a value written by hand that is not a number.
-                if not self._failing:
-                    self._failing = True
-                    logger.warning(
-                        "%r: cannot read the stop signal, trying again in %g s: %s",
-                        self,
-                        self.FAILURE_INTERVAL,
-                        _reason(error),
-                    )
-                else:
-                    logger.debug("%r: still cannot read: %s", self, _reason(error))
-            else:
-                if self._failing:
-                    self._failing = False
-                    logger.warning("%r: the stop signal can be read again", self)
-        return self._requested_at > started_at
 
     def close(self) -> None:
         """Close the signal's database connections."""
         self._engine.dispose()
 
-    def _read(self) -> float:
+    def read_request_time(self) -> float:
+        """The time in the signal's row (0 without one)."""
         self._ensure_table()
         query = sa.select(self._table.c.requested_at).where(
             self._table.c.name == self._options.name
