@@ -381,7 +381,6 @@ class Messenger:
         signal: StopSignal = factory.create_stop_signal(dsn, dict(dsn.options))
         return signal
 
-
     def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
         """A worker consuming ``transport_names`` (highest priority first).
 
@@ -395,11 +394,14 @@ class Messenger:
         return Worker(self, transport_names, **options)
 
     def close(self) -> None:
-        """Close every transport that was opened."""
+        """Close every transport that was opened, and the stop signal's connections."""
         with self._lock:
             transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
             transport.close()
+        close_signal = getattr(self._stop_signal, "close", None)
+        if close_signal is not None:
+            close_signal()
 
     def __enter__(self) -> Messenger:
         return self

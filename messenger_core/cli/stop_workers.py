@@ -37,7 +37,7 @@ def describe_stop_signal(signal: StopSignal) -> str:
     """A few words on where the signal is kept."""
     if isinstance(signal, FileStopSignal):
         return f"stop file {signal.path}"
-    return type(signal).__name__
+    return repr(signal)  # the store's reprs show where it is, password masked
 
 
 def run(context: CommandContext, args: argparse.Namespace) -> int:
