@@ -342,7 +342,8 @@ class Messenger:
         try:
             transport: Transport = factory.create(dsn, dsn.with_options(config.options), serializer)
         except ConfigurationError as error:
-            raise ConfigurationError(f"transport {name!r} ({dsn}): {error}") from None
+            where = "" if str(dsn) in str(error) else f" ({dsn})"
+            raise ConfigurationError(f"transport {name!r}{where}: {error}") from None
         logger.debug("transport %s created from %s", name, dsn)
         return transport
 

@@ -370,7 +370,7 @@ def test_options_accept_typed_values(serializer: JsonSerializer) -> None:
     assert transport.redeliver_timeout == 30.0
 
 
-@pytest.mark.parametrize("value", ["maybe", "", "2", 1, None])
+@pytest.mark.parametrize("value", ["maybe", "", "2", 2, None])
 def test_a_bad_boolean_is_a_configuration_error(serializer: JsonSerializer, value: object) -> None:
     with pytest.raises(ConfigurationError, match="'serialize' must be a boolean"):
         create(serializer, "memory://", serialize=value)
@@ -380,7 +380,9 @@ def test_a_bad_boolean_is_a_configuration_error(serializer: JsonSerializer, valu
 def test_a_bad_redeliver_timeout_is_a_configuration_error(
     serializer: JsonSerializer, value: object
 ) -> None:
-    with pytest.raises(ConfigurationError, match="'redeliver_timeout' must be a positive number"):
+    with pytest.raises(
+        ConfigurationError, match="'redeliver_timeout' must be a number of seconds > 0"
+    ):
         create(serializer, "memory://", redeliver_timeout=value)
 
 
@@ -388,7 +390,8 @@ def test_an_unknown_option_is_named_with_the_known_ones(serializer: JsonSerializ
     with pytest.raises(ConfigurationError) as raised:
         create(serializer, "memory://?serialise=true")
 
-    assert "'serialise'" in str(raised.value)
+    assert "'serialise' (did you mean 'serialize'?)" in str(raised.value)
+    assert "for the memory transport memory://?serialise=true;" in str(raised.value)
     assert "known options: serialize, redeliver_timeout" in str(raised.value)
 
 

@@ -37,6 +37,7 @@ from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer, decode_or_quarantine
 from messenger_core.stamps import DelayStamp, NonSendableStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities, TransportMessage
+from messenger_core.transport_options import parse_bool, parse_seconds, reject_unknown_options
 
 __all__ = ["MemoryQueue", "MemoryTransport", "MemoryTransportFactory"]
 
@@ -45,8 +46,6 @@ DEFAULT_REDELIVER_TIMEOUT = 3600.0
 
 _SCHEMES = ("memory", "in-memory")
 _OPTIONS = ("serialize", "redeliver_timeout")
-_TRUE = frozenset({"true", "1", "yes"})
-_FALSE = frozenset({"false", "0", "no"})
 
 # What the queue keeps of a message: the envelope itself, or its encoded form.
 _Payload = Envelope | TransportMessage
@@ -364,17 +363,11 @@ class MemoryTransportFactory:
                 f"DSNs, not {dsn}"
             )
         merged = dsn.with_options(options)
-        unknown = sorted(set(merged) - set(_OPTIONS))
-        if unknown:
-            raise ConfigurationError(
-                f"unknown option{'s' if len(unknown) > 1 else ''} "
-                f"{', '.join(repr(name) for name in unknown)} for the memory transport; "
-                f"known options: {', '.join(_OPTIONS)}"
-            )
+        reject_unknown_options(merged, _OPTIONS, transport="memory", dsn=dsn)
         return MemoryTransport(
             serializer,
-            serialize=_parse_bool("serialize", merged.get("serialize", False)),
-            redeliver_timeout=_parse_seconds(
+            serialize=parse_bool("serialize", merged.get("serialize", False)),
+            redeliver_timeout=parse_seconds(
                 "redeliver_timeout", merged.get("redeliver_timeout", DEFAULT_REDELIVER_TIMEOUT)
             ),
         )
@@ -393,34 +386,3 @@ def _id_of(envelope: Envelope) -> str:
             "(or send()) returned"
         )
     return stamp.id
-
-
-def _parse_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-    raise ConfigurationError(
-        f"memory transport option {name!r} must be a boolean (true/false, 1/0, yes/no), "
-        f"got {value!r}"
-    )
-
-
-def _parse_seconds(name: str, value: Any) -> float:
-    seconds: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    elif isinstance(value, str):
-        try:
-            seconds = float(value.strip())
-        except ValueError:
-            seconds = None
-    if seconds is None or not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(
-            f"memory transport option {name!r} must be a positive number of seconds, got {value!r}"
-        )
-    return seconds

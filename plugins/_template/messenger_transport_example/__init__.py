@@ -23,11 +23,13 @@ from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer, decode_or_quarantine
 from messenger_core.stamps import DelayStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities, TransportMessage
+from messenger_core.transport_options import parse_seconds, reject_unknown_options
 
 __all__ = ["ExampleTransport", "ExampleTransportFactory"]
 
 _READY = ".msg"
 _CLAIMED = ".claimed"
+_OPTIONS = ("redeliver_timeout",)
 
 
 class ExampleTransport:
@@ -131,21 +133,11 @@ class ExampleTransportFactory:
         self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
     ) -> ExampleTransport:
         """A transport over the directory named by the DSN's path."""
-        unknown = set(options) - {"redeliver_timeout"}
-        if unknown:
-            raise ConfigurationError(
-                f"unknown option(s) {', '.join(sorted(unknown))} for {dsn}; "
-                "known: redeliver_timeout"
-            )
+        # The helpers of messenger_core.transport_options word errors as every transport does.
+        reject_unknown_options(options, _OPTIONS, transport="example", dsn=dsn)
         if not dsn.path or dsn.path == "/":
             raise ConfigurationError(
                 f"{dsn}: give the spool directory, e.g. example:///var/spool/messages"
             )
-        try:
-            timeout = float(options.get("redeliver_timeout", 3600))
-        except ValueError:
-            value = options["redeliver_timeout"]
-            raise ConfigurationError(
-                f"redeliver_timeout must be a number of seconds, got {value!r}"
-            ) from None
+        timeout = parse_seconds("redeliver_timeout", options.get("redeliver_timeout", 3600))
         return ExampleTransport(Path(dsn.path), serializer, timeout)

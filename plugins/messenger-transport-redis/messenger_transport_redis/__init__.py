@@ -14,9 +14,11 @@ from messenger_transport_redis.options import (
     RedisTransportOptions,
     parse_options,
 )
+from messenger_transport_redis.stop_signal import RedisStopSignal
 from messenger_transport_redis.transport import RedisTransport
 
 __all__ = [
+    "RedisStopSignal",
     "BODY_ENCODING_HEADER",
     "KNOWN_OPTIONS",
     "RedisEndpoint",

@@ -34,7 +34,7 @@ class RedisTransportFactory:
         ``/<stream>[/<group>[/<consumer>]]``, except for a unix socket (``redis:///path.sock``),
         whose path is the socket's.
         """
-        parsed = parse_options(dsn.with_options(options), dsn.path if dsn.hosts else "")
+        parsed = parse_options(dsn.with_options(options), dsn.path if dsn.hosts else "", dsn=dsn)
         return RedisTransport(endpoint_of(dsn, parsed), parsed, serializer)
 
     def create_stop_signal(self, dsn: Dsn, options: Mapping[str, Any]) -> RedisStopSignal:

@@ -14,23 +14,27 @@ each other's pending entries), and ``fetch_size`` exists.
 
 from __future__ import annotations
 
-import contextlib
-import difflib
-import math
 import os
 import secrets
 import socket
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import attrs
 
+from messenger_core.dsn import Dsn
 from messenger_core.errors import ConfigurationError
+from messenger_core.transport_options import (
+    parse_bool,
+    parse_int,
+    parse_milliseconds,
+    parse_seconds,
+    reject_unknown_options,
+)
 
 __all__ = ["KNOWN_OPTIONS", "RedisTransportOptions", "default_consumer_name", "parse_options"]
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off"})
 _CERT_REQS = ("required", "optional", "none")
 MAX_FETCH_SIZE = 10_000
 
@@ -99,97 +103,41 @@ class RedisTransportOptions:
         return f"{self.stream}__queue"
 
 
-def _as_bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    raise ConfigurationError(
-        f"option {name!r} must be a boolean (true/false, 1/0, yes/no, on/off), got {value!r}"
-    )
+def _name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"option {name!r} must be a non-empty string, got {value!r}")
+    return value
 
 
-def _as_number(name: str, value: Any, *, integer: bool, minimum: float) -> float:
-    number: float = math.nan
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, int | float):
-        number = value
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            number = int(value.strip()) if integer else float(value.strip())
-    kind = "an integer" if integer else "a number"
-    if not math.isfinite(number) or (integer and number != int(number)) or number < minimum:
-        bound = int(minimum) if integer else minimum
-        raise ConfigurationError(f"option {name!r} must be {kind} >= {bound}, got {value!r}")
-    return number
-
-
-def _integer(name: str, minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        number = int(_as_number(name, value, integer=True, minimum=minimum))
-        if maximum is not None and number > maximum:
-            raise ConfigurationError(f"option {name!r} must be at most {maximum}, got {value!r}")
-        return number
-
-    return parse
-
-
-def _seconds(name: str, *, allow_zero: bool = False) -> Callable[[Any], float]:
-    def parse(value: Any) -> float:
-        seconds = _as_number(name, value, integer=False, minimum=0)
-        if seconds == 0 and not allow_zero:
-            raise ConfigurationError(
-                f"option {name!r} must be a number of seconds > 0, got {value!r}"
-            )
-        return seconds
-
-    return parse
-
-
-def _name(name: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        if not isinstance(value, str) or not value:
-            raise ConfigurationError(f"option {name!r} must be a non-empty string, got {value!r}")
-        return value
-
-    return parse
-
-
-def _boolean(name: str) -> Callable[[Any], bool]:
-    return lambda value: _as_bool(name, value)
-
-
-def _cert_reqs(value: Any) -> str:
+def _cert_reqs(name: str, value: Any) -> str:
     text = value.strip().lower() if isinstance(value, str) else value
     if text not in _CERT_REQS:
         raise ConfigurationError(
-            f"option 'ssl_cert_reqs' must be one of {', '.join(_CERT_REQS)}, got {value!r}"
+            f"option {name!r} must be one of {', '.join(_CERT_REQS)}, got {value!r}"
         )
     return str(text)
 
 
-_PARSERS: dict[str, Callable[[Any], Any]] = {
-    "stream": _name("stream"),
-    "group": _name("group"),
-    "consumer": _name("consumer"),
-    "auto_setup": _boolean("auto_setup"),
-    "delete_after_ack": _boolean("delete_after_ack"),
-    "delete_after_reject": _boolean("delete_after_reject"),
-    "stream_max_entries": _integer("stream_max_entries", 0),
-    "redeliver_timeout": _seconds("redeliver_timeout"),
-    "claim_interval": _integer("claim_interval", 0),
-    "fetch_size": _integer("fetch_size", 1, MAX_FETCH_SIZE),
-    "dbindex": _integer("dbindex", 0),
-    "sentinel_master": _name("sentinel_master"),
-    "timeout": _seconds("timeout"),
-    "read_timeout": _seconds("read_timeout"),
-    "reconnect_timeout": _seconds("reconnect_timeout", allow_zero=True),
-    "ssl_ca_certs": _name("ssl_ca_certs"),
-    "ssl_certfile": _name("ssl_certfile"),
-    "ssl_keyfile": _name("ssl_keyfile"),
+# Each parser takes the option's name and its value.
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "stream": _name,
+    "group": _name,
+    "consumer": _name,
+    "auto_setup": parse_bool,
+    "delete_after_ack": parse_bool,
+    "delete_after_reject": parse_bool,
+    "stream_max_entries": partial(parse_int, minimum=0),
+    "redeliver_timeout": parse_seconds,
+    "claim_interval": parse_milliseconds,
+    "fetch_size": partial(parse_int, minimum=1, maximum=MAX_FETCH_SIZE),
+    "dbindex": partial(parse_int, minimum=0),
+    "sentinel_master": _name,
+    "timeout": parse_seconds,
+    "read_timeout": parse_seconds,
+    "reconnect_timeout": partial(parse_seconds, allow_zero=True),
+    "ssl_ca_certs": _name,
+    "ssl_certfile": _name,
+    "ssl_keyfile": _name,
     "ssl_cert_reqs": _cert_reqs,
 }
 
@@ -200,23 +148,17 @@ _PATH_PARTS = ("stream", "group", "consumer")
 _MIN_READ_TIMEOUT = 1.0  # a get() blocks up to 0.1 s on the socket: leave room
 
 
-def parse_options(options: Mapping[str, Any], path: str = "") -> RedisTransportOptions:
+def parse_options(
+    options: Mapping[str, Any], path: str = "", *, dsn: Dsn | None = None
+) -> RedisTransportOptions:
     """Validate ``options``; ``path`` is the DSN's ``/<stream>[/<group>[/<consumer>]]``.
 
     A name given both in the path and as an option must be the same. Raises
-    :class:`ConfigurationError` naming an unknown option (and the known ones) or a bad value.
+    :class:`ConfigurationError` naming an unknown option (and the known ones, and ``dsn`` if
+    given, its password masked) or a bad value.
     """
-    values: dict[str, Any] = {}
-    for name, value in options.items():
-        parser = _PARSERS.get(name)
-        if parser is None:
-            close = difflib.get_close_matches(name, KNOWN_OPTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigurationError(
-                f"unknown option {name!r} for the Redis transport{hint}; "
-                f"known options: {', '.join(KNOWN_OPTIONS)}"
-            )
-        values[name] = parser(value)
+    reject_unknown_options(options, KNOWN_OPTIONS, transport="Redis", dsn=dsn)
+    values: dict[str, Any] = {name: _PARSERS[name](name, value) for name, value in options.items()}
     parts = path.strip("/").split("/") if path.strip("/") else []
     if len(parts) > len(_PATH_PARTS):
         raise ConfigurationError(

@@ -109,6 +109,14 @@ def test_an_unknown_option_is_named_with_a_suggestion_and_the_known_ones() -> No
         assert known in message
 
 
+def test_an_unknown_option_names_the_dsn_without_its_password() -> None:
+    dsn = Dsn.parse("redis://:s3cret@cache.example/jobs?fetch_sise=10")
+    with pytest.raises(ConfigurationError) as caught:
+        parse_options(dsn.options, dsn.path, dsn=dsn)
+    assert "for the Redis transport redis://:***@cache.example/jobs" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

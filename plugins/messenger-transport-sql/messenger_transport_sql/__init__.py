@@ -11,9 +11,11 @@ from messenger_transport_sql._codec import BODY_ENCODING_HEADER
 from messenger_transport_sql.factory import SqlTransportFactory
 from messenger_transport_sql.options import SqlTransportOptions, parse_options
 from messenger_transport_sql.outbox import outbox
+from messenger_transport_sql.stop_signal import SqlStopSignal
 from messenger_transport_sql.transport import SqlTransport
 
 __all__ = [
+    "SqlStopSignal",
     "BODY_ENCODING_HEADER",
     "SqlTransport",
     "SqlTransportFactory",

@@ -32,7 +32,7 @@ class SqlTransportFactory:
         :class:`~messenger_core.errors.ConfigurationError`.
         """
         backend = backend_of(dsn)
-        parsed = parse_options(dsn.with_options(options), backend)
+        parsed = parse_options(dsn.with_options(options), backend, dsn=dsn)
         engine = create_engine(dsn, parsed)
         return SqlTransport(engine, serializer, parsed, description=str(dsn), dispose_engine=True)
 

@@ -60,6 +60,15 @@ def test_an_unknown_option_is_named_with_the_known_ones() -> None:
     assert "redeliver_timeout" in str(raised.value)
 
 
+def test_an_unknown_option_names_the_dsn_without_its_password() -> None:
+    dsn = Dsn.parse("postgresql://app:s3cret@db.example/shop?queue_nme=async")
+    with pytest.raises(ConfigurationError) as raised:
+        parse_options(dsn.options, "postgresql", dsn=dsn)
+    assert "'queue_nme' (did you mean 'queue_name'?)" in str(raised.value)
+    assert "postgresql://app:***@db.example/shop" in str(raised.value)
+    assert "s3cret" not in str(raised.value)
+
+
 def test_postgresql_options_are_refused_elsewhere() -> None:
     with pytest.raises(ConfigurationError, match="PostgreSQL only"):
         parse_options({"use_notify": "true"}, "mysql")
