@@ -193,7 +193,7 @@ class HandlerRegistry:
         self._handlers: dict[type[Any] | str, list[HandlerDescriptor]] = {}
         # Per bus: message class -> handlers. The dicts are cleared in place (never replaced)
         # so that buses can hold on to them.
-        self._caches: dict[str, dict[type[Any], tuple[HandlerDescriptor, ...]]] = {}
+        self._caches: dict[str, dict[type[Any], Any]] = {}
         self._lock = threading.Lock()
         self._count = 0
 
@@ -286,6 +286,14 @@ class HandlerRegistry:
         cache = self._caches.get(bus_name)
         if cache is None:
             cache = self._caches.setdefault(bus_name, {})
+        return cache
+
+    def scratch_cache(self, key: str) -> dict[type[Any], Any]:
+        """A per-class cache a caller derives from the lookups (``key`` names it); emptied,
+        in place, whenever a handler is added."""
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches.setdefault(key, {})
         return cache
 
     def _lookup(self, bus_name: str, message_class: type[Any]) -> tuple[HandlerDescriptor, ...]:

@@ -503,6 +503,8 @@ def test_a_retry_after_every_handler_succeeded_is_not_an_error(messenger: Messen
 
 def test_a_handler_registered_after_the_first_dispatch_is_seen(messenger: Messenger) -> None:
     messenger.handler(lambda m: "first", handles=OrderPlaced, name="first")
+    # Twice: the second dispatch takes the bus's fast path for a class with one handler.
+    assert handled_names(messenger.bus.dispatch(OrderPlaced())) == ["first"]
     assert handled_names(messenger.bus.dispatch(OrderPlaced())) == ["first"]
     with pytest.raises(NoHandlerForMessageError):
         messenger.bus.dispatch(OrderCancelled())
@@ -512,6 +514,28 @@ def test_a_handler_registered_after_the_first_dispatch_is_seen(messenger: Messen
 
     assert handled_names(messenger.bus.dispatch(OrderPlaced())) == ["first", "second"]
     assert handled_names(messenger.bus.dispatch(OrderCancelled())) == ["late"]
+
+
+def test_the_fast_path_records_results_and_failures_like_the_general_one(
+    messenger: Messenger,
+) -> None:
+    outcomes = iter(["a result", None, ValueError("boom")])
+
+    def flaky(message: OrderPlaced) -> object:
+        outcome = next(outcomes)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    messenger.handler(flaky, name="flaky")
+    first = messenger.bus.dispatch(OrderPlaced())  # the general path, which learns the class
+    second = messenger.bus.dispatch(OrderPlaced())  # the fast path
+    assert [s.result for s in first.all(HandledStamp)] == ["a result"]
+    assert [(s.handler_name, s.result) for s in second.all(HandledStamp)] == [("flaky", None)]
+    with pytest.raises(HandlerFailedError) as failed:
+        messenger.bus.dispatch(OrderPlaced())
+    assert [name for name, _ in failed.value.exceptions] == ["flaky"]
+    assert failed.value.envelope.all(HandledStamp) == ()
 
 
 # -- registration errors -----------------------------------------------------------------------

@@ -47,8 +47,25 @@ class HandleMessageMiddleware:
         run_all = self._run_all
         last = is_terminal(next)
 
+        # Classes whose one handler runs on every dispatch: (callable, name, its None stamp).
+        sole_handlers = self.handlers.scratch_cache(f"sole handler on {bus_name}")
+
         def handle(envelope: Envelope) -> Envelope:
             message = envelope.message
+            stamps = envelope.stamps
+            sole = sole_handlers.get(type(message))
+            if sole is not None and len(stamps) == 1 and type(stamps[0]) is BusNameStamp:
+                # The common case, unrolled: a fresh dispatch to one handler.
+                call, name, none_stamp = sole
+                try:
+                    result = call(message)
+                except Exception as error:
+                    raise HandlerFailedError(envelope, [(name, error)]) from error
+                stamp = (
+                    none_stamp if result is None else HandledStamp(handler_name=name, result=result)
+                )
+                envelope = new_envelope(message, (stamps[0], stamp))
+                return envelope if last else next(envelope)
             handlers = cache.get(type(message))
             if handlers is None:
                 handlers = for_class(bus_name, type(message))
@@ -60,22 +77,10 @@ class HandleMessageMiddleware:
                     f"{bus_name!r}; register one with @messenger.handler, or route the message "
                     "to a transport"
                 )
-            stamps = envelope.stamps
-            if len(handlers) == 1 and (
-                not stamps or (len(stamps) == 1 and type(stamps[0]) is BusNameStamp)
-            ):
-                # The common case, unrolled: a fresh dispatch to one handler.
+            if len(handlers) == 1 and handlers[0].options.from_transport is None:
                 only = handlers[0]
-                if only.options.from_transport is None:
-                    try:
-                        result = only.callable(message)
-                    except Exception as error:
-                        raise HandlerFailedError(envelope, [(only.name, error)]) from error
-                    stamp = none_stamps.get(only.name) if result is None else None
-                    if stamp is None:
-                        stamp = _handled(only, result, none_stamps)
-                    envelope = new_envelope(message, (*stamps, stamp))
-                    return envelope if last else next(envelope)
+                none_stamp = none_stamps.get(only.name) or _handled(only, None, none_stamps)
+                sole_handlers[type(message)] = (only.callable, only.name, none_stamp)
             return next(run_all(envelope, handlers))
 
         return handle
