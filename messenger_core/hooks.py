@@ -72,6 +72,10 @@ class Hooks:
         """Let plugins add command-line commands."""
         self.manager.hook.messenger_add_commands(commands=commands)
 
+    def implemented(self, *hook_names: str) -> bool:
+        """Whether any plugin implements one of these hooks."""
+        return any(getattr(self.manager.hook, name).get_hookimpls() for name in hook_names)
+
     # worker events
     @staticmethod
     def _notify(caller: HookCaller, **arguments: Any) -> None:

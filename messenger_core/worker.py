@@ -161,6 +161,7 @@ class Worker:
             for name in self.transport_names
         }
         self._keepalive: _Keepalive | None = None
+        self._announce_each_message = True
         self.on_message: Callable[[Worker], None] | None = None
         """Called after every message (the command line's live status line uses it)."""
 
@@ -192,6 +193,11 @@ class Worker:
         self.stats = WorkerStats()
         self._stopping = False
         hooks = self.messenger.hooks
+        # Plugins are registered before a worker starts; asking pluggy twice per message
+        # whether anyone listens would cost more than the rest of the worker's own work.
+        self._announce_each_message = hooks.implemented(
+            "messenger_message_received", "messenger_message_handled"
+        )
         hooks.worker_started(self)
         logger.info("worker consuming %s", ", ".join(self.transport_names))
         try:
@@ -285,12 +291,13 @@ class Worker:
         hooks = self.messenger.hooks
         self.stats.received += 1
         envelope = envelope.with_(*self._received_stamps[transport_name])
-        hooks.message_received(envelope, transport_name)
+        if self._announce_each_message:
+            hooks.message_received(envelope, transport_name)
         if isinstance(envelope.message, UndecodableMessage):
             error = MessageDecodingError.from_message(envelope.message.reason)
             self._failed(envelope, transport_name, receiver, error, envelope)
             return
-        keepalive = self._watch(envelope, receiver)
+        keepalive = self._watch(envelope, receiver) if self.keepalive_interval else None
         try:
             handled = self._bus_for(envelope).dispatch(envelope)
         except Exception as error:
@@ -303,7 +310,8 @@ class Worker:
         receiver.ack(envelope)
         self.stats.handled += 1
         self._backoff = 0.0
-        hooks.message_handled(handled, transport_name)
+        if self._announce_each_message:
+            hooks.message_handled(handled, transport_name)
 
     def _bus_for(self, envelope: Envelope) -> MessageBus:
         if self.forced_bus is not None:
