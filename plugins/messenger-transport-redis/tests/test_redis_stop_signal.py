@@ -6,11 +6,7 @@ nothing but the Redis server. The last test runs real ``messenger`` processes.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +22,7 @@ from redis_test_support import REDIS_DSN, raw_client, require_redis
 from messenger_core import ConfigurationError, Messenger
 from messenger_core.dsn import Dsn
 from messenger_core.errors import TransportError
+from messenger_core.testing.stop_workers import check_stop_workers_across_hosts
 
 DEADLINE = 60.0
 """Seconds any one wait on a process may take before the test fails (a loaded machine)."""
@@ -242,94 +239,4 @@ def test_bad_configuration_is_refused(dsn: str, message: str) -> None:
 def test_stop_workers_in_one_process_stops_a_worker_in_another(
     signal_dsn: str, tmp_path: Path
 ) -> None:
-    config = tmp_path / "messenger.toml"
-    config.write_text(
-        "[messenger]\n"
-        f"stop_signal = {json.dumps(signal_dsn)}\n\n"
-        "[messenger.transports.async]\n"
-        'dsn = "memory://"\n'
-    )
-    worker_host, command_host = tmp_path / "worker-host", tmp_path / "command-host"
-    worker = _start_messenger(worker_host, config, "consume", "async", "--sleep", "0.05")
-    try:
-        _wait_for_line(worker, "worker consuming")
-
-        stop = _run_messenger(command_host, config, "stop-workers")
-
-        assert stop.returncode == 0, stop.stdout + stop.stderr
-        assert worker.popen.wait(DEADLINE) == 0, worker.text()
-    finally:
-        worker.kill()
-    assert "stop-workers was requested" in worker.text()
-    # The store carried the request, not a file on either "host".
-    assert not (worker_host / "stop-file").exists()
-    assert not (command_host / "stop-file").exists()
-
-
-@attrs.define
-class _Process:
-    popen: subprocess.Popen[bytes]
-    output: Path
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
-
-    def kill(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(DEADLINE)
-
-
-def _host_env(host: Path) -> dict[str, str]:
-    """The environment of a process on ``host``: its own default stop file, which a worker
-    would watch if the configured store were not used."""
-    host.mkdir(exist_ok=True)
-    env = {**os.environ, "MESSENGER_STOP_SIGNAL_FILE": str(host / "stop-file")}
-    for name in (
-        "MESSENGER_APP",
-        "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
-        "MESSENGER_DISABLED_PLUGINS",
-    ):
-        env.pop(name, None)
-    return env
-
-
-def _messenger_command(config: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "messenger_core", "--config", str(config), *args]
-
-
-def _start_messenger(host: Path, config: Path, *args: str) -> _Process:
-    env = _host_env(host)
-    output = host / "output.log"
-    with output.open("wb") as sink:
-        popen = subprocess.Popen(
-            # A time limit ends a worker that a failing test leaves behind.
-            [*_messenger_command(config, *args), "--time-limit", "300"],
-            env=env,
-            cwd=host,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    return _Process(popen, output)
-
-
-def _run_messenger(host: Path, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        _messenger_command(config, *args),
-        env=_host_env(host),
-        cwd=host,
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
-
-
-def _wait_for_line(process: _Process, text: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while text not in process.text():
-        if process.popen.poll() is not None:
-            pytest.fail(f"the process exited {process.popen.returncode}:\n{process.text()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} within {DEADLINE}s:\n{process.text()}")
-        time.sleep(0.05)
+    check_stop_workers_across_hosts(signal_dsn, tmp_path)
