@@ -112,7 +112,12 @@ class Receiver(Protocol):
     """
 
     def get(self) -> Iterable[Envelope]:
-        """Messages available now (possibly none). May wait briefly for one to arrive."""
+        """Messages available now (possibly none). May wait briefly for one to arrive.
+
+        A receiver whose ``get()`` itself waits for messages to arrive (a notification, a
+        blocking read) may say so with an attribute ``waits_for_messages = True``: a worker
+        then does not sleep between empty rounds.
+        """
         ...
 
     def ack(self, envelope: Envelope) -> None:

@@ -208,7 +208,7 @@ class Worker:
                     break
                 hooks.worker_idle(self)
                 self._check_limits(limits)
-                if not self._stopping:
+                if not self._stopping and not self._receivers_wait():
                     time.sleep(sleep)
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
@@ -244,6 +244,12 @@ class Worker:
                     name,
                     error,
                 )
+
+    def _receivers_wait(self) -> bool:
+        # Receivers that wait for a message inside get() (PostgreSQL LISTEN) make the worker's
+        # own sleep a pure delay: a message arriving then would wait for it. Asked after each
+        # empty round, since a receiver may stop waiting (its LISTEN connection failed).
+        return all(getattr(r, "waits_for_messages", False) for _, r in self.receivers)
 
     def stop(self, reason: str = "stop requested") -> None:
         """Stop after the current message."""

@@ -99,6 +99,39 @@ def run(worker: Worker, **limits: Any) -> WorkerStats:
 # -- construction ------------------------------------------------------------------------------
 
 
+class WaitingTransport(MemoryTransport):
+    """A memory transport that says its get() waits for messages (as PostgreSQL LISTEN does)."""
+
+    waits_for_messages = True
+
+
+@pytest.mark.parametrize(("waits", "sleeps"), [(True, False), (False, True)])
+def test_the_worker_sleeps_between_empty_rounds_only_if_a_receiver_does_not_wait(
+    waits: bool, sleeps: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messenger = make_messenger()
+    kind = WaitingTransport if waits else MemoryTransport
+    messenger.add_transport("idle", kind(memory(messenger, "async").serializer))
+    worker = messenger.worker(["idle"])
+    rounds = 0
+
+    def on_idle_check() -> bool:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 3:
+            worker.stop("three empty rounds")
+        return False
+
+    slept: list[float] = []
+    monkeypatch.setattr(worker.stop_signal, "requested_since", lambda _: on_idle_check())
+    monkeypatch.setattr("messenger_core.worker.time.sleep", slept.append)
+
+    run(worker)
+
+    assert rounds == 3
+    assert bool(slept) is sleeps
+
+
 def test_a_worker_needs_a_transport() -> None:
     with pytest.raises(ConfigurationError, match="at least one transport"):
         make_messenger().worker([])

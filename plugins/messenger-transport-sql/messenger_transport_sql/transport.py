@@ -158,6 +158,7 @@ class SqlTransport:
         self._table_checked = False
         self._closed = False
         self._use_notify = self._backend == "postgresql" and self._options.use_notify
+        self._listen_failed = False
         self._listener = (
             NotifyListener(engine, self._options.table_name, self._queue)
             if self._use_notify
@@ -169,6 +170,16 @@ class SqlTransport:
 
     def __repr__(self) -> str:
         return f"SqlTransport({self._description!r}, queue={self._queue!r})"
+
+    @property
+    def waits_for_messages(self) -> bool:
+        """True on PostgreSQL with ``use_notify`` and a ``get_notify_timeout``: an empty
+        ``get()`` waits for a notification, so a worker need not sleep between empty rounds (a
+        new message wakes it at once). False while LISTEN fails (``get()`` then polls)."""
+        if self._listener is None or not self._options.get_notify_timeout:
+            return False
+        # Before the first get() the listener has not started yet: it will wait then.
+        return self._listener.listening or not self._listen_failed
 
     @property
     def options(self) -> SqlTransportOptions:
@@ -438,7 +449,9 @@ class SqlTransport:
             listener.start()
         except (sa.exc.SQLAlchemyError, TransportError) as error:
             logger.warning("%r: cannot LISTEN for new messages, polling: %s", self, error)
+            self._listen_failed = True
             return False
+        self._listen_failed = False
         self._idle = False  # notifications sent before LISTEN are lost: query first
         return True
 

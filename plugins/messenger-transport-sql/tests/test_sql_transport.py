@@ -294,6 +294,15 @@ def test_setup_creates_the_postgresql_notify_trigger(database_factory: Any) -> N
     assert [row.tgname for row in triggers] == ["notify_trigger"]
 
 
+def test_only_a_notified_postgresql_consumer_tells_workers_it_waits(
+    database_factory: Any,
+) -> None:
+    postgresql = database_factory("postgresql")
+    assert postgresql.transport().waits_for_messages
+    assert not postgresql.transport(use_notify=False).waits_for_messages
+    assert not database_factory("sqlite").transport().waits_for_messages
+
+
 def test_postgresql_without_notify_polls(database_factory: Any) -> None:
     database = database_factory("postgresql")
     transport = database.transport(use_notify=False)
