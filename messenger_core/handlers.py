@@ -277,9 +277,22 @@ class HandlerRegistry:
         cache = self.cache_for(bus_name)
         found = cache.get(message_class)
         if found is None:
+            generation = self.generation
             found = self._lookup(bus_name, message_class)
-            cache[message_class] = found
+            self.remember(cache, message_class, found, generation)
         return found
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever a handler is added."""
+        return self._count
+
+    def remember(self, cache: dict[Any, Any], key: Any, value: Any, generation: int) -> None:
+        """Store ``value`` in one of the caches unless a handler was added since ``generation``
+        (read before computing it): a lookup racing a registration must not cache stale data."""
+        with self._lock:
+            if generation == self._count:
+                cache[key] = value
 
     def cache_for(self, bus_name: str) -> dict[type[Any], tuple[HandlerDescriptor, ...]]:
         """The lookup cache of ``bus_name`` (read-only for callers; emptied on registration)."""

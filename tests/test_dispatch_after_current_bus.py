@@ -268,3 +268,30 @@ def test_a_thread_queueing_inside_its_dispatch_does_not_flush_another_threads_qu
     # handled in its own thread.
     assert log == ["placed 2 in succeeding"]
     assert messenger.root_dispatch.queues == {}
+
+
+def test_an_interrupt_while_draining_leaves_nothing_queued_for_the_next_dispatch(
+    messenger: Messenger,
+) -> None:
+    handled: list[int] = []
+
+    @messenger.handler
+    def place(message: PlaceOrder) -> None:
+        for number in (1, 2):
+            messenger.bus.dispatch(OrderPlaced(number), DispatchAfterCurrentBusStamp())
+
+    @messenger.handler
+    def placed(message: OrderPlaced) -> None:
+        if message.order_id == 1:
+            raise KeyboardInterrupt  # e.g. Ctrl-C while the queued messages run
+        handled.append(message.order_id)
+
+    with pytest.raises(KeyboardInterrupt):
+        messenger.bus.dispatch(PlaceOrder(1))
+
+    # The interrupted dispatch's leftovers must not run as part of an unrelated one.
+    messenger.handler(lambda message: None, handles=SendInvoice)
+    messenger.bus.dispatch(SendInvoice(1))
+    assert handled == []
+    assert messenger.root_dispatch.queues == {}
+    assert not messenger.root_dispatch.is_running()

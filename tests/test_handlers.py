@@ -21,6 +21,7 @@ from messenger_core import (
     ReceivedStamp,
     handler,
 )
+from messenger_core.handlers import HandlerOptions, HandlerRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -581,3 +582,24 @@ def test_a_handler_without_parameters_or_with_an_unresolvable_annotation(
 def test_something_not_callable_is_an_error(messenger: Messenger) -> None:
     with pytest.raises(ConfigurationError, match="must be callable"):
         messenger.handlers.add(42)  # type: ignore[arg-type]
+
+
+def test_a_lookup_racing_a_registration_does_not_cache_a_stale_answer() -> None:
+    registry = HandlerRegistry()
+
+    def first(message: OrderPlaced) -> None: ...
+    def second(message: OrderPlaced) -> None: ...
+
+    registry.add(first, HandlerOptions(name="first"))
+    lookup = registry._lookup
+
+    def lookup_while_another_thread_registers(bus: str, cls: type) -> tuple[Any, ...]:
+        found = lookup(bus, cls)
+        registry.add(second, HandlerOptions(name="second"))  # between lookup and caching
+        return found
+
+    registry._lookup = lookup_while_another_thread_registers  # type: ignore[method-assign]
+    assert [d.name for d in registry.for_class("bus", OrderPlaced)] == ["first"]
+    registry._lookup = lookup  # type: ignore[method-assign]
+
+    assert [d.name for d in registry.for_class("bus", OrderPlaced)] == ["first", "second"]

@@ -89,13 +89,16 @@ def _drain(
     """Dispatch the queued envelopes (and what they queue in turn); collect their failures."""
     failures: list[BaseException] = []
     queue = queues.get(thread)
-    while queue:
-        envelope, next = queue.popleft()
-        try:
-            next(envelope.without_all(DispatchAfterCurrentBusStamp))
-        except Exception as error:
-            failures.append(error)
-    queues.pop(thread, None)
+    try:
+        while queue:
+            envelope, next = queue.popleft()
+            try:
+                next(envelope.without_all(DispatchAfterCurrentBusStamp))
+            except Exception as error:
+                failures.append(error)
+    finally:
+        # Even when interrupted (KeyboardInterrupt): nothing may wait for the next dispatch.
+        queues.pop(thread, None)
     if failures:
         raise DelayedMessageHandlingError(result, failures)
     return result

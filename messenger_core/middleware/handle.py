@@ -49,6 +49,7 @@ class HandleMessageMiddleware:
 
         # Classes whose one handler runs on every dispatch: (callable, name, its None stamp).
         sole_handlers = self.handlers.scratch_cache(f"sole handler on {bus_name}")
+        registry = self.handlers
 
         def handle(envelope: Envelope) -> Envelope:
             message = envelope.message
@@ -66,6 +67,7 @@ class HandleMessageMiddleware:
                 )
                 envelope = new_envelope(message, (stamps[0], stamp))
                 return envelope if last else next(envelope)
+            generation = registry.generation
             handlers = cache.get(type(message))
             if handlers is None:
                 handlers = for_class(bus_name, type(message))
@@ -80,7 +82,8 @@ class HandleMessageMiddleware:
             if len(handlers) == 1 and handlers[0].options.from_transport is None:
                 only = handlers[0]
                 none_stamp = none_stamps.get(only.name) or _handled(only, None, none_stamps)
-                sole_handlers[type(message)] = (only.callable, only.name, none_stamp)
+                sole = (only.callable, only.name, none_stamp)
+                registry.remember(sole_handlers, type(message), sole, generation)
             return next(run_all(envelope, handlers))
 
         return handle
