@@ -10,7 +10,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -19,10 +18,10 @@ from messenger_transport_redis import RedisTransportFactory
 from messenger_transport_redis.stop_signal import DEFAULT_KEY, RedisStopSignal
 from redis_test_support import REDIS_DSN, raw_client, require_redis
 
-from messenger_core import ConfigurationError, Messenger
+from messenger_core import ConfigurationError
 from messenger_core.dsn import Dsn
 from messenger_core.errors import TransportError
-from messenger_core.testing.stop_workers import check_stop_workers_across_hosts
+from messenger_core.testing.stop_workers import StopSignalContract
 
 DEADLINE = 60.0
 """Seconds any one wait on a process may take before the test fails (a loaded machine)."""
@@ -60,44 +59,12 @@ def make_signal(signal_dsn: str) -> Iterator[MakeSignal]:
         signal.close()
 
 
+class TestRedisStopSignalContract(StopSignalContract):
+    """The core's stop-signal contract, on the ``signal_dsn`` fixture above."""
+
+
 def _key(signal_dsn: str) -> str:
     return Dsn.parse(signal_dsn).options["key"]
-
-
-def test_two_hosts_share_the_signal(make_signal: MakeSignal) -> None:
-    worker_host, command_host = make_signal(), make_signal()
-    started = time.time()
-    assert not worker_host.requested_since(started)
-
-    command_host.request()
-
-    assert worker_host.requested_since(started)
-
-
-def test_a_request_made_before_a_worker_started_does_not_stop_it(
-    make_signal: MakeSignal,
-) -> None:
-    command_host = make_signal()
-    command_host.request()
-    started = time.time()
-    worker_host = make_signal()
-
-    assert not worker_host.requested_since(started)
-    command_host.request()
-    assert worker_host.requested_since(started)
-
-
-def test_the_key_is_read_at_most_once_per_check_interval(make_signal: MakeSignal) -> None:
-    worker_host, command_host = make_signal(), make_signal()
-    worker_host.CHECK_INTERVAL = 3600.0
-    started = time.time()
-    assert not worker_host.requested_since(started)  # read now, remembered for an hour
-
-    command_host.request()
-
-    assert not worker_host.requested_since(started)
-    worker_host.CHECK_INTERVAL = 0.0
-    assert worker_host.requested_since(started)
 
 
 def test_the_path_is_ignored_and_the_connection_options_count(
@@ -129,27 +96,6 @@ def test_the_request_is_a_time_in_the_key(make_signal: MakeSignal, signal_dsn: s
         assert float(client.get(_key(signal_dsn))) >= started
     finally:
         client.close()
-
-
-def test_a_messenger_configured_with_the_dsn_keeps_its_signal_there(signal_dsn: str) -> None:
-    config = {"stop_signal": signal_dsn, "transports": {"async": {"dsn": "memory://"}}}
-    worker_side, command_side = Messenger(config), Messenger(config)
-    try:
-        signal = worker_side.stop_signal
-        assert isinstance(signal, RedisStopSignal)
-        assert signal.options.key == _key(signal_dsn)
-        signal.CHECK_INTERVAL = 0.0
-        started = time.time()
-        assert not signal.requested_since(started)
-
-        command_side.stop_signal.request()
-
-        assert signal.requested_since(started)
-    finally:
-        for messenger in (worker_side, command_side):
-            stop_signal = messenger.stop_signal
-            assert isinstance(stop_signal, RedisStopSignal)
-            stop_signal.close()
 
 
 # -- an unreachable server or a bad value ------------------------------------------------------
@@ -230,13 +176,3 @@ def test_defaults_and_connection_options() -> None:
 def test_bad_configuration_is_refused(dsn: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RedisTransportFactory().create_stop_signal(Dsn.parse(dsn), {})
-
-
-# -- real processes ----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_stop_workers_in_one_process_stops_a_worker_in_another(
-    signal_dsn: str, tmp_path: Path
-) -> None:
-    check_stop_workers_across_hosts(signal_dsn, tmp_path)

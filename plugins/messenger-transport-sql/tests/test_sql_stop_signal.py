@@ -18,10 +18,10 @@ from messenger_transport_sql import SqlTransportFactory
 from messenger_transport_sql.stop_signal import DEFAULT_TABLE_NAME, SqlStopSignal
 from sql_test_support import Database
 
-from messenger_core import ConfigurationError, Messenger
+from messenger_core import ConfigurationError
 from messenger_core.dsn import Dsn
 from messenger_core.errors import TransportError
-from messenger_core.testing.stop_workers import check_stop_workers_across_hosts
+from messenger_core.testing.stop_workers import StopSignalContract
 
 DEADLINE = 60.0
 """Seconds any one wait on a process may take before the test fails (a loaded machine)."""
@@ -56,40 +56,8 @@ def make_signal(signal_dsn: str) -> Iterator[MakeSignal]:
         signal.close()
 
 
-def test_two_hosts_share_the_signal(make_signal: MakeSignal) -> None:
-    worker_host, command_host = make_signal(), make_signal()
-    started = time.time()
-    assert not worker_host.requested_since(started)
-
-    command_host.request()
-
-    assert worker_host.requested_since(started)
-
-
-def test_a_request_made_before_a_worker_started_does_not_stop_it(
-    make_signal: MakeSignal,
-) -> None:
-    command_host = make_signal()
-    command_host.request()
-    started = time.time()
-    worker_host = make_signal()
-
-    assert not worker_host.requested_since(started)
-    command_host.request()
-    assert worker_host.requested_since(started)
-
-
-def test_the_table_is_read_at_most_once_per_check_interval(make_signal: MakeSignal) -> None:
-    worker_host, command_host = make_signal(), make_signal()
-    worker_host.CHECK_INTERVAL = 3600.0
-    started = time.time()
-    assert not worker_host.requested_since(started)  # read now, remembered for an hour
-
-    command_host.request()
-
-    assert not worker_host.requested_since(started)
-    worker_host.CHECK_INTERVAL = 0.0
-    assert worker_host.requested_since(started)
+class TestSqlStopSignalContract(StopSignalContract):
+    """The core's stop-signal contract, on the ``signal_dsn`` fixture above."""
 
 
 def test_signals_with_different_names_stop_different_workers(make_signal: MakeSignal) -> None:
@@ -116,27 +84,6 @@ def test_an_operator_can_request_the_stop_with_sql(
     )
 
     assert worker_host.requested_since(started)
-
-
-def test_a_messenger_configured_with_the_dsn_keeps_its_signal_there(signal_dsn: str) -> None:
-    config = {"stop_signal": signal_dsn, "transports": {"async": {"dsn": "memory://"}}}
-    worker_side, command_side = Messenger(config), Messenger(config)
-    try:
-        signal = worker_side.stop_signal
-        assert isinstance(signal, SqlStopSignal)
-        assert signal.options.table_name == Dsn.parse(signal_dsn).options["table_name"]
-        signal.CHECK_INTERVAL = 0.0
-        started = time.time()
-        assert not signal.requested_since(started)
-
-        command_side.stop_signal.request()
-
-        assert signal.requested_since(started)
-    finally:
-        for messenger in (worker_side, command_side):
-            stop_signal = messenger.stop_signal
-            assert isinstance(stop_signal, SqlStopSignal)
-            stop_signal.close()
 
 
 # -- an unreachable database -------------------------------------------------------------------
@@ -220,13 +167,3 @@ def test_bad_configuration_is_refused(
 ) -> None:
     with pytest.raises(ConfigurationError, match=message):
         SqlTransportFactory().create_stop_signal(Dsn.parse(dsn.format(tmp=tmp_path)), options)
-
-
-# -- real processes ----------------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_stop_workers_in_one_process_stops_a_worker_in_another(
-    signal_dsn: str, tmp_path: Path
-) -> None:
-    check_stop_workers_across_hosts(signal_dsn, tmp_path)
