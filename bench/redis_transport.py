@@ -31,38 +31,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import attrs
 import redis
+from _workload import envelope, serializer
 from messenger_transport_redis import RedisTransport, RedisTransportFactory, parse_options
 from messenger_transport_redis.entry import encode_entry
 
 from messenger_core.dsn import Dsn
-from messenger_core.envelope import Envelope
-from messenger_core.message_types import MessageTypeRegistry
-from messenger_core.serialization.json import JsonSerializer
 
 DEFAULT_DSN = os.environ.get("MESSENGER_TEST_REDIS_DSN") or "redis://127.0.0.1:6379"
 GROUP = "bench"
-
-
-@attrs.frozen
-class OrderPlaced:
-    """The benchmark's message: a few fields, as a typical domain event."""
-
-    order_id: int
-    customer: str
-    total_cents: int
-    lines: tuple[str, ...]
-
-
-def serializer() -> JsonSerializer:
-    registry = MessageTypeRegistry()
-    registry.register(OrderPlaced, "bench.OrderPlaced")
-    return JsonSerializer(registry)
-
-
-def envelope(number: int) -> Envelope:
-    return Envelope(OrderPlaced(number, "customer@example.com", 12_345, ("sku-1", "sku-2")))
 
 
 # -- the transport ---------------------------------------------------------------------------

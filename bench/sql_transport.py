@@ -36,40 +36,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import attrs
+from _workload import OrderPlaced, envelope, serializer
 from messenger_transport_sql import SqlTransport, SqlTransportFactory
 
 from messenger_core import Messenger
 from messenger_core.dsn import Dsn
-from messenger_core.envelope import Envelope
-from messenger_core.message_types import MessageTypeRegistry
-from messenger_core.serialization.json import JsonSerializer
 
 DEFAULT_DSNS = {
     "postgresql": os.environ.get("MESSENGER_TEST_POSTGRESQL_DSN")
     or "postgresql://postgres@127.0.0.1:5432/test",
     "mysql": os.environ.get("MESSENGER_TEST_MYSQL_DSN") or "mysql://root@127.0.0.1:3306/test",
 }
-
-
-@attrs.frozen
-class OrderPlaced:
-    """The benchmark's message: a few fields, as a typical domain event."""
-
-    order_id: int
-    customer: str
-    total_cents: int
-    lines: tuple[str, ...]
-
-
-def serializer() -> JsonSerializer:
-    registry = MessageTypeRegistry()
-    registry.register(OrderPlaced, "bench.OrderPlaced")
-    return JsonSerializer(registry)
-
-
-def envelope(number: int) -> Envelope:
-    return Envelope(OrderPlaced(number, "customer@example.com", 12_345, ("sku-1", "sku-2")))
 
 
 HOUR = timedelta(hours=1)
