@@ -94,10 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "confirmed first unless --force is given. Exit code 1 if a message was not found or "
         "failed again.",
     )
-    retry.add_argument("ids", nargs="*", metavar="ID", help="the messages to retry")
-    retry.add_argument("--all", action="store_true", help="every message in the transport")
-    retry.add_argument("--force", action="store_true", help="do not ask for confirmation")
-    _transport_option(retry)
+    _selection_options(retry, "the messages to retry")
     retry.set_defaults(failed_run=retry_command)
 
     remove = sub.add_parser(
@@ -106,11 +103,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         description="Delete the selected messages from the failure transport for good "
         "(asking first unless --force is given).",
     )
-    remove.add_argument("ids", nargs="*", metavar="ID", help="the messages to remove")
-    remove.add_argument("--all", action="store_true", help="every message in the transport")
-    remove.add_argument("--force", action="store_true", help="do not ask for confirmation")
-    _transport_option(remove)
+    _selection_options(remove, "the messages to remove")
     remove.set_defaults(failed_run=remove_command)
+
+
+def _selection_options(parser: argparse.ArgumentParser, ids_help: str) -> None:
+    """The options of the commands that act on chosen messages: ids, --all, --force."""
+    parser.add_argument("ids", nargs="*", metavar="ID", help=ids_help)
+    parser.add_argument("--all", action="store_true", help="every message in the transport")
+    parser.add_argument("--force", action="store_true", help="do not ask for confirmation")
+    _transport_option(parser)
 
 
 def _transport_option(parser: argparse.ArgumentParser) -> None:
