@@ -235,3 +235,22 @@ def test_a_file_that_agrees_or_only_names_the_application_is_fine() -> None:
     assert config_mismatch(messenger, same, structure_config(same), file="f", app="a") == []
     only_app = {"app": "shop:messenger"}
     assert config_mismatch(messenger, only_app, structure_config(only_app), file="f", app="a") == []
+
+
+def test_a_middleware_factory_that_crashes_is_a_configuration_error_with_the_key_path() -> None:
+    def broken(context: object) -> None:
+        raise RuntimeError("no database")
+
+    messenger = Messenger(
+        {"buses": {"event.bus": {"middleware": ["audit"]}}},
+        autoload=False,
+        middleware={"audit": broken},
+    )
+
+    with pytest.raises(ConfigurationError) as caught:
+        messenger.build_buses()
+
+    assert str(caught.value) == (
+        "messenger.buses.'event.bus'.middleware[0]: middleware 'audit' could not be built: "
+        "RuntimeError: no database"
+    )
