@@ -292,7 +292,7 @@ class Messenger:
             raise ConfigurationError(f"{where} ({config.name!r}): {error}") from error
         except Exception as error:
             raise ConfigurationError(
-                f"{where}: middleware {config.name!r} could not be built: "
+                f"{where}: middleware {config.name!r} of bus {bus_name!r} could not be built: "
                 f"{type(error).__name__}: {error}"
             ) from error
         return middleware

@@ -251,6 +251,6 @@ def test_a_middleware_factory_that_crashes_is_a_configuration_error_with_the_key
         messenger.build_buses()
 
     assert str(caught.value) == (
-        "messenger.buses.'event.bus'.middleware[0]: middleware 'audit' could not be built: "
-        "RuntimeError: no database"
+        "messenger.buses.'event.bus'.middleware[0]: middleware 'audit' of bus 'event.bus' could "
+        "not be built: RuntimeError: no database"
     )
