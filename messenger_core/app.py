@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from messenger_core import diagnostics
 from messenger_core.bus import MessageBus
 from messenger_core.config import (
     MessengerConfig,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["Messenger"]
 
 logger = logging.getLogger("messenger")
+worker_logger = logging.getLogger("messenger.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -110,6 +112,9 @@ class Messenger:
         self.registry = MessageTypeRegistry()
         self.handlers = HandlerRegistry()
         self.router = Router(self.config.routing)
+        for key in self.config.routing:
+            if isinstance(key, type):  # routed by class: it can arrive from a transport
+                self.registry.register(key)
         self.root_dispatch = RootDispatch()
         self._stop_signal = stop_signal
         self._buses: dict[str, MessageBus] = {}
@@ -218,7 +223,11 @@ class Messenger:
 
     # -- routing ----------------------------------------------------------------------------
     def route(self, message: type[Any] | str, *transport_names: str) -> None:
-        """Send ``message`` (a class, its ``module.QualName`` or ``"*"``) to these transports."""
+        """Send ``message`` (a class, its ``module.QualName`` or ``"*"``) to these transports.
+
+        Prefer the class: a name that matches no class is only a warning (at worker start and
+        in ``messenger debug``), since names are not imported.
+        """
         for name in transport_names:
             if name not in self.config.transports and name not in self._transports:
                 raise ConfigurationError(f"cannot route to unknown transport {name!r}")
@@ -253,7 +262,10 @@ class Messenger:
 
     def _middleware_for(self, bus_name: str) -> list[Middleware]:
         bus_config = self.config.bus(bus_name)
-        user = [self._named_middleware(bus_name, m) for m in bus_config.middleware]
+        user = [
+            self._named_middleware(bus_name, index, m)
+            for index, m in enumerate(bus_config.middleware)
+        ]
         if not bus_config.default_middleware:
             return user
         return [
@@ -267,16 +279,20 @@ class Messenger:
             HandleMessageMiddleware(bus_name, self.handlers, bus_config.allow_no_handlers),
         ]
 
-    def _named_middleware(self, bus_name: str, config: MiddlewareConfig) -> Middleware:
-        factory = self.plugins.load(MIDDLEWARE_GROUP, config.name)
+    def _named_middleware(self, bus_name: str, index: int, config: MiddlewareConfig) -> Middleware:
+        where = f"messenger.buses.{bus_name!r}.middleware[{index}]"
+        try:
+            factory = self.plugins.load(MIDDLEWARE_GROUP, config.name)
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{where}: {error}") from error.__cause__
         context = MiddlewareContext(messenger=self, bus_name=bus_name, options=config.options)
         try:
             middleware: Middleware = factory(context)
-        except ConfigurationError:
-            raise
+        except ConfigurationError as error:
+            raise ConfigurationError(f"{where} ({config.name!r}): {error}") from error
         except Exception as error:
             raise ConfigurationError(
-                f"middleware {config.name!r} of bus {bus_name!r} could not be built: "
+                f"{where}: middleware {config.name!r} of bus {bus_name!r} could not be built: "
                 f"{type(error).__name__}: {error}"
             ) from error
         return middleware
@@ -392,7 +408,20 @@ class Messenger:
         """
         from messenger_core.worker import Worker  # noqa: PLC0415  (worker imports this module)
 
-        return Worker(self, transport_names, **options)
+        # Every bus a received message may name is built now: a middleware that cannot be
+        # resolved is a configuration error at start, not a failure of every message.
+        self.build_buses()
+        worker = Worker(self, transport_names, **options)
+        for problem in diagnostics.worker_problems(self, worker.transport_names):
+            worker_logger.warning("%s", problem)
+        for note in diagnostics.worker_notes(self, worker.transport_names):
+            worker_logger.info("%s", note)
+        return worker
+
+    def build_buses(self) -> None:
+        """Build every configured bus now (a :class:`ConfigurationError` for a bad one)."""
+        for name in self.config.bus_names:
+            self.get_bus(name)
 
     def close(self) -> None:
         """Close every transport that was opened, and the stop signal's connections."""

@@ -22,6 +22,7 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from messenger_core.bus import DEFAULT_BUS
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import ConfigurationError
+from messenger_core.routing import RouteKey, route_key_name
 
 __all__ = [
     "BusConfig",
@@ -31,6 +32,7 @@ __all__ = [
     "TransportConfig",
     "expand_variables",
     "load_config",
+    "read_config_table",
 ]
 
 
@@ -98,7 +100,9 @@ class MessengerConfig:
     hosts. Default: a file in this host's temporary directory."""
     buses: dict[str, BusConfig] = attrs.field(factory=dict)
     transports: dict[str, TransportConfig] = attrs.field(factory=dict)
-    routing: dict[str, list[str]] = attrs.field(factory=dict)
+    routing: dict[RouteKey, list[str]] = attrs.field(factory=dict)
+    """Message class (or its ``module.QualName``, or ``"*"``) to transport names. In code the
+    key may be the class object itself: ``{"routing": {OrderPlaced: "async"}}``."""
 
     def __attrs_post_init__(self) -> None:
         problems = []
@@ -116,7 +120,9 @@ class MessengerConfig:
         for message, names in self.routing.items():
             for name in names:
                 if name not in self.transports:
-                    problems.append(_unknown(f"routing.{message!r}", name, self.transports))
+                    problems.append(
+                        _unknown(f"routing.{route_key_name(message)!r}", name, self.transports)
+                    )
         if problems:
             # A DSN pasted where a transport name belongs must not show its password.
             raise ConfigurationError(mask_dsn("; ".join(problems)))
@@ -219,6 +225,13 @@ def _make_converter() -> cattrs.Converter:
         raise TypeError(f"expected a transport name or a list of them, got {value!r}")
 
     converter.register_structure_hook_func(lambda t: t == list[str], routes)
+
+    def route_key(value: Any, _: type[Any]) -> RouteKey:
+        if isinstance(value, str | type):
+            return value
+        raise TypeError(f"expected a message class or its name, got {value!r}")
+
+    converter.register_structure_hook_func(lambda t: t == RouteKey, route_key)
     return converter
 
 
@@ -271,6 +284,12 @@ def _format_leaf(exception: BaseException, type_: type[Any] | None) -> str:
 def load_config(path: str | os.PathLike[str]) -> MessengerConfig:
     """Read a ``messenger.toml`` (table ``[messenger]``) or a ``pyproject.toml``
     (table ``[tool.messenger]``)."""
+    return structure_config(read_config_table(path), source=str(path))
+
+
+def read_config_table(path: str | os.PathLike[str]) -> Any:
+    """The raw ``[messenger]`` table of a ``messenger.toml`` (``[tool.messenger]`` of a
+    ``pyproject.toml``), unchecked; a :class:`ConfigurationError` if there is none."""
     file = Path(path)
     try:
         with file.open("rb") as stream:
@@ -287,4 +306,4 @@ def load_config(path: str | os.PathLike[str]) -> MessengerConfig:
         where = "[messenger]"
     if table is None:
         raise ConfigurationError(f"{file}: no {where} table")
-    return structure_config(table, source=str(file))
+    return table  # not checked here: structure_config says what is wrong with it

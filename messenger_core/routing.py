@@ -1,28 +1,70 @@
 """Routing: which transports a message is sent to instead of being handled at once.
 
-Routes are keyed by class *name* (``module.QualName``) so that configuration never has to
-import anything; a class matches a route for its own name or any base class's name (all
-matches are merged, most specific first). ``"*"`` is used only when nothing more specific
-matched. A message with no route is handled synchronously.
+Routes are keyed by the class object (in code) or by its *name*, ``module.QualName`` as the
+class's ``__module__`` and ``__qualname__`` spell it, so that configuration files never import
+anything. A class matches a route for its own name or any base class's name (all matches are
+merged, most specific first). ``"*"`` is used only when nothing more specific matched. A message
+with no route is handled synchronously.
+
+A class defined in the script being run (``python shop.py``) lives in the module ``__main__``:
+its routes may name it ``__main__.OrderPlaced`` or, as the same file is named when imported,
+``shop.OrderPlaced`` (see :func:`route_names_of`).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from messenger_core.message_types import type_name_of
 
-__all__ = ["ANY_ROUTE", "Router"]
+__all__ = ["ANY_ROUTE", "RouteKey", "Router", "route_key_name", "route_names_of"]
 
 ANY_ROUTE = "*"
+
+RouteKey = str | type[Any]
+"""What a route is keyed by: a message class, its ``module.QualName``, or ``"*"``."""
+
+
+def script_module_name() -> str | None:
+    """The module name of the running script when imported (``shop`` for ``python shop.py``
+    and ``python -m shop``); ``None`` when there is no script (an interactive session)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    file = getattr(main, "__file__", None)
+    return Path(file).stem if isinstance(file, str) else None
+
+
+def route_names_of(cls: type[Any]) -> tuple[str, ...]:
+    """The names under which a route matches ``cls`` itself (not its bases).
+
+    ``module.QualName``; for a class defined in the running script (module ``__main__``), also
+    the name it has when the script is imported as a module (``shop.OrderPlaced``), so that one
+    configuration serves ``python shop.py`` and a worker importing ``shop``.
+    """
+    name = type_name_of(cls)
+    if cls.__module__ == "__main__":
+        script = script_module_name()
+        if script and script != "__main__":
+            return (name, f"{script}.{cls.__qualname__}")
+    return (name,)
+
+
+def route_key_name(key: RouteKey) -> str:
+    """How a route key is shown: ``"*"``, a name as written, or a class's ``module.QualName``."""
+    return key if isinstance(key, str) else type_name_of(key)
 
 
 class Router:
     """Maps message classes to transport names, with a per-class cache for the hot path."""
 
-    def __init__(self, routes: Mapping[str, str | Iterable[str]] | None = None) -> None:
+    def __init__(self, routes: Mapping[RouteKey, str | Iterable[str]] | None = None) -> None:
         self._routes: dict[str, tuple[str, ...]] = {}
         self.cache: dict[type[Any], tuple[str, ...]] = {}
         """Lookups so far; emptied in place (never replaced) when a route is added."""
@@ -30,9 +72,9 @@ class Router:
         for key, transports in (routes or {}).items():
             self.add(key, transports)
 
-    def add(self, message: type[Any] | str, transports: str | Iterable[str]) -> None:
+    def add(self, message: RouteKey, transports: str | Iterable[str]) -> None:
         """Route ``message`` (a class, a ``module.QualName`` or ``"*"``) to ``transports``."""
-        key = message if isinstance(message, str) else type_name_of(message)
+        key = route_key_name(message)
         names = (transports,) if isinstance(transports, str) else tuple(transports)
         with self._lock:
             merged = self._routes.get(key, ()) + tuple(
@@ -52,9 +94,10 @@ class Router:
     def _lookup(self, message_class: type[Any]) -> tuple[str, ...]:
         names: list[str] = []
         for base in message_class.__mro__:
-            for name in self._routes.get(type_name_of(base), ()):
-                if name not in names:
-                    names.append(name)
+            for key in route_names_of(base):
+                for name in self._routes.get(key, ()):
+                    if name not in names:
+                        names.append(name)
         return tuple(names) if names else self._routes.get(ANY_ROUTE, ())
 
     @property

@@ -947,3 +947,110 @@ def test_python_m_messenger_core_help(tmp_path: Path) -> None:
     assert result.stdout.startswith("usage: messenger ")
     assert "consume" in result.stdout
     assert result.stderr == ""
+
+
+# -- start-up checks ------------------------------------------------------------------------------
+BAD_MIDDLEWARE_APP = """\
+from cli_app.app import CONFIG, create_app
+from messenger_core import Messenger
+
+
+def create():
+    good = create_app()
+    config = {**CONFIG, "buses": {"messenger.bus.default": {"middleware": ["loging"]}}}
+    memory = good.plugins.load("messenger.transports", "memory")
+    messenger = Messenger(config, transports={"memory": memory})
+    for descriptor in good.handlers:
+        messenger.handler(descriptor.callable, handles=descriptor.handles)
+    return messenger
+"""
+
+
+def test_consume_with_an_unknown_middleware_exits_2_before_taking_a_message(
+    fx: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "bad_middleware_app.py").write_text(BAD_MIDDLEWARE_APP, encoding="utf-8")
+    app(fx).bus.dispatch(fx.OrderPlaced(order_id=1))
+    waiting = ids_in(fx, "async")
+
+    code, out, err = run(capsys, "--app", "bad_middleware_app:create", "consume", "async")
+
+    assert code == 2
+    assert out == ""
+    line = one_line_error(err)
+    assert line.startswith(
+        "messenger: error: messenger.buses.'messenger.bus.default'.middleware[0]: no middleware "
+        "named 'loging' (installed: add_bus_name_stamp, "
+    )
+    assert line.endswith("; did you mean 'logging'?")
+    assert ids_in(fx, "async") == waiting  # untouched: not tried, not retried, not parked
+    assert ids_in(fx, "failed") == []
+    assert handled(fx) == []
+
+
+STARTUP_PROBLEMS_TOML = """\
+[messenger]
+failure_transport = "failed"
+
+[messenger.transports]
+jobs = "memory://"
+failed = "memory://"
+
+[messenger.routing]
+"shop.OrderPlacd" = "jobs"
+"""
+
+
+def test_debug_lists_problems_and_consume_warns_of_them_at_start(
+    fx: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "messenger.toml").write_text(STARTUP_PROBLEMS_TOML, encoding="utf-8")
+
+    code, out, _ = run(capsys, "debug")
+
+    assert code == 0
+    problems = out.split("\n\n")[-1].splitlines()
+    assert problems[0] == "Problems"
+    assert problems[1].startswith(
+        "  - route 'shop.OrderPlacd' -> jobs names no known message class; messages no route "
+        "matches are handled at once"
+    )
+    assert len(problems) == 2
+
+    code, _, err = run(capsys, "consume", "jobs", "--time-limit", "0.1", "--sleep", "0.01")
+
+    assert code == 0
+    assert "route 'shop.OrderPlacd' -> jobs names no known message class" in err
+
+
+def test_a_well_configured_application_has_no_problems_section(
+    fx: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, *APP, "debug")
+
+    assert code == 0
+    assert "Problems" not in out
+
+
+def test_a_config_file_the_application_does_not_use_is_a_warning(
+    fx: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    other = tmp_path / "other.toml"
+    other.write_text('[messenger.transports]\njobs = "memory://"\n', encoding="utf-8")
+
+    code, out, err = run(capsys, *APP, "--config", str(other), "debug")
+
+    assert code == 0
+    expected = (
+        f"--config {other} sets transports differently from the application "
+        "'cli_app.app:create_app': the application's own configuration is used, not the file's"
+    )
+    assert expected in err  # logged as a warning by every command
+    assert f"Problems\n  - {expected}" in out
+
+    # The same file naming the application and agreeing with it: nothing to say.
+    other.write_text('[messenger]\napp = "cli_app.app:create_app"\n', encoding="utf-8")
+    code, out, err = run(capsys, "--config", str(other), "debug")
+    assert code == 0
+    assert "differently" not in err
+    assert "Problems" not in out

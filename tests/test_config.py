@@ -235,6 +235,18 @@ def test_routing_is_a_transport_name_or_a_list() -> None:
     assert config.routing == {"x.A": ["a"], "x.B": ["a", "b"]}
 
 
+class Routed:
+    """A message class routed by the class object."""
+
+
+def test_routing_keys_may_be_classes_in_code() -> None:
+    config = structure_config({"transports": {"a": "memory://"}, "routing": {Routed: "a"}})
+
+    assert config.routing == {Routed: ["a"]}
+    text = error_of({"transports": {"a": "memory://"}, "routing": {Routed: "b"}})
+    assert f"messenger.routing.'{__name__}.Routed': no transport named 'b'" in text
+
+
 # -- errors ------------------------------------------------------------------------------------
 
 
@@ -260,6 +272,7 @@ WRONG_SHAPES = [
     ({"transports": {"a": {}}}, "transports['a'].dsn", "required key missing"),
     ({"routing": {"x.A": 5}}, "routing['x.A']", "expected a transport name or a list"),
     ({"routing": {"x.A": ["a", 5]}}, "routing['x.A']", "expected a transport name"),
+    ({"routing": {5: "a"}}, "routing[5]", "expected a message class or its name, got 5"),
     (
         {"buses": {"b": {"middleware": [5]}}},
         "buses['b'].middleware[0]",

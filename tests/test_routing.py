@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from messenger_core import (
     TransportNamesStamp,
 )
 from messenger_core.dsn import Dsn
-from messenger_core.routing import Router
+from messenger_core.routing import Router, route_names_of
 
 
 @attrs.frozen(slots=False)
@@ -71,7 +72,7 @@ def no_serializer(registry: object, options: object) -> None:
     return None
 
 
-def make_messenger(routing: Mapping[str, Any], **transports: str) -> Messenger:
+def make_messenger(routing: Mapping[Any, Any], **transports: str) -> Messenger:
     config = {
         "transports": transports or {"async": "list://async", "audit": "list://audit"},
         "routing": dict(routing),
@@ -290,3 +291,51 @@ def test_sync_transport_takes_no_options() -> None:
 
     with pytest.raises(ConfigurationError, match="takes no options"):
         messenger.get_transport("sync")
+
+
+def test_the_configuration_may_route_the_class_object() -> None:
+    messenger = make_messenger({OrderPlaced: "async", name_of(Ping): "audit"})
+
+    assert messenger.bus.dispatch(OrderPlaced(7)).all(SentStamp) == (
+        SentStamp(sender_name="async"),
+    )
+    assert sent_to(messenger, "async") == [OrderPlaced(7)]
+    # Routed by class: it can come back from a transport, so the registry knows it.
+    assert OrderPlaced in messenger.registry
+    assert messenger.router.routes == {name_of(OrderPlaced): ("async",), name_of(Ping): ("audit",)}
+
+
+def script_class(monkeypatch: pytest.MonkeyPatch, script: str) -> type[Any]:
+    """A class as defined in a script run as ``python <script>`` (its module is __main__)."""
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    cls: type[Any] = attrs.frozen(type("Shipped", (), {"__module__": "__main__"}))
+    return cls
+
+
+def test_a_class_of_the_running_script_matches_its_main_and_its_module_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shipped = script_class(monkeypatch, "/srv/shop.py")
+    assert route_names_of(shipped) == ("__main__.Shipped", "shop.Shipped")
+
+    by_module = make_messenger({"shop.Shipped": "async"})
+    assert by_module.bus.dispatch(shipped()).all(SentStamp) == (SentStamp(sender_name="async"),)
+    by_main = make_messenger({"__main__.Shipped": "audit"})
+    assert by_main.bus.dispatch(shipped()).all(SentStamp) == (SentStamp(sender_name="audit"),)
+    # Another module's class of the same name is not matched.
+    assert make_messenger({"other.Shipped": "async"}).router.transports_for(shipped) == ()
+
+
+def test_python_dash_m_names_the_script_by_its_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = script_class(monkeypatch, "/srv/shop/cli.py")
+    spec = types.SimpleNamespace(name="shop.cli")
+    monkeypatch.setattr(sys.modules["__main__"], "__spec__", spec)
+
+    assert route_names_of(shipped) == ("__main__.Shipped", "shop.cli.Shipped")
+
+
+def test_a_class_outside_a_script_has_one_route_name() -> None:
+    assert route_names_of(OrderPlaced) == (name_of(OrderPlaced),)

@@ -8,11 +8,17 @@ key of the configuration file; with no application named, the configuration file
 The attribute is a :class:`~messenger_core.app.Messenger` or a function taking no argument
 that returns one. The current directory is on ``sys.path`` while the command runs (see
 ``main``), so ``--app shop.messaging:messenger`` finds ``./shop/messaging.py``.
+
+An application named by ``--app``, ``MESSENGER_APP`` or the ``app`` key builds its own
+configuration. When the file given with ``--config`` (or the file whose ``app`` key named it)
+sets something the loaded application has otherwise, a warning says so (see
+:func:`messenger_core.diagnostics.config_mismatch`): the file is not what the command uses.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -21,12 +27,15 @@ from pathlib import Path
 import attrs
 
 from messenger_core.app import Messenger
-from messenger_core.config import MessengerConfig, load_config
+from messenger_core.config import MessengerConfig, load_config, read_config_table, structure_config
+from messenger_core.diagnostics import config_mismatch
 from messenger_core.errors import ConfigurationError
 
 __all__ = ["APP_VARIABLE", "AppLoader", "AppSource", "find_config_file"]
 
 APP_VARIABLE = "MESSENGER_APP"
+
+logger = logging.getLogger("messenger.cli")
 
 
 @attrs.frozen
@@ -37,6 +46,8 @@ class AppSource:
     """Where it was named, for error messages: ``--app``, ``MESSENGER_APP``, a file."""
     spec: str | None = None
     config: MessengerConfig | None = None
+    file: Path | None = None
+    """The configuration file given with ``--config`` or holding the ``app`` key, if any."""
 
 
 def find_config_file(directory: Path) -> Path | None:
@@ -73,6 +84,8 @@ class AppLoader:
         self.environ = os.environ if environ is None else environ
         self.directory = directory if directory is not None else Path.cwd()
         self._messenger: Messenger | None = None
+        self.problems: list[str] = []
+        """What was found wrong when the application was loaded (also logged as warnings)."""
 
     @property
     def loaded(self) -> Messenger | None:
@@ -86,16 +99,16 @@ class AppLoader:
         :class:`ConfigurationError`.
         """
         if self.app:
-            return AppSource("--app", spec=self.app)
+            return AppSource("--app", spec=self.app, file=self.config)
         from_environment = self.environ.get(APP_VARIABLE, "").strip()
         if from_environment:
-            return AppSource(APP_VARIABLE, spec=from_environment)
+            return AppSource(APP_VARIABLE, spec=from_environment, file=self.config)
         path = self.config or find_config_file(self.directory)
         if path is None:
             return None
         config = load_config(path)
         if config.app:
-            return AppSource(f"'app' in {path}", spec=config.app)
+            return AppSource(f"'app' in {path}", spec=config.app, file=path)
         return AppSource(str(path), config=config)
 
     def load(self) -> Messenger:
@@ -109,7 +122,18 @@ class AppLoader:
                     "pyproject.toml) in the current directory"
                 )
             self._messenger = _load(source)
+            self.problems = self._check_file(source, self._messenger)
+            for problem in self.problems:
+                logger.warning("%s", problem)
         return self._messenger
+
+    def _check_file(self, source: AppSource, messenger: Messenger) -> list[str]:
+        if source.spec is None or source.file is None:
+            return []  # built from the file itself, or no file to disagree with
+        table = read_config_table(source.file)
+        label = f"--config {source.file}" if source.file == self.config else str(source.file)
+        config = structure_config(table, source=str(source.file))
+        return config_mismatch(messenger, table, config, file=label, app=source.spec)
 
     def close(self) -> None:
         """Close the application's transports if it was loaded (flushes pending work)."""

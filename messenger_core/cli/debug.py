@@ -7,6 +7,8 @@ import difflib
 from typing import Any
 
 from messenger_core.cli.command import CommandContext, Commands
+from messenger_core.cli.consume import consumable_transports
+from messenger_core.diagnostics import worker_problems
 from messenger_core.errors import ConfigurationError
 from messenger_core.handlers import ANY_MESSAGE, HandlerDescriptor
 from messenger_core.message_types import type_name_of
@@ -23,7 +25,9 @@ def register(commands: Commands) -> None:
         configure=configure,
         description="For each bus (or the named one): every message type with a handler, where "
         "it is routed (a transport, or handled synchronously), and its handlers in the order "
-        "they run, with their options. Then every configured route.",
+        "they run, with their options. Then every configured route, and the problems a worker "
+        "would warn about at start (routes naming no known class, routed messages without "
+        "handlers, a --config file the application does not use).",
     )
 
 
@@ -79,6 +83,17 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
             echo(f"  {message} -> {', '.join(transports)}")
     else:
         echo("Routing: none (every message is handled synchronously)")
+    problems = [*context.loader.problems]
+    try:
+        messenger.build_buses()
+    except ConfigurationError as error:  # listed with the rest: debug is where one looks
+        problems.append(str(error))
+    problems += worker_problems(messenger, consumable_transports(messenger))
+    if problems:
+        echo("")
+        echo("Problems")
+        for problem in problems:
+            echo(f"  - {problem}")
     return 0
 
 

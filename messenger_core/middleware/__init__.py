@@ -16,8 +16,13 @@ A middleware that does nothing to a bare message dispatched without stamps (one 
 on envelopes received from a transport, or only adds its ``wrap_stamps``) may set
 ``noop_for_bare_messages = True``: the bus leaves it out of such dispatches.
 
-Middleware published in the ``messenger.middleware`` entry-point group is a *factory*: a
-callable taking a :class:`MiddlewareContext` and returning a middleware.
+Middleware published in the ``messenger.middleware`` entry-point group is a *factory*, not a
+middleware: a callable taking a :class:`MiddlewareContext` (the application, the bus name, and
+the ``options`` table of the bus's configuration entry) and returning a middleware; usually the
+middleware class itself. It is called once per bus when the bus is built (on its first
+dispatch, or for every bus when a worker is built); a :class:`ConfigurationError` it raises for
+bad options stops the start, with the key path added. ``plugins/_middleware_template`` is a
+copy-me example, and CONTRIBUTING.md ("Writing a middleware plugin") the full description.
 """
 
 from __future__ import annotations
