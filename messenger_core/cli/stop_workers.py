@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from messenger_core.app import Messenger
 from messenger_core.cli.command import CommandContext, Commands
-from messenger_core.stop_signal import FileStopSignal, StopSignal
+from messenger_core.stop_signal import (
+    STOP_SIGNAL_FILE_VARIABLE,
+    FileStopSignal,
+    StopSignal,
+    default_stop_file,
+)
 
 __all__ = ["describe_stop_signal", "register", "stop_signal_of"]
 
@@ -14,8 +20,12 @@ DESCRIPTION = """\
 Ask every worker started before now to stop once its current message is handled. Workers
 look at the signal after every message and when idle.
 
-The signal is the application's `stop_signal` attribute if it has one (a store shared by
-several hosts), else a file in the system's temporary directory (every worker on this host)."""
+The signal is the application's `stop_signal` attribute if it has one, else the
+`stop_signal` configuration key (a file, or a store shared by several hosts), else the file
+named by $MESSENGER_STOP_SIGNAL_FILE, else the application's own file in the system's
+temporary directory: messenger-stop-workers-<key>, where <key> hashes the configuration's
+`app` and its transports' names and DSNs. Two deployments of one application on a host share
+that file; another application (other `app` or other transports) has its own."""
 
 
 def register(commands: Commands) -> None:
@@ -36,6 +46,15 @@ def stop_signal_of(messenger: Messenger | None) -> StopSignal:
 def describe_stop_signal(signal: StopSignal) -> str:
     """A few words on where the signal is kept."""
     if isinstance(signal, FileStopSignal):
+        if os.environ.get(STOP_SIGNAL_FILE_VARIABLE) and signal.path == default_stop_file():
+            return f"stop file {signal.path}, from ${STOP_SIGNAL_FILE_VARIABLE}"
+        if signal.path.parent == default_stop_file().parent and signal.path.name.startswith(
+            "messenger-stop-workers-"
+        ):
+            return (
+                f"stop file {signal.path}: this application's, shared by the workers whose "
+                "configuration names the same `app` and transports"
+            )
         return f"stop file {signal.path}"
     return repr(signal)  # the store's reprs show where it is, password masked
 
