@@ -26,6 +26,7 @@ from messenger_core import (
     SentStamp,
     hookimpl,
 )
+from messenger_core import plugins as plugins_module
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.plugins import (
@@ -767,3 +768,26 @@ def test_a_plugin_requiring_another_core_is_flagged(
 )
 def test_the_fallback_version_check(version: str, specifier: str, expected: bool) -> None:
     assert _satisfies_simply(version, specifier) is expected
+
+
+def test_a_plugin_installed_after_a_first_load_is_found(fake: FakeDistributions) -> None:
+    # stevedore remembers each group's entry points for the life of the process; the core
+    # must not depend on (nor empty) that private cache.
+    first = fake.module("first", TRANSPORT_MODULE)
+    fake.distribution(
+        "messenger-transport-first", {TRANSPORTS_GROUP: {"firstq": f"{first}:Factory"}}
+    )
+    assert PluginRegistry().load(TRANSPORTS_GROUP, "firstq").__module__ == first
+
+    later = fake.module("later", TRANSPORT_MODULE)
+    fake.distribution(
+        "messenger-transport-later", {TRANSPORTS_GROUP: {"laterq": f"{later}:Factory"}}
+    )
+
+    assert PluginRegistry().load(TRANSPORTS_GROUP, "laterq").__module__ == later
+
+
+def test_the_core_does_not_touch_stevedores_private_cache() -> None:
+    source = Path(plugins_module.__file__).read_text()
+    assert "ENTRY_POINT_CACHE" not in source
+    assert "_cache" not in source
