@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from messenger_core import ConfigurationError, Messenger
+from messenger_core.cli import main
 from messenger_core.stop_signal import (
     STOP_SIGNAL_FILE_VARIABLE,
     FileStopSignal,
@@ -113,3 +114,18 @@ def test_the_variable_still_names_the_default_file(
     monkeypatch.setenv(STOP_SIGNAL_FILE_VARIABLE, str(default_location / "chosen"))
     signal = Messenger(_config("shop:app")).stop_signal
     assert signal.path == default_location / "chosen"  # type: ignore[attr-defined]
+
+
+def test_stop_workers_without_an_application_says_whose_workers_it_misses(
+    default_location: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(default_location)
+    for name in ("MESSENGER_APP", "MESSENGER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+
+    assert main(["stop-workers"]) == 0
+
+    out = capsys.readouterr().out
+    assert f"stop file {default_location / 'messenger-stop-workers'}" in out
+    assert "no application was found here" in out
+    assert "--config or --app" in out

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
+from pathlib import Path
 
 from messenger_core.app import Messenger
 from messenger_core.cli.command import CommandContext, Commands
 from messenger_core.stop_signal import (
+    DEFAULT_FILE_NAME,
     STOP_SIGNAL_FILE_VARIABLE,
     FileStopSignal,
     StopSignal,
@@ -44,19 +47,24 @@ def stop_signal_of(messenger: Messenger | None) -> StopSignal:
 
 
 def describe_stop_signal(signal: StopSignal) -> str:
-    """A few words on where the signal is kept."""
-    if isinstance(signal, FileStopSignal):
-        if os.environ.get(STOP_SIGNAL_FILE_VARIABLE) and signal.path == default_stop_file():
-            return f"stop file {signal.path}, from ${STOP_SIGNAL_FILE_VARIABLE}"
-        if signal.path.parent == default_stop_file().parent and signal.path.name.startswith(
-            "messenger-stop-workers-"
-        ):
-            return (
-                f"stop file {signal.path}: this application's, shared by the workers whose "
-                "configuration names the same `app` and transports"
-            )
-        return f"stop file {signal.path}"
-    return repr(signal)  # the store's reprs show where it is, password masked
+    """A few words on where the signal is kept, and whose workers watch it."""
+    if not isinstance(signal, FileStopSignal):
+        return repr(signal)  # the store's reprs show where it is, password masked
+    if os.environ.get(STOP_SIGNAL_FILE_VARIABLE) and signal.path == default_stop_file():
+        return f"stop file {signal.path}, from ${STOP_SIGNAL_FILE_VARIABLE}"
+    temporary = Path(tempfile.gettempdir())
+    if signal.path.parent == temporary and signal.path.name.startswith(f"{DEFAULT_FILE_NAME}-"):
+        return (
+            f"stop file {signal.path}: this application's, shared by the workers whose "
+            "configuration names the same `app` and transports"
+        )
+    if signal.path == temporary / DEFAULT_FILE_NAME:
+        return (
+            f"stop file {signal.path}; no application was found here, and the workers of an "
+            "application watch their own file: run this command with the application's "
+            "--config or --app"
+        )
+    return f"stop file {signal.path}"
 
 
 def run(context: CommandContext, args: argparse.Namespace) -> int:
