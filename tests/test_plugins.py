@@ -27,6 +27,7 @@ from messenger_core import (
     hookimpl,
 )
 from messenger_core import plugins as plugins_module
+from messenger_core._requirements import _satisfies_simply, core_requirement_problem
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.plugins import (
@@ -36,8 +37,6 @@ from messenger_core.plugins import (
     SERIALIZERS_GROUP,
     TRANSPORTS_GROUP,
     PluginRegistry,
-    _satisfies_simply,
-    core_requirement_problem,
     discover_entry_points,
 )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from messenger_core._requirements import core_requirement_problem
 from messenger_core.cli.command import CommandContext, Commands
 from messenger_core.plugins import (
     CORE_DISTRIBUTION,
@@ -18,7 +19,6 @@ from messenger_core.plugins import (
     EntryPointInfo,
     autoload_enabled,
     conflicts,
-    core_requirement_problem,
     disabled_plugins,
     discover_entry_points,
     is_disabled,
