@@ -4,6 +4,7 @@ The names most applications need are importable from here; plugin authors find t
 and serializer protocols in :mod:`messenger_core.transport` and :mod:`messenger_core.serializer`.
 """
 
+from messenger_core._version import version as _version
 from messenger_core.app import Messenger
 from messenger_core.bus import DEFAULT_BUS, MessageBus, QueryError
 from messenger_core.config import MessengerConfig, load_config
@@ -42,6 +43,9 @@ from messenger_core.stamps import (
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
+__version__: str = _version()
+"""This distribution's version (from its installed metadata; ``0+unknown`` from source)."""
+
 __all__ = [
     "ANY_MESSAGE",
     "DEFAULT_BUS",
@@ -78,6 +82,7 @@ __all__ = [
     "TransportNamesStamp",
     "UndecodableMessage",
     "UnrecoverableMessageError",
+    "__version__",
     "handler",
     "hookimpl",
     "load_config",

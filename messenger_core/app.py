@@ -369,7 +369,8 @@ class Messenger:
         """What ``messenger stop-workers`` sets and workers watch.
 
         The one passed to the constructor, else the one the ``stop_signal`` configuration key
-        names (built on first use), else a file in this host's temporary directory.
+        names (built on first use), else ``MESSENGER_STOP_SIGNAL_FILE``, else this
+        application's file in the temporary directory (see :mod:`messenger_core.stop_signal`).
         """
         if self._stop_signal is None:
             self._stop_signal = self._configured_stop_signal()
@@ -382,7 +383,7 @@ class Messenger:
     def _configured_stop_signal(self) -> StopSignal:
         text = self.config.stop_signal
         if text is None:
-            return FileStopSignal()
+            return FileStopSignal.for_application(self.config)
         dsn = Dsn.parse(text)
         if dsn.scheme == "file":
             return FileStopSignal(dsn.path)

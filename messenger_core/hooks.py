@@ -10,7 +10,7 @@ import pluggy
 from pluggy import HookCaller
 
 from messenger_core import hookspecs
-from messenger_core.plugins import PLUGINS_GROUP
+from messenger_core.plugins import load_hook_plugins
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
@@ -35,7 +35,11 @@ class Hooks:
         for name in disabled:
             self.manager.set_blocked(name)
         if autoload:
-            self.manager.load_setuptools_entrypoints(PLUGINS_GROUP)
+            # Not pluggy's load_setuptools_entrypoints: it silently keeps the first of two
+            # distributions claiming one plugin id and knows no DISTRIBUTION:NAME blocking.
+            for name, plugin in load_hook_plugins(disabled):
+                if not self.manager.is_blocked(name):
+                    self.manager.register(plugin, name)
         for plugin in plugins:
             self.register(plugin)
 

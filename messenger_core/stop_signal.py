@@ -1,14 +1,28 @@
 """The "stop workers" signal: ``messenger stop-workers`` asks every running worker to stop.
 
-A worker stops after its current message when a stop was requested after it started. The
-default signal is a file in the system's temporary directory (every worker on this host sees
-it, with no configuration), or the file named by the ``MESSENGER_STOP_SIGNAL_FILE`` environment
-variable (to keep groups of workers apart on one host, as tests do); an application that runs
-workers on several hosts passes a :class:`StopSignal` backed by a shared store.
+A worker stops after its current message when a stop was requested after it started.
+
+Where the signal is kept, first match wins:
+
+1. a :class:`StopSignal` given to ``Messenger(stop_signal=...)`` (or set on the application);
+2. the ``stop_signal`` configuration key: ``file:///path``, or the DSN of a shared store
+   (Redis, SQL) to stop workers on several hosts;
+3. the file named by the ``MESSENGER_STOP_SIGNAL_FILE`` environment variable;
+4. a file of the application in the system's temporary directory,
+   ``messenger-stop-workers-<key>``, where ``<key>`` is a short hash of the configuration's
+   ``app`` (``module:attribute``) and of its transports (names and DSNs, after ``${VAR}``
+   expansion; see :func:`application_key`).
+
+The default (4) is per application: two deployments of one application on a host (the same
+``app`` and the same queues, even from two release directories) share it, so a
+``messenger stop-workers`` after a deploy stops the old workers; two different applications,
+or one application pointed at other queues (staging beside production), do not stop each
+other's workers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -16,16 +30,53 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from messenger_core.dsn import mask_dsn
 
-__all__ = ["STOP_SIGNAL_FILE_VARIABLE", "FileStopSignal", "PollingStopSignal", "StopSignal"]
+if TYPE_CHECKING:
+    from messenger_core.config import MessengerConfig
+
+__all__ = [
+    "DEFAULT_FILE_NAME",
+    "STOP_SIGNAL_FILE_VARIABLE",
+    "FileStopSignal",
+    "PollingStopSignal",
+    "StopSignal",
+    "application_key",
+    "default_stop_file",
+]
 
 logger = logging.getLogger("messenger.worker")
 
 STOP_SIGNAL_FILE_VARIABLE = "MESSENGER_STOP_SIGNAL_FILE"
 """Environment variable naming the default stop-signal file."""
+
+DEFAULT_FILE_NAME = "messenger-stop-workers"
+"""The default file's name in the temporary directory (``-<application key>`` is appended)."""
+
+
+def application_key(config: MessengerConfig) -> str:
+    """A short, stable key of the application ``config`` describes: 12 hex digits.
+
+    It is a hash of the ``app`` key and of every transport's name and DSN (sorted), so it
+    does not depend on the directory the application runs from. The DSNs are hashed, never
+    shown: they may hold passwords.
+    """
+    parts = [f"app={config.app or ''}"]
+    parts += sorted(f"transport {name}={t.dsn}" for name, t in config.transports.items())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def default_stop_file(config: MessengerConfig | None = None) -> Path:
+    """The stop file used when nothing else is configured: ``MESSENGER_STOP_SIGNAL_FILE``,
+    else ``messenger-stop-workers-<application key>`` in the temporary directory (without
+    ``config``: ``messenger-stop-workers``)."""
+    configured = os.environ.get(STOP_SIGNAL_FILE_VARIABLE)
+    if configured:
+        return Path(configured)
+    name = DEFAULT_FILE_NAME if config is None else f"{DEFAULT_FILE_NAME}-{application_key(config)}"
+    return Path(tempfile.gettempdir()) / name
 
 
 @runtime_checkable
@@ -114,9 +165,15 @@ class FileStopSignal(PollingStopSignal):
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        """Keep the signal in ``path``; without one, in :func:`default_stop_file` (with no
+        application: prefer :meth:`for_application`)."""
         super().__init__()
-        path = path or os.environ.get(STOP_SIGNAL_FILE_VARIABLE)
-        self.path = Path(path) if path else Path(tempfile.gettempdir()) / "messenger-stop-workers"
+        self.path = Path(path) if path else default_stop_file()
+
+    @classmethod
+    def for_application(cls, config: MessengerConfig) -> FileStopSignal:
+        """The default signal of the application ``config`` describes (see the module)."""
+        return cls(default_stop_file(config))
 
     def __repr__(self) -> str:
         return f"FileStopSignal({str(self.path)!r})"

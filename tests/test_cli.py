@@ -980,7 +980,7 @@ def test_consume_with_an_unknown_middleware_exits_2_before_taking_a_message(
     line = one_line_error(err)
     assert line.startswith(
         "messenger: error: messenger.buses.'messenger.bus.default'.middleware[0]: no middleware "
-        "named 'loging' (installed: add_bus_name_stamp, "
+        "named 'loging' (available: add_bus_name_stamp, "
     )
     assert line.endswith("; did you mean 'logging'?")
     assert ids_in(fx, "async") == waiting  # untouched: not tried, not retried, not parked
@@ -1054,3 +1054,51 @@ def test_a_config_file_the_application_does_not_use_is_a_warning(
     assert code == 0
     assert "differently" not in err
     assert "Problems" not in out
+
+
+def test_plugins_flags_two_claimants_and_a_plugin_for_another_core(
+    fx: ModuleType,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    module = f"fakedoctor_{tmp_path.name.replace('-', '_')}"
+    (site / f"{module}.py").write_text("class Factory:\n    pass\n", encoding="utf-8")
+    for name, extra in (
+        ("messenger-shadow", ""),
+        ("messenger-old", "Requires-Dist: messenger-core<0.0.1\n"),
+    ):
+        info = site / f"{name.replace('-', '_')}-1.0.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n{extra}", encoding="utf-8"
+        )
+        scheme = "memory" if name == "messenger-shadow" else "oldq"
+        (info / "entry_points.txt").write_text(
+            f"[{TRANSPORTS_GROUP}]\n{scheme} = {module}:Factory\n", encoding="utf-8"
+        )
+    monkeypatch.syspath_prepend(str(site))
+
+    code, out, _ = run(capsys, "plugins")
+
+    assert code == 1
+    lines = out.splitlines()
+    rows = {tuple(line.split()[1:3]): line for line in lines if line.startswith("messenger.")}
+    shadow, core = rows[("memory", "messenger-shadow")], rows[("memory", "messenger-core")]
+    assert "CONFLICT with messenger-core" in shadow
+    assert "CONFLICT with messenger-shadow" in core
+    old = rows[("oldq", "messenger-old")]
+    assert "needs another messenger-core" in old
+    assert f"{TRANSPORTS_GROUP} memory: claimed by messenger-core and messenger-shadow" in out
+    assert "MESSENGER_DISABLED_PLUGINS=messenger-shadow:memory" in out
+    assert "messenger-old requires messenger-core<0.0.1, but" in out
+
+    # Picking one settles the conflict.
+    monkeypatch.setenv("MESSENGER_DISABLED_PLUGINS", "messenger-shadow:memory,oldq")
+    code, out, _ = run(capsys, "plugins")
+    assert "CONFLICT" not in out
+    shadow = next(line for line in out.splitlines() if "messenger-shadow" in line)
+    assert "(disabled by MESSENGER_DISABLED_PLUGINS)" in shadow
+    sys.modules.pop(module, None)

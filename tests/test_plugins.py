@@ -4,6 +4,7 @@ and embedding applications that use no entry point at all."""
 from __future__ import annotations
 
 import itertools
+import subprocess
 import sys
 import textwrap
 import tomllib
@@ -14,8 +15,8 @@ from typing import Any
 import attrs
 import pluggy
 import pytest
-from stevedore import _cache as stevedore_cache
 
+import messenger_core
 from messenger_core import (
     DEFAULT_BUS,
     ConfigurationError,
@@ -25,9 +26,12 @@ from messenger_core import (
     SentStamp,
     hookimpl,
 )
+from messenger_core import plugins as plugins_module
+from messenger_core._requirements import _satisfies_simply, core_requirement_problem
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.plugins import (
+    BUILTINS,
     MIDDLEWARE_GROUP,
     PLUGINS_GROUP,
     SERIALIZERS_GROUP,
@@ -105,9 +109,6 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeDistri
     root = tmp_path / "site"
     root.mkdir()
     monkeypatch.syspath_prepend(str(root))
-    # stevedore caches entry points per sys.path in the user's cache directory: keep the
-    # caches of these throw-away paths out of it.
-    monkeypatch.setattr(stevedore_cache._c, "_dir", str(tmp_path / "cache"), raising=False)
     distributions = FakeDistributions(root, f"fakeplugin{next(_counter)}_{tmp_path.name[-6:]}")
     yield distributions
     for name in distributions.modules:
@@ -432,9 +433,9 @@ def test_disable_plugin_autoload(fake: FakeDistributions, monkeypatch: pytest.Mo
     with pytest.raises(ConfigurationError) as caught:
         messenger.get_transport("q")
     text = str(caught.value)
-    assert "'fakeq' is not registered" in text
-    assert "MESSENGER_DISABLE_PLUGIN_AUTOLOAD is set" in text
-    assert "register it explicitly" in text
+    assert "no transport for DSN scheme 'fakeq'" in text
+    assert "(MESSENGER_DISABLE_PLUGIN_AUTOLOAD is set)" in text
+    assert "register the factory explicitly" in text
     assert transport not in sys.modules
     # Explicit factories and the core's own built-ins (sync://, json) still work.
     assert isinstance(messenger.get_transport("mine"), ListSender)
@@ -610,3 +611,182 @@ def test_the_default_stack_spelled_out_with_the_core_middleware_names() -> None:
     assert len(messenger.bus.middleware) == len(names)
     assert envelope.last(SentStamp) == SentStamp(sender_name="now")
     assert [s.result for s in envelope.all(HandledStamp)] == ["handled"]
+
+
+# -- two claimants, picking one, the messenger-core requirement -----------------------------------
+def test_a_third_party_claiming_a_core_scheme_does_not_silently_shadow_it(
+    fake: FakeDistributions,
+) -> None:
+    module = fake.module("shadow", TRANSPORT_MODULE)
+    fake.distribution("messenger-shadow", {TRANSPORTS_GROUP: {"memory": f"{module}:Factory"}})
+    messenger = Messenger({"transports": {"q": "memory://"}})
+
+    with pytest.raises(ConfigurationError) as caught:
+        messenger.get_transport("q")
+
+    text = str(caught.value)
+    assert "'memory' is claimed by several installed distributions" in text
+    assert "messenger-core (messenger_core.transports.memory:MemoryTransportFactory)" in text
+    assert f"messenger-shadow ({module}:Factory)" in text
+    assert "MESSENGER_DISABLED_PLUGINS=messenger-shadow:memory" in text
+    assert "MESSENGER_DISABLED_PLUGINS=messenger-core:memory" in text
+    assert module not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("disabled", "winner"),
+    [("messenger-shadow:memory", "core"), ("messenger_Core:memory", "shadow")],
+)
+def test_disabled_plugins_picks_one_of_two_claimants(
+    fake: FakeDistributions, monkeypatch: pytest.MonkeyPatch, disabled: str, winner: str
+) -> None:
+    module = fake.module("shadow", TRANSPORT_MODULE)
+    fake.distribution("messenger-shadow", {TRANSPORTS_GROUP: {"memory": f"{module}:Factory"}})
+    monkeypatch.setenv("MESSENGER_DISABLED_PLUGINS", disabled)
+
+    transport = Messenger({"transports": {"q": "memory://"}}).get_transport("q")
+
+    expected = module if winner == "shadow" else "messenger_core.transports.memory"
+    assert type(transport).__module__ == expected
+
+
+def test_a_whole_distribution_can_be_disabled(
+    fake: FakeDistributions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = fake.module("transport", TRANSPORT_MODULE)
+    fake.distribution(
+        "messenger-transport-fake",
+        {TRANSPORTS_GROUP: {"fakeq": f"{module}:Factory", "memory": f"{module}:Factory"}},
+    )
+    monkeypatch.setenv("MESSENGER_DISABLED_PLUGINS", "messenger-transport-fake:*")
+    registry = PluginRegistry()
+
+    assert "fakeq" not in registry.names(TRANSPORTS_GROUP)
+    assert (
+        registry.load(TRANSPORTS_GROUP, "memory").__module__ == "messenger_core.transports.memory"
+    )
+    with pytest.raises(ConfigurationError, match="listed in MESSENGER_DISABLED_PLUGINS"):
+        registry.load(TRANSPORTS_GROUP, "fakeq")
+
+
+def test_two_distributions_claiming_one_pluggy_plugin_id_is_an_error(
+    fake: FakeDistributions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = fake.module("first", PLUGGY_MODULE)
+    second = fake.module("second", PLUGGY_MODULE)
+    fake.distribution("messenger-hooks-one", {PLUGINS_GROUP: {"audit": first}})
+    fake.distribution("messenger-hooks-two", {PLUGINS_GROUP: {"audit": second}})
+
+    with pytest.raises(ConfigurationError) as caught:
+        Messenger()
+    assert "'audit' is claimed by several installed distributions" in str(caught.value)
+    assert "messenger-hooks-one" in str(caught.value)
+    assert "messenger-hooks-two" in str(caught.value)
+
+    monkeypatch.setenv("MESSENGER_DISABLED_PLUGINS", "messenger-hooks-one:audit")
+    assert "audit" in Messenger().hooks.plugin_names()
+    assert first not in sys.modules
+    assert second in sys.modules
+
+
+def test_autoload_false_says_so_instead_of_naming_an_unset_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MESSENGER_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    registry = PluginRegistry(autoload=False)
+
+    with pytest.raises(ConfigurationError) as caught:
+        registry.load(TRANSPORTS_GROUP, "redis")
+
+    text = str(caught.value)
+    assert "no transport for DSN scheme 'redis'" in text
+    assert "pip install messenger-transport-redis" in text
+    assert "autoload=False was passed" in text
+    assert "MESSENGER_DISABLE_PLUGIN_AUTOLOAD" not in text
+
+
+def test_the_built_ins_table_is_the_core_entry_points() -> None:
+    assert {group: dict(entries) for group, entries in BUILTINS.items() if entries} == _declared()
+
+
+def test_the_built_ins_load_without_stevedore() -> None:
+    code = (
+        "import sys\n"
+        "from messenger_core import Messenger\n"
+        "m = Messenger({'transports': {'q': 'memory://'}, 'routing': {'*': 'q'}})\n"
+        "m.bus.dispatch(object())\n"
+        "assert m.get_transport('q').message_count() == 1\n"
+        "assert 'stevedore' not in sys.modules, 'stevedore was imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("requirement", "problem"),
+    [
+        ("messenger-core>=99", True),
+        ("messenger-core (<0.0.1)", True),
+        ("messenger_core>=0.1,!=0.0.5", False),
+        ("messenger-core>=99; extra == 'test'", False),
+        ("other-package>=99", False),
+    ],
+)
+def test_a_plugin_requiring_another_core_is_flagged(
+    fake: FakeDistributions, requirement: str, problem: bool
+) -> None:
+    name = f"messenger-needs-{next(_counter)}"
+    fake.distribution(name, {})
+    metadata_file = next(fake.root.glob(f"{name.replace('-', '_')}-1.0.dist-info")) / "METADATA"
+    metadata_file.write_text(metadata_file.read_text() + f"Requires-Dist: {requirement}\n")
+
+    found = core_requirement_problem(name)
+
+    assert (found is not None) is problem
+    if problem:
+        assert found is not None
+        assert f"{name} requires messenger-core" in found
+        assert f"but {messenger_core.__version__} is installed" in found
+
+
+@pytest.mark.parametrize(
+    ("version", "specifier", "expected"),
+    [
+        ("0.1.0", ">=0.1,<0.2", True),
+        ("0.2.0", ">=0.1,<0.2", False),
+        ("0.1.5", "~=0.1.2", True),
+        ("0.2.0", "~=0.1.2", False),
+        ("1.4.2", "==1.4.*", True),
+        ("1.5.0", "==1.4.*", False),
+        ("1.0", "!=1.0.0", False),
+        ("1.0", ">1.0", False),
+        ("0+unknown", "<=0", True),
+    ],
+)
+def test_the_fallback_version_check(version: str, specifier: str, expected: bool) -> None:
+    assert _satisfies_simply(version, specifier) is expected
+
+
+def test_a_plugin_installed_after_a_first_load_is_found(fake: FakeDistributions) -> None:
+    # stevedore remembers each group's entry points for the life of the process; the core
+    # must not depend on (nor empty) that private cache.
+    first = fake.module("first", TRANSPORT_MODULE)
+    fake.distribution(
+        "messenger-transport-first", {TRANSPORTS_GROUP: {"firstq": f"{first}:Factory"}}
+    )
+    assert PluginRegistry().load(TRANSPORTS_GROUP, "firstq").__module__ == first
+
+    later = fake.module("later", TRANSPORT_MODULE)
+    fake.distribution(
+        "messenger-transport-later", {TRANSPORTS_GROUP: {"laterq": f"{later}:Factory"}}
+    )
+
+    assert PluginRegistry().load(TRANSPORTS_GROUP, "laterq").__module__ == later
+
+
+def test_the_core_does_not_touch_stevedores_private_cache() -> None:
+    source = Path(plugins_module.__file__).read_text()
+    assert "ENTRY_POINT_CACHE" not in source
+    assert "_cache" not in source

@@ -19,24 +19,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import importlib
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import NoReturn, TextIO
 
-from messenger_core.cli import (
-    consume,
-    debug,
-    failed,
-    plugins,
-    setup_transports,
-    stats,
-    stop_workers,
-)
+from messenger_core._version import version
 from messenger_core.cli.app_loader import APP_VARIABLE, AppLoader
 from messenger_core.cli.command import (
     Command,
@@ -67,15 +59,22 @@ __all__ = [
 
 PROG = "messenger"
 
-BUILTINS: tuple[ModuleType, ...] = (
-    consume,
-    failed,
-    setup_transports,
-    stats,
-    debug,
-    stop_workers,
-    plugins,
+BUILTINS: tuple[tuple[str, str, str], ...] = (
+    ("consume", "consume", "consume messages from transports"),
+    ("failed", "failed", "show, retry or remove messages in a failure transport"),
+    (
+        "setup-transports",
+        "setup_transports",
+        "create the transports' storage (tables, streams, exchanges...)",
+    ),
+    ("stats", "stats", "count the messages waiting in transports"),
+    ("debug", "debug", "list the handlers of each message type per bus, and the routing"),
+    ("stop-workers", "stop_workers", "stop running workers after their current message"),
+    ("plugins", "plugins", "list the installed plugins (entry points) and check them"),
 )
+"""The built-in commands: name, module under ``messenger_core.cli`` (whose ``register``
+adds it) and the one-line help. A module is imported only when its command runs or shows its
+own help, so ``messenger consume`` does not load the code of ``failed`` and the others."""
 
 DESCRIPTION = """\
 Work with a messenger application: consume messages, inspect and retry failed ones, set up
@@ -94,11 +93,29 @@ logger = logging.getLogger("messenger.cli")
 
 
 def builtin_commands() -> Commands:
-    """A registry holding the built-in commands only."""
+    """A registry holding the built-in commands only (their modules are not imported yet)."""
     commands = Commands()
-    for module in BUILTINS:
-        module.register(commands)
+    for name, module, help in BUILTINS:
+        _add_lazily(commands, name, f"{__name__}.{module}", help)
     return commands
+
+
+def _add_lazily(commands: Commands, name: str, module: str, help: str) -> None:
+    def command() -> Command:
+        registered = Commands()
+        importlib.import_module(module).register(registered)
+        return registered[name]
+
+    def configure(parser: argparse.ArgumentParser) -> None:
+        real = command()
+        parser.description = real.description or real.help
+        if real.configure is not None:
+            real.configure(parser)
+
+    def run(context: CommandContext, args: argparse.Namespace) -> int | None:
+        return command().run(context, args)
+
+    commands.add(name, run, help=help, configure=configure)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -109,6 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options, rest = _parse_global_options(arguments)
         verbosity = -1 if options.quiet else options.verbose
+        if options.version:
+            stdout.write(f"{PROG} {version()}\n")
+            return 0
         with _logging(stderr, verbosity), _importable(Path.cwd()):
             loader = AppLoader(app=options.app, config=options.config)
             context = CommandContext(
@@ -147,7 +167,7 @@ def _run(context: CommandContext, arguments: list[str]) -> int:
     commands = _commands(context, word)
     if word is not None and word not in commands:
         raise UsageError(_unknown_command(word, commands))
-    parser = _parser(commands)
+    parser = _parser(commands, word)
     if not arguments:
         raise UsageError(f"name a command: {', '.join(commands.names())}")
     args = parser.parse_args(arguments)
@@ -231,6 +251,12 @@ def _global_options(parser: argparse.ArgumentParser, default: object = None) -> 
         default=default if default is not None else False,
         help="only warnings, errors and the requested data",
     )
+    group.add_argument(
+        "--version",
+        action="store_true",
+        default=default if default is not None else False,
+        help=f"print the version of {PROG} (messenger-core) and exit",
+    )
 
 
 def _parse_global_options(arguments: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -240,7 +266,9 @@ def _parse_global_options(arguments: list[str]) -> tuple[argparse.Namespace, lis
     return parser.parse_known_args(arguments)
 
 
-def _parser(commands: Commands) -> argparse.ArgumentParser:
+def _parser(commands: Commands, word: str | None) -> argparse.ArgumentParser:
+    """The parser of the command line; only command ``word``'s own arguments are added (the
+    others only need their name and help)."""
     parser = _Parser(
         prog=PROG,
         description=DESCRIPTION,
@@ -261,7 +289,7 @@ def _parser(commands: Commands) -> argparse.ArgumentParser:
         # Accepted after the command too (`consume async -v`); their values come from
         # _parse_global_options, so here they must not overwrite anything.
         _global_options(command_parser, default=argparse.SUPPRESS)
-        if command.configure is not None:
+        if command.configure is not None and command.name == word:
             command.configure(command_parser)
     return parser
 

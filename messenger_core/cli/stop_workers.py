@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
+from pathlib import Path
 
 from messenger_core.app import Messenger
 from messenger_core.cli.command import CommandContext, Commands
-from messenger_core.stop_signal import FileStopSignal, StopSignal
+from messenger_core.stop_signal import (
+    DEFAULT_FILE_NAME,
+    STOP_SIGNAL_FILE_VARIABLE,
+    FileStopSignal,
+    StopSignal,
+    default_stop_file,
+)
 
 __all__ = ["describe_stop_signal", "register", "stop_signal_of"]
 
@@ -14,8 +23,12 @@ DESCRIPTION = """\
 Ask every worker started before now to stop once its current message is handled. Workers
 look at the signal after every message and when idle.
 
-The signal is the application's `stop_signal` attribute if it has one (a store shared by
-several hosts), else a file in the system's temporary directory (every worker on this host)."""
+The signal is the application's `stop_signal` attribute if it has one, else the
+`stop_signal` configuration key (a file, or a store shared by several hosts), else the file
+named by $MESSENGER_STOP_SIGNAL_FILE, else the application's own file in the system's
+temporary directory: messenger-stop-workers-<key>, where <key> hashes the configuration's
+`app` and its transports' names and DSNs. Two deployments of one application on a host share
+that file; another application (other `app` or other transports) has its own."""
 
 
 def register(commands: Commands) -> None:
@@ -34,10 +47,24 @@ def stop_signal_of(messenger: Messenger | None) -> StopSignal:
 
 
 def describe_stop_signal(signal: StopSignal) -> str:
-    """A few words on where the signal is kept."""
-    if isinstance(signal, FileStopSignal):
-        return f"stop file {signal.path}"
-    return repr(signal)  # the store's reprs show where it is, password masked
+    """A few words on where the signal is kept, and whose workers watch it."""
+    if not isinstance(signal, FileStopSignal):
+        return repr(signal)  # the store's reprs show where it is, password masked
+    if os.environ.get(STOP_SIGNAL_FILE_VARIABLE) and signal.path == default_stop_file():
+        return f"stop file {signal.path}, from ${STOP_SIGNAL_FILE_VARIABLE}"
+    temporary = Path(tempfile.gettempdir())
+    if signal.path.parent == temporary and signal.path.name.startswith(f"{DEFAULT_FILE_NAME}-"):
+        return (
+            f"stop file {signal.path}: this application's, shared by the workers whose "
+            "configuration names the same `app` and transports"
+        )
+    if signal.path == temporary / DEFAULT_FILE_NAME:
+        return (
+            f"stop file {signal.path}; no application was found here, and the workers of an "
+            "application watch their own file: run this command with the application's "
+            "--config or --app"
+        )
+    return f"stop file {signal.path}"
 
 
 def run(context: CommandContext, args: argparse.Namespace) -> int:
