@@ -14,10 +14,11 @@ reply read later. One ``get()`` is one round trip, a pipeline that:
    (``XAUTOCLAIM``: their consumer is presumed dead), and new entries (``XREADGROUP >``,
    ``fetch_size`` at most, blocking briefly when there are none).
 
-Connection errors are retried with backoff for ``reconnect_timeout`` seconds, reconnecting; a
-consumer that was connected before then carries on returning nothing until Redis is back, and
-re-reads its own pending entries once it is (a lost reply may have delivered some). A consumer
-group or scripts lost with a restarted server are recreated.
+Connection errors go through the reconnect policy (:mod:`.reconnect`): retried with backoff and
+jitter for ``reconnect_timeout`` seconds, reconnecting; a consumer that was connected before
+returns nothing after a short slice instead, and tries again on its next ``get()`` until Redis
+is back, then re-reads its own pending entries (a lost reply may have delivered some). A
+consumer group or scripts lost with a restarted server are recreated.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ from messenger_transport_redis._wire import DirectConnection, bulk, bulks, pack,
 from messenger_transport_redis.connection import RedisEndpoint
 from messenger_transport_redis.entry import decode_entry, encode_entry
 from messenger_transport_redis.options import RedisTransportOptions, default_consumer_name
+from messenger_transport_redis.reconnect import (
+    RETRYABLE,
+    ReconnectPolicy,
+    RedisUnreachableError,
+)
 from messenger_transport_redis.scripts import (
     KEEPALIVE,
     MOVE_DUE,
@@ -67,19 +73,11 @@ _MAX_INFLIGHT = 1000
 """Acknowledgements written without reading their replies, at most (then they are read)."""
 _PAGE = 100
 """Entries per ``XRANGE`` page when listing or counting."""
-_FIRST_BACKOFF = 0.05
-_MAX_BACKOFF = 2.0
-_RETRYABLE: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # includes BusyLoadingError (a restarted server loading its data)
-    redis.TimeoutError,
-    ReadOnlyError,  # a Sentinel failover turned our server into a replica: reconnect
-)
-
-_SOCKET_ERRORS: tuple[type[Exception], ...] = (*_RETRYABLE, OSError)
-
-
-class _UnreachableError(TransportError):
-    """Redis stayed unreachable for ``reconnect_timeout`` seconds."""
+_CONSUMER_SLICE = 0.5
+"""Seconds a ``get()`` of a consumer that was connected before keeps reconnecting before it
+returns nothing: short, so that the worker sees a stop request between attempts (the backoff
+itself goes on across calls)."""
+_SOCKET_ERRORS = RETRYABLE
 
 
 def _pipeline(client: redis.Redis) -> Any:
@@ -149,7 +147,7 @@ class RedisTransport:
         self._ready = False
         self._connected_once = False
         self._closed = False
-        self._outage_since: float | None = None
+        self._reconnect = ReconnectPolicy(endpoint.where, options.reconnect_timeout, logger=logger)
         self._lock = threading.Lock()
         # Settlements to send with the next get(): (entry id, delete it too), and the entries
         # handed out and not settled (never handed out twice by this object).
@@ -260,13 +258,13 @@ class RedisTransport:
         outage makes it return nothing (after ``reconnect_timeout``) until Redis is back.
         """
         self._check_open()
-        try:
+        if not self._connected_once:  # start-up: a clear error after reconnect_timeout
             return self._with_retry_checked(self._get_once, "receive messages")
-        except _UnreachableError as error:
-            if not self._connected_once:
-                raise
-            logger.warning("%s; the consumer carries on and tries again", error)
-            return []
+        budget = min(self._options.reconnect_timeout, _CONSUMER_SLICE)
+        try:
+            return self._with_retry_checked(self._get_once, "receive messages", budget=budget)
+        except RedisUnreachableError:
+            return []  # the outage was logged once; the next get() tries again
 
     def _get_once(self, client: redis.Redis) -> list[Envelope]:
         reader = self._reader
@@ -456,6 +454,10 @@ class RedisTransport:
         """Wait until every acknowledgement and rejection reached Redis (retrying for
         ``reconnect_timeout``)."""
         self._check_open()
+        with self._lock:
+            nothing = not self._settle and not self._inflight
+        if nothing:  # nothing to send: do not connect (a worker that never received)
+            return
         self._with_retry_checked(self._flush_with, "acknowledge messages")
 
     def _settle_now(self, entry_id: bytes, delete: bool) -> None:
@@ -873,10 +875,11 @@ class RedisTransport:
         what: str,
         *,
         client: redis.Redis | None = None,
+        budget: float | None = None,
     ) -> T:
         """:meth:`_with_retry`, turning Redis's error replies into :class:`TransportError`."""
         try:
-            return self._with_retry(operation, what, client=client)
+            return self._with_retry(operation, what, client=client, budget=budget)
         except ResponseError as error:
             raise self._error(what, error) from error
 
@@ -886,43 +889,24 @@ class RedisTransport:
         what: str,
         *,
         client: redis.Redis | None = None,
+        budget: float | None = None,
     ) -> T:
-        """Run ``operation`` with a client; after a connection error wait (backing off),
-        reconnect and run it again, for ``reconnect_timeout`` seconds; then raise
-        :class:`_UnreachableError` saying where Redis was expected."""
+        """Run ``operation`` with a client through the reconnect policy: after a connection
+        error it waits (backing off), reconnects and runs it again, for ``budget`` seconds
+        (default ``reconnect_timeout``); then :class:`RedisUnreachableError`."""
         if client is None:
             client = self._client
             if client is None or not self._ready:
                 client = self._prepare()
-        started = time.monotonic()
-        delay = _FIRST_BACKOFF
-        while True:
-            try:
-                result = operation(client)
-            except _SOCKET_ERRORS as error:
-                if self._outage_since is None:
-                    self._outage_since = started
-                    logger.warning(
-                        "Redis at %s: %s: %s; reconnecting", self._where, what, _safe(error)
-                    )
-                client.connection_pool.disconnect(inuse_connections=False)
-                waited = time.monotonic() - started
-                if waited + delay > self._options.reconnect_timeout:
-                    raise _UnreachableError(
-                        f"Redis at {self._where} is unreachable: could not {what} "
-                        f"(tried for {waited:.1f} s): {type(error).__name__}: {_safe(error)}"
-                    ) from error
-                time.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-                continue
-            if self._outage_since is not None:
-                logger.warning(
-                    "Redis at %s is reachable again after %.1f s",
-                    self._where,
-                    time.monotonic() - self._outage_since,
-                )
-                self._outage_since = None
-            return result
+        pool = client.connection_pool
+
+        def drop_connections() -> None:
+            pool.disconnect(inuse_connections=False)
+
+        bound = client
+        return self._reconnect.run(
+            lambda: operation(bound), what, budget=budget, on_error=drop_connections
+        )
 
     def _error(self, what: str, error: Exception) -> TransportError:
         return TransportError(
