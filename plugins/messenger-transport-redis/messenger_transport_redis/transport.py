@@ -42,7 +42,7 @@ from messenger_core.stamps import DelayStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities
 from messenger_transport_redis._wire import DirectConnection, bulk, bulks, pack, pack_prefix
 from messenger_transport_redis.connection import RedisEndpoint
-from messenger_transport_redis.entry import decode_entry, encode_entry
+from messenger_transport_redis.entry import decode_entry, encode_entry, quarantine_entry
 from messenger_transport_redis.options import RedisTransportOptions, default_consumer_name
 from messenger_transport_redis.reconnect import (
     RETRYABLE,
@@ -399,7 +399,12 @@ class RedisTransport:
             if not fields:  # trimmed or deleted while pending: nothing left to handle
                 gone.append(entry_id)
                 continue
-            envelopes.append(decode_entry(entry_id.decode("ascii"), fields, serializer))
+            text_id = entry_id.decode("ascii", "replace")
+            try:
+                envelope = decode_entry(text_id, fields, serializer)
+            except Exception as error:
+                envelope = quarantine_entry(text_id, fields, error)
+            envelopes.append(envelope)
             handed_out.append(entry_id)
         if handed_out:
             with self._lock:
