@@ -50,6 +50,7 @@ from messenger_transport_redis.reconnect import (
     RedisUnreachableError,
 )
 from messenger_transport_redis.scripts import (
+    HAND_BACK,
     KEEPALIVE,
     MOVE_DUE,
     PRUNE_CONSUMERS,
@@ -72,6 +73,10 @@ _MOVE_LIMIT = 100
 _MAX_INFLIGHT = 1000
 """Acknowledgements written without reading their replies, at most (then they are read)."""
 _PAGE = 100
+_HAND_BACK_IDLE_MS = 10 * 365 * 86_400_000
+"""The idle time handed-back entries get: longer than any sensible ``redeliver_timeout`` of
+the group's other consumers, and shorter than the epoch time (Redis ignores a larger one)."""
+_HAND_BACK_LIMIT = 100_000
 """Entries per ``XRANGE`` page when listing or counting."""
 _CONSUMER_SLICE = 0.5
 """Seconds a ``get()`` of a consumer that was connected before keeps reconnecting before it
@@ -455,6 +460,16 @@ class RedisTransport:
         ``delete_after_reject``), sent at once like :meth:`ack`."""
         self._settle_now(self._id_of(envelope), self._options.delete_after_reject)
 
+    def release(self, envelope: Envelope) -> None:
+        """Give back a received message without settling it: the next ``get()`` of this
+        consumer delivers it again (before new messages), instead of another consumer after
+        ``redeliver_timeout``. For a worker that could not store the outcome of a message
+        (its failure transport was down) and wants to try it again later."""
+        entry_id = self._id_of(envelope)
+        with self._lock:
+            self._outstanding.discard(entry_id)
+        self._pending_cursor = b"0"  # re-read this consumer's pending entries from the start
+
     def flush(self) -> None:
         """Wait until every acknowledgement and rejection reached Redis (retrying for
         ``reconnect_timeout``)."""
@@ -771,6 +786,8 @@ class RedisTransport:
                         len(self._settle),
                         error,
                     )
+            if self._ready:
+                self._hand_back(client)
             if self._own_name and self._ready:
                 try:
                     self._run_script(
@@ -780,6 +797,38 @@ class RedisTransport:
                     logger.debug("could not remove consumer %s: %s", self.consumer, error)
         finally:
             client.close()
+
+    def _hand_back(self, client: redis.Redis) -> None:
+        """Hand this consumer's unsettled entries (fetched, not handled) back to the group:
+        they get an idle time beyond ``redeliver_timeout``, so the next consumer's claim takes
+        them at once. A stopping worker holding a fetched batch delays nothing this way."""
+        try:
+            count = self._reconnect.run(
+                lambda: self._run_script(
+                    client,
+                    HAND_BACK,
+                    [self._stream],
+                    [self._group, self._consumer_key, _HAND_BACK_IDLE_MS, _HAND_BACK_LIMIT],
+                ),
+                "hand back unhandled messages",
+                budget=min(self._options.reconnect_timeout, _CONSUMER_SLICE),
+            )
+        except (redis.RedisError, TransportError) as error:
+            logger.warning(
+                "could not hand back the unhandled messages of consumer %s (%s); another "
+                "consumer takes them after redeliver_timeout (%g s)",
+                self.consumer,
+                _safe(error),
+                self._options.redeliver_timeout,
+            )
+            return
+        if count:
+            logger.info(
+                "handed back %d fetched and unhandled message(s) of %s: other consumers take "
+                "them at once",
+                count,
+                self._options.stream,
+            )
 
     # -- plumbing --------------------------------------------------------------------------
     def _check_open(self) -> None:

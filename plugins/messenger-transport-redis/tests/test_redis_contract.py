@@ -14,12 +14,12 @@ from messenger_core.transport import Transport
 
 
 class TestRedisTransport(TransportContract):
-    """Default options: one entry per get(), every acknowledgement sent at once."""
+    """``fetch_size`` 1: one entry per get(), every acknowledgement sent at once."""
 
     redelivery_options: ClassVar[Mapping[str, Any]] = {"redeliver_timeout": 1, "claim_interval": 50}
     redelivery_wait = 5.0
     receive_timeout = 5.0
-    transport_options: ClassVar[Mapping[str, Any]] = {}
+    transport_options: ClassVar[Mapping[str, Any]] = {"fetch_size": 1}
 
     @pytest.fixture
     def make_transport(
@@ -32,6 +32,7 @@ class TestRedisTransport(TransportContract):
 
 
 class TestRedisTransportBatched(TestRedisTransport):
-    """``fetch_size`` 10: several entries per get(), acknowledgements sent in batches."""
+    """Default options (``fetch_size`` 10): several entries per get(), acknowledgements sent
+    in batches."""
 
-    transport_options: ClassVar[Mapping[str, Any]] = {"fetch_size": 10}
+    transport_options: ClassVar[Mapping[str, Any]] = {}
