@@ -8,6 +8,7 @@ every command to an append-only file); the others run on the test Redis. Marked 
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -23,8 +24,10 @@ import attrs
 import pytest
 import redis
 from redis_test_support import (
+    REDIS_DSN,
     RedisServer,
     Stream,
+    free_port,
     own_redis_server,
     raw_client,
     require_redis,
@@ -324,3 +327,147 @@ def test_a_producer_gets_a_clear_answer_for_every_send_across_a_restart(
     finally:
         client.close()
     assert sent <= stored, f"reported as sent but not stored: {sorted(sent - stored)}"
+
+
+# -- 9.2: garbage written straight into the stream ---------------------------------------------
+DEEP = 100_000
+GARBAGE: list[dict[bytes, bytes]] = [
+    {b"message": b"[" * DEEP + b"]" * DEEP},  # RecursionError in the JSON parser
+    {
+        b"message": b'{"body":"'
+        + b"[" * DEEP
+        + b"]" * DEEP
+        + b'","headers":{"type":"redis_app.Job"}}'
+    },
+    {b"message": b"\xff\xfe\x00 not utf-8"},
+    {b"payload": b"no message field"},
+    {b"message": b'{"body":1,"headers":{}}'},  # a body that is not text
+    {b"message": b'{"body":"{}","headers":"h"}'},  # headers that are not an object
+    {b"message": b'{"body":"{\\"id\\":\\"x\\"}","headers":{"type":"redis_app.Job"}}'},
+]
+
+
+def test_garbage_entries_are_parked_with_their_raw_payload_and_the_worker_goes_on(
+    make_app: Callable[..., App], streams: list[str]
+) -> None:
+    main, failed = local_stream(streams), local_stream(streams)
+    app = make_app(f"{REDIS_DSN}/{main}", f"{REDIS_DSN}/{failed}")
+    client: Any = raw_client()
+    sender = Stream(main).transport(app_serializer())
+    try:
+        sender.setup()
+        for number, fields in enumerate(GARBAGE):
+            sender.send(Envelope(Job(number)))
+            client.xadd(main, fields)
+        sender.send(Envelope(Job(len(GARBAGE))))
+        worker = app.consume()
+        wait_for(
+            lambda: sorted(app.handled()) == list(range(len(GARBAGE) + 1)),
+            "every good message",
+            app,
+        )
+        wait_for(lambda: client.xlen(failed) >= len(GARBAGE), "every bad entry parked", app)
+        assert worker.poll() is None, app.output()
+        assert stop_gracefully(worker, app) == 0
+    finally:
+        sender.close()
+        client.close()
+
+    parked = entries(raw_client(), failed)
+    assert len(parked) == len(GARBAGE), parked
+    bodies = [entry["body"] for entry in parked]
+    assert bodies[0] == "[" * DEEP + "]" * DEEP, "the raw payload is parked as it was"
+    assert "RecursionError" in json.dumps(parked[0]["headers"])
+    assert parked[2]["headers"].get("X-Messenger-Body-Encoding") == "base64"
+    assert base64.b64decode(bodies[2]) == GARBAGE[2][b"message"], "non-UTF-8 bytes kept exactly"
+    assert bodies[3] == json.dumps({"payload": "no message field"}, separators=(",", ":"))
+    assert client.xlen(main) == 0, "nothing left behind in the main stream"
+
+
+# -- 9.4: the failure store down, then back -----------------------------------------------------
+def test_a_message_left_pending_while_the_failure_store_was_down_is_parked_once_it_is_back(
+    redis_server: RedisServer, make_app: Callable[..., App], streams: list[str]
+) -> None:
+    main = local_stream(streams)
+    app = make_app(
+        f"{REDIS_DSN}/{main}?redeliver_timeout=3600",  # far beyond this test: it must not wait
+        f"{redis_server.dsn}/failed?reconnect_timeout=0.5",
+    )
+    sender = Stream(main).transport(app_serializer())
+    try:
+        sender.setup()
+        redis_server.stop()  # the failure store is down
+        sender.send(Envelope(Doomed(1)))
+        sender.send(Envelope(Job(2)))
+        worker = app.consume()
+        wait_for(lambda: "could not be stored" in app.output(), "a failed park", app)
+        redis_server.start()
+        wait_for(
+            lambda: bool(redis_server.client().xlen("failed")), "the message to be parked", app
+        )
+        wait_for(lambda: app.handled() == [2], "the next message", app)
+        assert worker.poll() is None, app.output()
+        assert stop_gracefully(worker, app) == 0
+    finally:
+        sender.close()
+    client: Any = raw_client()
+    try:
+        assert client.xlen(main) == 0, "the parked original was rejected"
+    finally:
+        client.close()
+    pids = {pid for _, pid in app.handlers_of("failed")}
+    assert pids == {worker.pid}, "the same worker tried it again"
+
+
+# -- 8.11: a worker stopped while it holds a fetched batch --------------------------------------
+def test_a_worker_stopped_with_a_fetched_batch_hands_it_to_the_next_worker_at_once(
+    make_app: Callable[..., App], streams: list[str]
+) -> None:
+    main = local_stream(streams)
+    count = 10
+    app = make_app(f"{REDIS_DSN}/{main}?redeliver_timeout=3600", f"{REDIS_DSN}/{main}-failed")
+    streams.append(f"{main}-failed")
+    sender = Stream(main).transport(app_serializer())
+    try:
+        sender.send_batch([Envelope(Job(number)) for number in range(count)])
+        first = app.consume(output="first.out", MESSENGER_REDIS_TEST_DELAY="1")
+        wait_for(lambda: len(app.handled()) >= 1, "the first worker's first message", app)
+        first.send_signal(signal.SIGTERM)  # default fetch_size: it holds the rest of its batch
+        assert first.wait(DEADLINE) == 0, app.output("first.out")
+        done_by_first = len(app.handled())
+        assert done_by_first < count, "the first worker held unhandled messages when it stopped"
+        assert "handed back" in app.output("first.out")
+
+        second = app.consume(output="second.out")
+        wait_for(
+            lambda: sorted(app.handled()) == list(range(count)),
+            "the next worker to take the handed-back messages",
+            app,
+            timeout=30,  # redeliver_timeout is an hour: only a hand-back makes this in time
+        )
+        assert stop_gracefully(second, app) == 0
+    finally:
+        sender.close()
+
+
+# -- 9.7: Redis down at start-up -----------------------------------------------------------------
+def test_redis_down_at_start_up_is_one_clear_line(make_app: Callable[..., App]) -> None:
+    port = free_port()  # nothing listens there
+    app = make_app(
+        f"redis://:s3cret@127.0.0.1:{port}/jobs?reconnect_timeout=1.5",
+        f"redis://:s3cret@127.0.0.1:{port}/failed",
+    )
+    worker = app.consume()
+    code = worker.wait(DEADLINE)
+    output = app.output()
+    assert code == 1, output
+    problems = [line for line in output.splitlines() if "INFO" not in line]
+    assert len(problems) == 1, f"one line, no warning about acknowledgements:\n{output}"
+    [line] = problems
+    assert f"Redis at redis://:***@127.0.0.1:{port}/jobs" in line, line
+    assert re.search(r"tried for 1\.[5-9] s", line), f"honours reconnect_timeout: {line}"
+    assert "reconnect_timeout=1.5" in line, line
+    assert "Connection refused" in line, line
+    assert "check that Redis runs there" in line, line
+    assert "s3cret" not in output
+    assert "_Unreachable" not in output, "no private class name"
