@@ -155,7 +155,23 @@ class ReconnectPolicy:
                 "Redis at %s is reachable again after %.1f s", self.where, self._clock() - since
             )
 
-    def _failed(self, what: str, error: BaseException) -> None:
+    def refused(self, what: str, error: BaseException) -> None:
+        """Redis answered, with an error that is no one message's fault (its memory is full, the
+        stream's key holds another type, a bug in reading the reply): the next :meth:`run`
+        waits for the backoff, and the error is logged once until :meth:`recovered`."""
+        first = self._begin_outage(error)
+        if first:
+            self._logger.error(
+                "Redis at %s: could not %s: %s: %s; trying again with backoff up to %g s",
+                self.where,
+                what,
+                type(error).__name__,
+                _safe(error),
+                self.backoff.maximum,
+            )
+
+    def _begin_outage(self, error: BaseException) -> bool:
+        """Record a failed attempt and schedule the next; whether it starts an outage."""
         with self._lock:
             first = self._outage_since is None
             now = self._clock()
@@ -164,6 +180,10 @@ class ReconnectPolicy:
             self._delay = self.backoff.next(self._delay)
             self._next_try = now + self.backoff.jittered(self._delay, self._rng)
             self._last_error = error
+        return first
+
+    def _failed(self, what: str, error: BaseException) -> None:
+        first = self._begin_outage(error)
         if first:
             # Before Redis ever answered, the error raised after the budget says it all.
             self._logger.log(

@@ -150,7 +150,7 @@ class RedisTransport:
         self._where = endpoint.where
         self._client: redis.Redis | None = None
         self._ready = False
-        self._connected_once = False
+        self._received_once = False  # a get() succeeded: later errors are logged, not raised
         self._closed = False
         self._reconnect = ReconnectPolicy(endpoint.where, options.reconnect_timeout, logger=logger)
         self._lock = threading.Lock()
@@ -263,13 +263,21 @@ class RedisTransport:
         outage makes it return nothing (after ``reconnect_timeout``) until Redis is back.
         """
         self._check_open()
-        if not self._connected_once:  # start-up: a clear error after reconnect_timeout
-            return self._with_retry_checked(self._get_once, "receive messages")
+        if not self._received_once:  # start-up: a clear error (after reconnect_timeout)
+            envelopes = self._with_retry_checked(self._get_once, "receive messages")
+            self._received_once = True
+            return envelopes
         budget = min(self._options.reconnect_timeout, _CONSUMER_SLICE)
         try:
             return self._with_retry_checked(self._get_once, "receive messages", budget=budget)
         except RedisUnreachableError:
             return []  # the outage was logged once; the next get() tries again
+        except Exception as error:
+            # No one entry's fault (those come out as UndecodableMessage): Redis refuses
+            # (full memory, the key holds another type) or a reply could not be read. Stopping
+            # would stop every restarted worker the same way: back off and try again.
+            self._reconnect.refused("receive messages", error)
+            return []
 
     def _get_once(self, client: redis.Redis) -> list[Envelope]:
         reader = self._reader
@@ -898,7 +906,6 @@ class RedisTransport:
             self._sender, self._settler = DirectConnection(client), DirectConnection(client)
             self._reader = DirectConnection(client)
         self._ready = True
-        self._connected_once = True
         return client
 
     def _load_scripts(self, client: redis.Redis) -> None:

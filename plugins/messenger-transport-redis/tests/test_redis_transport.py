@@ -4,6 +4,7 @@ own pending entries, claims, the delay queue, lost groups and scripts, counting 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -442,3 +443,25 @@ def test_closing_hands_back_fetched_unhandled_messages_to_the_next_consumer(
     successor = stream.transport(redeliver_timeout=3600, fetch_size=10)
     taken = receive(successor, 4)
     assert sorted(envelope.message.id for envelope in taken) == [1, 2, 3, 4]
+
+
+def test_an_error_not_pinned_to_one_entry_backs_off_instead_of_stopping_the_consumer(
+    stream: Stream, redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = stream.transport(fetch_size=1)
+    transport.send(order(1))
+    [first] = receive(transport, 1)
+    transport.ack(first)
+    redis_client.delete(stream.name)
+    redis_client.set(stream.name, "not a stream")  # WRONGTYPE for every stream command
+    with caplog.at_level(logging.INFO, logger="messenger.transport.redis"):
+        for _ in range(3):
+            assert transport.get() == []  # no exception: a worker would die on every restart
+        redis_client.delete(stream.name)
+        transport.send(order(2))
+        [second] = receive(transport, 1)
+    assert second.message == Order(2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, "logged once, not per attempt"
+    assert "WRONGTYPE" in errors[0].getMessage()
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
