@@ -480,13 +480,17 @@ class RedisTransport:
 
     def flush(self) -> None:
         """Wait until every acknowledgement and rejection reached Redis (retrying for
-        ``reconnect_timeout``)."""
+        ``reconnect_timeout``; for half a second only while Redis is known to be away, so
+        that a worker stopping during an outage stops at once: unsent acknowledgements only
+        mean the messages are delivered again)."""
         self._check_open()
         with self._lock:
             nothing = not self._settle and not self._inflight
         if nothing:  # nothing to send: do not connect (a worker that never received)
             return
-        self._with_retry_checked(self._flush_with, "acknowledge messages")
+        # During an outage (a worker stopping then), try briefly: the messages come back.
+        budget = _CONSUMER_SLICE if self._reconnect.in_outage else None
+        self._with_retry_checked(self._flush_with, "acknowledge messages", budget=budget)
 
     def _settle_now(self, entry_id: bytes, delete: bool) -> None:
         self._check_open()
@@ -775,8 +779,11 @@ class RedisTransport:
             )
 
     def close(self) -> None:
-        """Send the buffered acknowledgements, leave the group if this consumer holds nothing
-        (only with a generated consumer name) and close the connections. Idempotent."""
+        """Send the buffered acknowledgements, hand back the entries fetched and not settled
+        (see :meth:`_hand_back`), leave the group if this consumer holds nothing (only with a
+        generated consumer name) and close the connections. Idempotent.
+
+        While Redis is away it tries only briefly and says what is left behind."""
         if self._closed:
             return
         self._closed = True
@@ -784,9 +791,15 @@ class RedisTransport:
         if client is None:
             return
         try:
-            if (self._settle or self._inflight) and self._ready:
+            if not self._ready:
+                return
+            # During an outage, a stopping worker must not wait reconnect_timeout per step.
+            budget = _CONSUMER_SLICE if self._reconnect.in_outage else None
+            if self._settle or self._inflight:
                 try:
-                    self._with_retry(self._flush_with, "acknowledge messages", client=client)
+                    self._with_retry(
+                        self._flush_with, "acknowledge messages", client=client, budget=budget
+                    )
                 except TransportError as error:
                     logger.warning(
                         "%d acknowledgement(s) could not be sent (%s); those messages will be "
@@ -794,9 +807,21 @@ class RedisTransport:
                         len(self._settle),
                         error,
                     )
-            if self._ready:
+            if self._reconnect.in_outage:
+                if self._outstanding:
+                    logger.warning(
+                        "Redis at %s is unreachable: %d fetched and unhandled message(s) stay "
+                        "with consumer %s until another consumer claims them after "
+                        "redeliver_timeout (%g s)",
+                        self._where,
+                        len(self._outstanding),
+                        self.consumer,
+                        self._options.redeliver_timeout,
+                    )
+                return
+            if self._received_once:
                 self._hand_back(client)
-            if self._own_name and self._ready:
+            if self._own_name:
                 try:
                     self._run_script(
                         client, RELEASE_CONSUMER, [self._stream], [self._group, self._consumer_key]

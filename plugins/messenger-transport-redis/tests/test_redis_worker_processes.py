@@ -259,19 +259,23 @@ def test_a_worker_stops_at_once_on_sigterm_while_redis_is_down(
     redis_server: RedisServer, make_app: Callable[..., App]
 ) -> None:
     dsn = f"{redis_server.dsn}/jobs?reconnect_timeout=30"
-    app = make_app(dsn, f"{redis_server.dsn}/failed")
+    app = make_app(dsn, f"{redis_server.dsn}/failed", delay=2)
     stream = Stream("jobs", base_dsn=redis_server.dsn)
     sender = stream.transport(app_serializer())
     sender.send(Envelope(Job(1)))
     sender.close()
     worker = app.consume()
-    wait_for(lambda: app.handled() == [1], "the first message", app)
-    redis_server.stop(kill=True)
+    client = redis_server.client()
+    wait_for(lambda: client.xpending("jobs", "symfony")["pending"] == 1, "a delivery", app)
+    client.close()
+    redis_server.stop(kill=True)  # while the handler runs: its acknowledgement cannot be sent
+    wait_for(lambda: app.handled() == [1], "the handler to finish", app)
     wait_for(lambda: "went away" in app.output(), "the outage to be noticed", app)
     started = time.monotonic()
     assert stop_gracefully(worker, app) == 0
-    # Generous: reconnect_timeout is 30 s, a stop must not wait for it.
+    # Generous: reconnect_timeout is 30 s, a stop must not wait for it (twice).
     assert time.monotonic() - started < 15, app.output()
+    assert "delivered again" in app.output(), "the unsent acknowledgement is reported"
 
 
 @pytest.fixture
