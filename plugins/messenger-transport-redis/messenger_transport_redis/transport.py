@@ -73,11 +73,12 @@ _MOVE_LIMIT = 100
 _MAX_INFLIGHT = 1000
 """Acknowledgements written without reading their replies, at most (then they are read)."""
 _PAGE = 100
+"""Entries per ``XRANGE`` page when listing or counting."""
 _HAND_BACK_IDLE_MS = 10 * 365 * 86_400_000
 """The idle time handed-back entries get: longer than any sensible ``redeliver_timeout`` of
 the group's other consumers, and shorter than the epoch time (Redis ignores a larger one)."""
 _HAND_BACK_LIMIT = 100_000
-"""Entries per ``XRANGE`` page when listing or counting."""
+"""At most this many entries are handed back on close (a consumer holds ``fetch_size``)."""
 _CONSUMER_SLICE = 0.5
 """Seconds a ``get()`` of a consumer that was connected before keeps reconnecting before it
 returns nothing: short, so that the worker sees a stop request between attempts (the backoff
