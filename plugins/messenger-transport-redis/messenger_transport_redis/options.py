@@ -86,10 +86,11 @@ class RedisTransportOptions:
     read_timeout: float = 10.0
     """Seconds to wait for a reply before the connection is considered dead."""
     reconnect_timeout: float = 10.0
-    """Seconds an operation keeps reconnecting (with backoff) after a connection error before
-    it gives up: ``send`` then raises ``TransportError``, so does the first use of the
-    transport; a consumer that was connected before returns nothing and tries again on its
-    next ``get()``."""
+    """Seconds an operation keeps reconnecting (with backoff and jitter) after a connection
+    error before it gives up: ``send`` then raises ``RedisUnreachableError`` (a
+    ``TransportError``), so does the first ``get()``; a consumer that has received before tries
+    for at most half a second per ``get()``, returns nothing, and goes on trying (backing off)
+    on its next calls until Redis is back."""
     ssl_ca_certs: str | None = None
     """``rediss://``: a file of CA certificates to verify the server with."""
     ssl_certfile: str | None = None
