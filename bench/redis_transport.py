@@ -7,9 +7,10 @@ For each run, on fresh streams:
 
 1. **send**: ``--messages`` messages sent one by one (one ``XADD`` round trip each);
 2. **batch send**: as many again with ``send_batch``, ``--batch-size`` per call (one pipeline);
-3. **consume**: one consumer receives and acknowledges all of them in a get/ack loop with
-   ``fetch_size`` = ``--fetch-size`` (acknowledgements at-least-once: each one is written to
-   Redis before the next ``get()`` returns).
+3. **consume**: one consumer receives and acknowledges all of them in a get/ack loop, twice:
+   with the transport's **default options** (what a user gets with none) and **tuned**, with
+   ``fetch_size`` = ``--fetch-size`` (acknowledgements at-least-once either way: each one is
+   written to Redis before the next ``get()`` returns).
 
 Raw redis-py does the same by hand, in the same run, with a pre-encoded entry of the same size:
 ``XADD`` one by one, pipelined ``XADD``, and consuming with ``XREADGROUP COUNT`` plus either an
@@ -74,8 +75,10 @@ def transport_send_batch(dsn: str, stream: str, count: int, batch_size: int) -> 
         transport.close()
 
 
-def transport_consume(dsn: str, stream: str, count: int, fetch_size: int) -> float:
-    transport = make_transport(dsn, stream, fetch_size=fetch_size)
+def transport_consume(dsn: str, stream: str, count: int, fetch_size: int | None) -> float:
+    """Consume ``count`` messages; ``fetch_size`` ``None``: the default options."""
+    options = {} if fetch_size is None else {"fetch_size": fetch_size}
+    transport = make_transport(dsn, stream, **options)
     try:
         transport.setup()
         received = 0
@@ -175,7 +178,10 @@ def one_run(dsn: str, args: argparse.Namespace) -> dict[str, float]:
             figures["raw send"] = raw.send(n)
             figures["batch send"] = transport_send_batch(dsn, stream, n, batch)
             figures["raw batch send"] = raw.send_batch(n, batch)
-            figures["consume"] = transport_consume(dsn, stream, 2 * n, fetch)
+            transport_send_batch(dsn, stream, n, batch)  # a third n, for fetch_size 1
+            figures["consume, default options"] = transport_consume(dsn, stream, n, None)
+            figures["consume"] = transport_consume(dsn, stream, n, fetch)
+            figures["consume, fetch_size 1"] = transport_consume(dsn, stream, n, 1)
             figures["raw consume, ack per batch"] = raw.consume(2 * n, fetch, ack_per_message=False)
             raw.send_batch(n, batch)
             figures["raw consume, ack per message"] = raw.consume(n, fetch, ack_per_message=True)
@@ -210,6 +216,17 @@ def main() -> None:
     )
     for name, value in median.items():
         print(f"  {name:<32} {value:>10,.0f}")
+    print("consuming: default options beside tuned (median, messages/s)")
+    rows = (
+        (
+            f"default options (fetch_size {parse_options({}).fetch_size})",
+            "consume, default options",
+        ),
+        (f"tuned (fetch_size {args.fetch_size})", "consume"),
+        ("fetch_size 1 (the default before)", "consume, fetch_size 1"),
+    )
+    for label, name in rows:
+        print(f"  {label:<32} {median[name]:>10,.0f}")
     print("ratios (median of the runs' ratios)")
     for label, numerator, denominator in RATIOS:
         ratio = statistics.median(run[numerator] / run[denominator] for run in runs)

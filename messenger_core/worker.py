@@ -367,6 +367,11 @@ class Worker:
                 transport_name,
                 self._backoff,
             )
+            # A receiver that can take the message back (Redis: its consumer's pending list)
+            # delivers it again once storing works, instead of after its redeliver_timeout.
+            release = getattr(receiver, "release", None)
+            if release is not None:
+                release(envelope)
             time.sleep(self._backoff)
             return
         self._backoff = 0.0  # storing works again: the next outage backs off from 1 s

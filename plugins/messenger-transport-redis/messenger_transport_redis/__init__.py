@@ -14,6 +14,7 @@ from messenger_transport_redis.options import (
     RedisTransportOptions,
     parse_options,
 )
+from messenger_transport_redis.reconnect import RedisUnreachableError
 from messenger_transport_redis.stop_signal import RedisStopSignal
 from messenger_transport_redis.transport import RedisTransport
 
@@ -25,6 +26,7 @@ __all__ = [
     "RedisTransport",
     "RedisTransportFactory",
     "RedisTransportOptions",
+    "RedisUnreachableError",
     "describe",
     "endpoint_of",
     "parse_options",

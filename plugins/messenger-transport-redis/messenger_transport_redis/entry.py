@@ -13,9 +13,10 @@ unique), and is moved into the stream verbatim when it is due.
 - **Symfony's PHP wrapper.** With its defaults Symfony stores the field PHP-serialized, as
   ``s:<byte length>:"<json>";``. Reading accepts both forms; writing produces plain JSON, which
   phpredis hands to Symfony unchanged (it returns a value it cannot unserialize as is).
-- **Bad entries never stop a consumer.** An entry whose field is missing, not JSON, or not of
-  that shape comes out as an :class:`~messenger_core.transport.UndecodableMessage` holding
-  the raw bytes and the reason, for the worker to park in the failure transport.
+- **Bad entries never stop a consumer.** An entry whose field is missing, not UTF-8, not JSON
+  (or JSON nested too deep to parse), or not of that shape comes out as an
+  :class:`~messenger_core.transport.UndecodableMessage` holding the raw bytes and the reason,
+  for the worker to park in the failure transport: any exception, not only ``ValueError``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "decode_entry",
     "encode_entry",
     "parse_payload",
+    "quarantine_entry",
     "unwrap_php_string",
 ]
 
@@ -117,16 +119,33 @@ def decode_entry(entry_id: str, fields: Sequence[bytes], serializer: Serializer)
         return Envelope(UndecodableMessage(raw, {}, reason), (id_stamp,))
     try:
         body, headers = parse_payload(data)
-    except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        reason = f"stream entry {entry_id} is not a Symfony Messenger entry: {error}"
-        return Envelope(UndecodableMessage(data, {}, reason), (id_stamp,))
+    except Exception as error:
+        reason = f"stream entry {entry_id} is not a Symfony Messenger entry: {_describe(error)}"
+        return Envelope(UndecodableMessage(bytes(data), {}, reason), (id_stamp,))
     message = TransportMessage(body, headers, entry_id)
     try:
         envelope = decode_or_quarantine(serializer, message)
     except Exception as error:  # a serializer bug must not hide the other entries of a batch
-        reason = f"the serializer failed: {type(error).__name__}: {error}"
+        reason = f"the serializer failed: {_describe(error)}"
         envelope = Envelope(UndecodableMessage(body, headers, reason))
     return envelope.with_(id_stamp)
+
+
+def quarantine_entry(entry_id: str, fields: Sequence[bytes], error: BaseException) -> Envelope:
+    """An :class:`UndecodableMessage` for an entry whose decoding failed unexpectedly: its
+    fields as raw text, and the error as the reason."""
+    try:
+        raw = _dumps(_text_fields(fields)).encode("utf-8")
+    except Exception:
+        raw = repr(fields).encode("utf-8", "replace")
+    reason = f"stream entry {entry_id} could not be decoded: {_describe(error)}"
+    return Envelope(UndecodableMessage(raw, {}, reason), (TransportMessageIdStamp(id=entry_id),))
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, ValueError):  # UnicodeDecodeError, JSONDecodeError: self-explaining
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def _text_fields(fields: Sequence[bytes]) -> Mapping[str, str]:

@@ -72,9 +72,11 @@ class RedisTransportOptions:
     is claimed by another consumer (its consumer is presumed dead)."""
     claim_interval: int = 60_000
     """Milliseconds between two looks for such abandoned entries (``XAUTOCLAIM``)."""
-    fetch_size: int = 1
-    """How many entries one ``get()`` reads at most. Raise it (e.g. 100) for throughput; a
-    consumer then holds that many messages at once (see the README's delivery guarantees)."""
+    fetch_size: int = 10
+    """How many entries one ``get()`` reads at most: 10 reads about three times as fast as 1;
+    100 is faster still. A consumer holds that many messages at once; on close it hands back
+    those it did not handle (see the README's delivery guarantees). Use 1 for handlers that
+    may run close to ``redeliver_timeout``."""
     dbindex: int = 0
     """The Redis database number (``SELECT``)."""
     sentinel_master: str | None = None
@@ -84,10 +86,11 @@ class RedisTransportOptions:
     read_timeout: float = 10.0
     """Seconds to wait for a reply before the connection is considered dead."""
     reconnect_timeout: float = 10.0
-    """Seconds an operation keeps reconnecting (with backoff) after a connection error before
-    it gives up: ``send`` then raises ``TransportError``, so does the first use of the
-    transport; a consumer that was connected before returns nothing and tries again on its
-    next ``get()``."""
+    """Seconds an operation keeps reconnecting (with backoff and jitter) after a connection
+    error before it gives up: ``send`` then raises ``RedisUnreachableError`` (a
+    ``TransportError``), so does the first ``get()``; a consumer that has received before tries
+    for at most half a second per ``get()``, returns nothing, and goes on trying (backing off)
+    on its next calls until Redis is back."""
     ssl_ca_certs: str | None = None
     """``rediss://``: a file of CA certificates to verify the server with."""
     ssl_certfile: str | None = None

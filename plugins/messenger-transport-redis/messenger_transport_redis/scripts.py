@@ -10,7 +10,15 @@ import hashlib
 
 import attrs
 
-__all__ = ["KEEPALIVE", "MOVE_DUE", "PRUNE_CONSUMERS", "RELEASE_CONSUMER", "SCRIPTS", "Script"]
+__all__ = [
+    "HAND_BACK",
+    "KEEPALIVE",
+    "MOVE_DUE",
+    "PRUNE_CONSUMERS",
+    "RELEASE_CONSUMER",
+    "SCRIPTS",
+    "Script",
+]
 
 
 @attrs.frozen
@@ -106,5 +114,38 @@ return deleted
 """,
 )
 
-SCRIPTS: tuple[Script, ...] = (MOVE_DUE, KEEPALIVE, RELEASE_CONSUMER, PRUNE_CONSUMERS)
+HAND_BACK = Script(
+    "hand_back",
+    """
+-- KEYS: stream. ARGV: group, consumer, idle time to set (ms), at most how many entries.
+-- Marks this consumer's pending entries as idle for that long (XCLAIM to itself with IDLE,
+-- JUSTID: the delivery count is not raised), so that the next XAUTOCLAIM of any consumer of
+-- the group takes them at once instead of after redeliver_timeout: a stopping worker hands
+-- back what it fetched and did not handle. Returns how many entries were handed back.
+local ok, pending = pcall(
+  redis.call, 'XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]), ARGV[2])
+if not ok then
+  return 0
+end
+for first = 1, #pending, 100 do
+  local command = {'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0}
+  for i = first, math.min(first + 99, #pending) do
+    command[#command + 1] = pending[i][1]
+  end
+  command[#command + 1] = 'IDLE'
+  command[#command + 1] = ARGV[3]
+  command[#command + 1] = 'JUSTID'
+  redis.call(unpack(command))
+end
+return #pending
+""",
+)
+
+SCRIPTS: tuple[Script, ...] = (
+    MOVE_DUE,
+    KEEPALIVE,
+    RELEASE_CONSUMER,
+    PRUNE_CONSUMERS,
+    HAND_BACK,
+)
 """Every script, for loading them all at once."""

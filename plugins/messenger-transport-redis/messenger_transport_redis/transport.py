@@ -14,10 +14,11 @@ reply read later. One ``get()`` is one round trip, a pipeline that:
    (``XAUTOCLAIM``: their consumer is presumed dead), and new entries (``XREADGROUP >``,
    ``fetch_size`` at most, blocking briefly when there are none).
 
-Connection errors are retried with backoff for ``reconnect_timeout`` seconds, reconnecting; a
-consumer that was connected before then carries on returning nothing until Redis is back, and
-re-reads its own pending entries once it is (a lost reply may have delivered some). A consumer
-group or scripts lost with a restarted server are recreated.
+Connection errors go through the reconnect policy (:mod:`.reconnect`): retried with backoff and
+jitter for ``reconnect_timeout`` seconds, reconnecting; a consumer that was connected before
+returns nothing after a short slice instead, and tries again on its next ``get()`` until Redis
+is back, then re-reads its own pending entries (a lost reply may have delivered some). A
+consumer group or scripts lost with a restarted server are recreated.
 """
 
 from __future__ import annotations
@@ -41,9 +42,15 @@ from messenger_core.stamps import DelayStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities
 from messenger_transport_redis._wire import DirectConnection, bulk, bulks, pack, pack_prefix
 from messenger_transport_redis.connection import RedisEndpoint
-from messenger_transport_redis.entry import decode_entry, encode_entry
+from messenger_transport_redis.entry import decode_entry, encode_entry, quarantine_entry
 from messenger_transport_redis.options import RedisTransportOptions, default_consumer_name
+from messenger_transport_redis.reconnect import (
+    RETRYABLE,
+    ReconnectPolicy,
+    RedisUnreachableError,
+)
 from messenger_transport_redis.scripts import (
+    HAND_BACK,
     KEEPALIVE,
     MOVE_DUE,
     PRUNE_CONSUMERS,
@@ -67,19 +74,16 @@ _MAX_INFLIGHT = 1000
 """Acknowledgements written without reading their replies, at most (then they are read)."""
 _PAGE = 100
 """Entries per ``XRANGE`` page when listing or counting."""
-_FIRST_BACKOFF = 0.05
-_MAX_BACKOFF = 2.0
-_RETRYABLE: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # includes BusyLoadingError (a restarted server loading its data)
-    redis.TimeoutError,
-    ReadOnlyError,  # a Sentinel failover turned our server into a replica: reconnect
-)
-
-_SOCKET_ERRORS: tuple[type[Exception], ...] = (*_RETRYABLE, OSError)
-
-
-class _UnreachableError(TransportError):
-    """Redis stayed unreachable for ``reconnect_timeout`` seconds."""
+_HAND_BACK_IDLE_MS = 10 * 365 * 86_400_000
+"""The idle time handed-back entries get: longer than any sensible ``redeliver_timeout`` of
+the group's other consumers, and shorter than the epoch time (Redis ignores a larger one)."""
+_HAND_BACK_LIMIT = 100_000
+"""At most this many entries are handed back on close (a consumer holds ``fetch_size``)."""
+_CONSUMER_SLICE = 0.5
+"""Seconds a ``get()`` of a consumer that was connected before keeps reconnecting before it
+returns nothing: short, so that the worker sees a stop request between attempts (the backoff
+itself goes on across calls)."""
+_SOCKET_ERRORS = RETRYABLE
 
 
 def _pipeline(client: redis.Redis) -> Any:
@@ -147,9 +151,9 @@ class RedisTransport:
         self._where = endpoint.where
         self._client: redis.Redis | None = None
         self._ready = False
-        self._connected_once = False
+        self._received_once = False  # a get() succeeded: later errors are logged, not raised
         self._closed = False
-        self._outage_since: float | None = None
+        self._reconnect = ReconnectPolicy(endpoint.where, options.reconnect_timeout, logger=logger)
         self._lock = threading.Lock()
         # Settlements to send with the next get(): (entry id, delete it too), and the entries
         # handed out and not settled (never handed out twice by this object).
@@ -260,12 +264,20 @@ class RedisTransport:
         outage makes it return nothing (after ``reconnect_timeout``) until Redis is back.
         """
         self._check_open()
+        if not self._received_once:  # start-up: a clear error (after reconnect_timeout)
+            envelopes = self._with_retry_checked(self._get_once, "receive messages")
+            self._received_once = True
+            return envelopes
+        budget = min(self._options.reconnect_timeout, _CONSUMER_SLICE)
         try:
-            return self._with_retry_checked(self._get_once, "receive messages")
-        except _UnreachableError as error:
-            if not self._connected_once:
-                raise
-            logger.warning("%s; the consumer carries on and tries again", error)
+            return self._with_retry_checked(self._get_once, "receive messages", budget=budget)
+        except RedisUnreachableError:
+            return []  # the outage was logged once; the next get() tries again
+        except Exception as error:
+            # No one entry's fault (those come out as UndecodableMessage): Redis refuses
+            # (full memory, the key holds another type) or a reply could not be read. Stopping
+            # would stop every restarted worker the same way: back off and try again.
+            self._reconnect.refused("receive messages", error)
             return []
 
     def _get_once(self, client: redis.Redis) -> list[Envelope]:
@@ -401,7 +413,12 @@ class RedisTransport:
             if not fields:  # trimmed or deleted while pending: nothing left to handle
                 gone.append(entry_id)
                 continue
-            envelopes.append(decode_entry(entry_id.decode("ascii"), fields, serializer))
+            text_id = entry_id.decode("ascii", "replace")
+            try:
+                envelope = decode_entry(text_id, fields, serializer)
+            except Exception as error:
+                envelope = quarantine_entry(text_id, fields, error)
+            envelopes.append(envelope)
             handed_out.append(entry_id)
         if handed_out:
             with self._lock:
@@ -452,11 +469,29 @@ class RedisTransport:
         ``delete_after_reject``), sent at once like :meth:`ack`."""
         self._settle_now(self._id_of(envelope), self._options.delete_after_reject)
 
+    def release(self, envelope: Envelope) -> None:
+        """Give back a received message without settling it: the next ``get()`` of this
+        consumer delivers it again (before new messages), instead of another consumer after
+        ``redeliver_timeout``. For a worker that could not store the outcome of a message
+        (its failure transport was down) and wants to try it again later."""
+        entry_id = self._id_of(envelope)
+        with self._lock:
+            self._outstanding.discard(entry_id)
+        self._pending_cursor = b"0"  # re-read this consumer's pending entries from the start
+
     def flush(self) -> None:
         """Wait until every acknowledgement and rejection reached Redis (retrying for
-        ``reconnect_timeout``)."""
+        ``reconnect_timeout``; for half a second only while Redis is known to be away, so
+        that a worker stopping during an outage stops at once: unsent acknowledgements only
+        mean the messages are delivered again)."""
         self._check_open()
-        self._with_retry_checked(self._flush_with, "acknowledge messages")
+        with self._lock:
+            nothing = not self._settle and not self._inflight
+        if nothing:  # nothing to send: do not connect (a worker that never received)
+            return
+        # During an outage (a worker stopping then), try briefly: the messages come back.
+        budget = _CONSUMER_SLICE if self._reconnect.in_outage else None
+        self._with_retry_checked(self._flush_with, "acknowledge messages", budget=budget)
 
     def _settle_now(self, entry_id: bytes, delete: bool) -> None:
         self._check_open()
@@ -745,8 +780,11 @@ class RedisTransport:
             )
 
     def close(self) -> None:
-        """Send the buffered acknowledgements, leave the group if this consumer holds nothing
-        (only with a generated consumer name) and close the connections. Idempotent."""
+        """Send the buffered acknowledgements, hand back the entries fetched and not settled
+        (see :meth:`_hand_back`), leave the group if this consumer holds nothing (only with a
+        generated consumer name) and close the connections. Idempotent.
+
+        While Redis is away it tries only briefly and says what is left behind."""
         if self._closed:
             return
         self._closed = True
@@ -754,9 +792,15 @@ class RedisTransport:
         if client is None:
             return
         try:
-            if (self._settle or self._inflight) and self._ready:
+            if not self._ready:
+                return
+            # During an outage, a stopping worker must not wait reconnect_timeout per step.
+            budget = _CONSUMER_SLICE if self._reconnect.in_outage else None
+            if self._settle or self._inflight:
                 try:
-                    self._with_retry(self._flush_with, "acknowledge messages", client=client)
+                    self._with_retry(
+                        self._flush_with, "acknowledge messages", client=client, budget=budget
+                    )
                 except TransportError as error:
                     logger.warning(
                         "%d acknowledgement(s) could not be sent (%s); those messages will be "
@@ -764,7 +808,21 @@ class RedisTransport:
                         len(self._settle),
                         error,
                     )
-            if self._own_name and self._ready:
+            if self._reconnect.in_outage:
+                if self._outstanding:
+                    logger.warning(
+                        "Redis at %s is unreachable: %d fetched and unhandled message(s) stay "
+                        "with consumer %s until another consumer claims them after "
+                        "redeliver_timeout (%g s)",
+                        self._where,
+                        len(self._outstanding),
+                        self.consumer,
+                        self._options.redeliver_timeout,
+                    )
+                return
+            if self._received_once:
+                self._hand_back(client)
+            if self._own_name:
                 try:
                     self._run_script(
                         client, RELEASE_CONSUMER, [self._stream], [self._group, self._consumer_key]
@@ -773,6 +831,38 @@ class RedisTransport:
                     logger.debug("could not remove consumer %s: %s", self.consumer, error)
         finally:
             client.close()
+
+    def _hand_back(self, client: redis.Redis) -> None:
+        """Hand this consumer's unsettled entries (fetched, not handled) back to the group:
+        they get an idle time beyond ``redeliver_timeout``, so the next consumer's claim takes
+        them at once. A stopping worker holding a fetched batch delays nothing this way."""
+        try:
+            count = self._reconnect.run(
+                lambda: self._run_script(
+                    client,
+                    HAND_BACK,
+                    [self._stream],
+                    [self._group, self._consumer_key, _HAND_BACK_IDLE_MS, _HAND_BACK_LIMIT],
+                ),
+                "hand back unhandled messages",
+                budget=min(self._options.reconnect_timeout, _CONSUMER_SLICE),
+            )
+        except (redis.RedisError, TransportError) as error:
+            logger.warning(
+                "could not hand back the unhandled messages of consumer %s (%s); another "
+                "consumer takes them after redeliver_timeout (%g s)",
+                self.consumer,
+                _safe(error),
+                self._options.redeliver_timeout,
+            )
+            return
+        if count:
+            logger.info(
+                "handed back %d fetched and unhandled message(s) of %s: other consumers take "
+                "them at once",
+                count,
+                self._options.stream,
+            )
 
     # -- plumbing --------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -842,7 +932,6 @@ class RedisTransport:
             self._sender, self._settler = DirectConnection(client), DirectConnection(client)
             self._reader = DirectConnection(client)
         self._ready = True
-        self._connected_once = True
         return client
 
     def _load_scripts(self, client: redis.Redis) -> None:
@@ -873,10 +962,11 @@ class RedisTransport:
         what: str,
         *,
         client: redis.Redis | None = None,
+        budget: float | None = None,
     ) -> T:
         """:meth:`_with_retry`, turning Redis's error replies into :class:`TransportError`."""
         try:
-            return self._with_retry(operation, what, client=client)
+            return self._with_retry(operation, what, client=client, budget=budget)
         except ResponseError as error:
             raise self._error(what, error) from error
 
@@ -886,43 +976,24 @@ class RedisTransport:
         what: str,
         *,
         client: redis.Redis | None = None,
+        budget: float | None = None,
     ) -> T:
-        """Run ``operation`` with a client; after a connection error wait (backing off),
-        reconnect and run it again, for ``reconnect_timeout`` seconds; then raise
-        :class:`_UnreachableError` saying where Redis was expected."""
+        """Run ``operation`` with a client through the reconnect policy: after a connection
+        error it waits (backing off), reconnects and runs it again, for ``budget`` seconds
+        (default ``reconnect_timeout``); then :class:`RedisUnreachableError`."""
         if client is None:
             client = self._client
             if client is None or not self._ready:
                 client = self._prepare()
-        started = time.monotonic()
-        delay = _FIRST_BACKOFF
-        while True:
-            try:
-                result = operation(client)
-            except _SOCKET_ERRORS as error:
-                if self._outage_since is None:
-                    self._outage_since = started
-                    logger.warning(
-                        "Redis at %s: %s: %s; reconnecting", self._where, what, _safe(error)
-                    )
-                client.connection_pool.disconnect(inuse_connections=False)
-                waited = time.monotonic() - started
-                if waited + delay > self._options.reconnect_timeout:
-                    raise _UnreachableError(
-                        f"Redis at {self._where} is unreachable: could not {what} "
-                        f"(tried for {waited:.1f} s): {type(error).__name__}: {_safe(error)}"
-                    ) from error
-                time.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-                continue
-            if self._outage_since is not None:
-                logger.warning(
-                    "Redis at %s is reachable again after %.1f s",
-                    self._where,
-                    time.monotonic() - self._outage_since,
-                )
-                self._outage_since = None
-            return result
+        pool = client.connection_pool
+
+        def drop_connections() -> None:
+            pool.disconnect(inuse_connections=False)
+
+        bound = client
+        return self._reconnect.run(
+            lambda: operation(bound), what, budget=budget, on_error=drop_connections
+        )
 
     def _error(self, what: str, error: Exception) -> TransportError:
         return TransportError(

@@ -7,10 +7,11 @@ skip when it is unreachable, or fail under ``MESSENGER_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_test_support import Stream, require_redis, unique_stream
+from redis_test_support import RedisServer, Stream, own_redis_server, require_redis, unique_stream
 
 
 @pytest.fixture
@@ -29,3 +30,9 @@ def redis_client(stream: Stream) -> Iterator[Any]:
     client = stream.client()
     yield client
     client.close()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own on a spare port, persisting to ``tmp_path``."""
+    yield from own_redis_server(tmp_path / "redis-server")

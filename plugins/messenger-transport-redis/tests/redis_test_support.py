@@ -7,11 +7,17 @@ Every test gets a stream of its own (and its delay queue), deleted afterwards.
 
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 import redis
 from messenger_transport_redis import (
     RedisTransport,
@@ -152,3 +158,85 @@ def entry_id(envelope: Envelope) -> str:
     stamp = envelope.last(TransportMessageIdStamp)
     assert stamp is not None, envelope
     return stamp.id
+
+
+# -- a Redis server of the test's own, to stop and restart -------------------------------------
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server on a spare port that keeps its data across restarts: an append-only
+    file in ``directory``, fsynced after every command (``appendfsync always``), so that even
+    ``kill -9`` loses nothing Redis acknowledged; no RDB snapshots."""
+
+    def __init__(self, directory: Path, password: str | None = None) -> None:
+        self.directory = directory
+        self.password = password
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start it (again, on the same port and data) and wait until it answers."""
+        assert REDIS_SERVER is not None
+        self.process = subprocess.Popen(
+            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
+             *(["--requirepass", self.password] if self.password else [])],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = self.client()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:  # not listening yet, or loading its data
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+
+    def client(self) -> Any:
+        """A plain client on this server (typed loosely, as redis-py's sync client)."""
+        return redis.Redis(port=self.port, password=self.password)
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (Redis finishes writing its append-only file), or ``kill -9``."""
+        if self.process is not None:
+            if kill:
+                self.process.kill()
+            else:
+                self.process.terminate()
+            self.process.wait(20)
+            self.process = None
+
+    def restart(self, downtime: float, *, kill: bool = False) -> None:
+        """Stop it, wait ``downtime`` seconds, start it again."""
+        self.stop(kill=kill)
+        time.sleep(downtime)
+        self.start()
+
+
+def own_redis_server(directory: Path, password: str | None = None) -> Iterator[RedisServer]:
+    """A started :class:`RedisServer` (for a fixture), stopped afterwards; skips the test if
+    ``redis-server`` is not installed."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed: the restart tests start their own")
+    directory.mkdir(parents=True, exist_ok=True)
+    server = RedisServer(directory, password)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

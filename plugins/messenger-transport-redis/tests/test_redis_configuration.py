@@ -49,7 +49,7 @@ def test_defaults_follow_symfony_except_for_the_consumer_name() -> None:
     assert (options.delete_after_ack, options.delete_after_reject) == (True, True)
     assert options.auto_setup is True
     assert (options.redeliver_timeout, options.claim_interval) == (3600.0, 60_000)
-    assert (options.fetch_size, options.stream_max_entries, options.dbindex) == (1, 0, 0)
+    assert (options.fetch_size, options.stream_max_entries, options.dbindex) == (10, 0, 0)
 
 
 def test_the_path_names_stream_group_and_consumer() -> None:

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from messenger_transport_redis import BODY_ENCODING_HEADER
 from messenger_transport_redis.entry import (
@@ -138,3 +138,105 @@ def test_a_good_entry_decodes_with_its_id() -> None:
     envelope = decode_entry("10-0", [b"other", b"x", b"message", entry], serializer)
     assert envelope.message == Order(3, "ok")
     assert envelope.last(TransportMessageIdStamp) == TransportMessageIdStamp(id="10-0")
+
+
+# -- hostile entries (issue: one entry never stops a worker) ---------------------------------
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"[" * DEEP + b"]" * DEEP,  # RecursionError in the JSON parser, not a ValueError
+        b'{"body":"b","headers":{"h":' + b"[" * DEEP + b"]" * DEEP + b"}}",
+        b'{"body":"b","headers":{"h":' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}}",
+    ],
+    ids=["deep-document", "deep-header-array", "deep-header-object"],
+)
+def test_an_entry_nested_too_deep_is_undecodable_with_its_raw_bytes(data: bytes) -> None:
+    envelope = decode_entry("11-0", [b"message", data], make_serializer())
+    assert isinstance(envelope.message, UndecodableMessage)
+    assert envelope.message.body == data
+    assert "RecursionError" in envelope.message.reason
+    assert envelope.last(TransportMessageIdStamp) == TransportMessageIdStamp(id="11-0")
+
+
+def test_a_body_nested_too_deep_for_the_serializer_keeps_body_and_headers() -> None:
+    body = "[" * DEEP + "]" * DEEP
+    entry = json.dumps({"body": body, "headers": {"type": "tests.Order"}}).encode()
+    envelope = decode_entry("12-0", [b"message", entry], make_serializer())
+    assert isinstance(envelope.message, UndecodableMessage)
+    assert envelope.message.body == body.encode()
+    assert envelope.message.headers == {"type": "tests.Order"}
+
+
+# -- fuzzing: decoding never raises, and what decodes round-trips ----------------------------
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+_JSON = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+_SHAPED = st.fixed_dictionaries(
+    {},
+    optional={
+        "body": st.text(max_size=40) | _JSON,
+        "headers": st.dictionaries(st.text(max_size=20), st.text(max_size=20) | _JSON, max_size=4)
+        | _JSON,
+        "uniqid": st.text(max_size=8),
+    },
+)
+_FIELD_VALUES = (
+    st.binary(max_size=120)
+    | _JSON.map(lambda value: json.dumps(value).encode())
+    | _SHAPED.map(lambda value: json.dumps(value).encode())
+    | _SHAPED.map(lambda value: php_serialized(json.dumps(value).encode()))
+)
+_FIELDS = st.lists(
+    st.tuples(st.sampled_from([b"message", b"other"]) | st.binary(max_size=8), _FIELD_VALUES),
+    max_size=3,
+).map(lambda pairs: [part for pair in pairs for part in pair])
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(fields=_FIELDS)
+def test_any_fields_decode_to_a_message_or_an_undecodable_one(fields: list[bytes]) -> None:
+    envelope = decode_entry("13-0", fields, make_serializer())
+    assert envelope.last(TransportMessageIdStamp) == TransportMessageIdStamp(id="13-0")
+    if isinstance(envelope.message, UndecodableMessage):
+        assert envelope.message.reason
+        return
+    assert isinstance(envelope.message, Order)
+    _assert_round_trip(envelope)
+
+
+@settings(max_examples=200, derandomize=True, deadline=None)
+@given(
+    number=st.integers(),
+    text=st.text(max_size=40),
+    headers=st.dictionaries(st.text(max_size=20), st.text(max_size=20) | _JSON, max_size=3),
+)
+def test_orders_with_any_extra_headers_decode_and_round_trip(
+    number: int, text: str, headers: dict[str, Any]
+) -> None:
+    serializer = make_serializer()
+    message = serializer.encode(Envelope(Order(number, text)))
+    document = {"body": message.body.decode(), "headers": {**headers, **message.headers}}
+    envelope = decode_entry("14-0", [b"message", json.dumps(document).encode()], serializer)
+    if isinstance(envelope.message, UndecodableMessage):  # a header the serializer refuses
+        assert envelope.message.reason
+        return
+    assert envelope.message == Order(number, text)
+    _assert_round_trip(envelope)
+
+
+def _assert_round_trip(envelope: Envelope) -> None:
+    serializer = make_serializer()
+    entry = encode_entry(serializer.encode(envelope))
+    again = decode_entry("15-0", [b"message", entry], serializer)
+    assert again.message == envelope.message
+    assert again.without_all(TransportMessageIdStamp).stamps == (
+        envelope.without_all(TransportMessageIdStamp).stamps
+    )

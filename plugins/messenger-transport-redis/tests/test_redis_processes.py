@@ -3,26 +3,22 @@ consumer. Marked slow: they take a few seconds each."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from redis_test_support import REDIS_DSN, Stream, order, receive
+from redis_test_support import REDIS_DSN, RedisServer, Stream, order, receive
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
-REDIS_SERVER = shutil.which("redis-server")
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------
@@ -67,61 +63,6 @@ def test_messages_of_a_consumer_killed_mid_message_are_handled_by_another(stream
 
 
 # -- a Redis server of the test's own, restarted ---------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server on a spare port, persisting to an append-only file in ``directory``."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def dsn(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        assert REDIS_SERVER is not None
-        self.process = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        client.close()
-
-    def stop(self) -> None:
-        """SIGTERM: Redis finishes writing its append-only file and exits."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 def test_a_consumer_carries_on_across_a_redis_restart(redis_server: RedisServer) -> None:
     stream = Stream("restarted", base_dsn=redis_server.dsn)
     before, after = 200, 200

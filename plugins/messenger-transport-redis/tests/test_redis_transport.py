@@ -4,6 +4,7 @@ own pending entries, claims, the delay queue, lost groups and scripts, counting 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -202,7 +203,7 @@ def test_an_acknowledgement_reaches_redis_without_another_call(
 def test_delete_after_ack_false_keeps_acknowledged_entries_out_of_counts_and_lists(
     stream: Stream, redis_client: Any
 ) -> None:
-    transport = stream.transport(delete_after_ack=False, delete_after_reject=False)
+    transport = stream.transport(delete_after_ack=False, delete_after_reject=False, fetch_size=1)
     for number in range(3):
         transport.send(order(number))
     first = receive(transport, 1)[0]
@@ -217,7 +218,7 @@ def test_delete_after_ack_false_keeps_acknowledged_entries_out_of_counts_and_lis
 
 
 def test_message_count_includes_delayed_and_received_messages(stream: Stream) -> None:
-    transport = stream.transport()
+    transport = stream.transport(fetch_size=1)
     transport.send(order(1))
     transport.send(order(2))
     transport.send(order(3, "", DelayStamp(delay_ms=60_000)))
@@ -413,3 +414,54 @@ def test_an_unreachable_redis_at_start_up_is_a_clear_error_with_the_password_mas
         assert "redis://user:***@127.0.0.1:1" in message
         assert "s3cret" not in message
     transport.close()
+
+
+# -- handing messages back ---------------------------------------------------------------------
+def test_a_released_message_comes_back_to_the_same_consumer_at_once(stream: Stream) -> None:
+    transport = stream.transport(redeliver_timeout=3600, fetch_size=1)
+    transport.send(order(1))
+    transport.send(order(2))
+    [first] = receive(transport, 1)
+    transport.release(first)  # e.g. its failure could not be stored: try it again later
+    [again] = receive(transport, 1)
+    assert entry_id(again) == entry_id(first)
+    transport.ack(again)
+    [second] = receive(transport, 1)
+    assert second.message == Order(2)
+
+
+def test_closing_hands_back_fetched_unhandled_messages_to_the_next_consumer(
+    stream: Stream,
+) -> None:
+    sender = stream.transport()
+    sender.send_batch([order(number) for number in range(5)])
+    stopping = stream.transport(redeliver_timeout=3600, fetch_size=10)
+    batch = receive(stopping, 5)
+    assert len(batch) == 5
+    stopping.ack(batch[0])
+    stopping.close()  # a worker stopped gracefully after its first message
+    successor = stream.transport(redeliver_timeout=3600, fetch_size=10)
+    taken = receive(successor, 4)
+    assert sorted(envelope.message.id for envelope in taken) == [1, 2, 3, 4]
+
+
+def test_an_error_not_pinned_to_one_entry_backs_off_instead_of_stopping_the_consumer(
+    stream: Stream, redis_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    transport = stream.transport(fetch_size=1)
+    transport.send(order(1))
+    [first] = receive(transport, 1)
+    transport.ack(first)
+    redis_client.delete(stream.name)
+    redis_client.set(stream.name, "not a stream")  # WRONGTYPE for every stream command
+    with caplog.at_level(logging.INFO, logger="messenger.transport.redis"):
+        for _ in range(3):
+            assert transport.get() == []  # no exception: a worker would die on every restart
+        redis_client.delete(stream.name)
+        transport.send(order(2))
+        [second] = receive(transport, 1)
+    assert second.message == Order(2)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1, "logged once, not per attempt"
+    assert "WRONGTYPE" in errors[0].getMessage()
+    assert any("reachable again" in r.getMessage() for r in caplog.records)
