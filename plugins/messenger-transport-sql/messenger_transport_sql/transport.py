@@ -351,7 +351,7 @@ class SqlTransport:
                 if self._listener is not None:
                     return self._get_notified(self._listener)
                 with self._lock:
-                    return self._reserve(patience=_OUTAGE_WAIT)
+                    return self._reserve(patience=self._get_patience())
             except TransportError:
                 policy = self._reconnect
                 if not policy.in_outage or self._closed:
@@ -359,6 +359,14 @@ class SqlTransport:
                 if not policy.connected_once and policy.outage_duration >= policy.timeout:
                     raise self._unreachable("receive messages") from None
                 return []
+
+    def _get_patience(self) -> float:
+        """Seconds one ``get()`` may spend reconnecting: a second at most, and at start-up no
+        more than what is left of ``reconnect_timeout``."""
+        policy = self._reconnect
+        if policy.connected_once or not policy.in_outage:
+            return _OUTAGE_WAIT
+        return max(0.0, min(_OUTAGE_WAIT, policy.timeout - policy.outage_duration))
 
     def _reserve(self, *, patience: float | None = None) -> list[Envelope]:
         self._check_open()
@@ -439,7 +447,7 @@ class SqlTransport:
         while True:
             if query:
                 with self._lock:
-                    envelopes = self._reserve(patience=_OUTAGE_WAIT)
+                    envelopes = self._reserve(patience=self._get_patience())
                     if envelopes or not listening:
                         self._idle = False
                         return envelopes
