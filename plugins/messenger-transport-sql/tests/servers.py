@@ -107,6 +107,16 @@ class PostgresServer:
         log = str(self._dir / "server.log")
         self._run("pg_ctl", "-D", str(self._data), "-l", log, "-o", options, "-w", "start")
 
+    @property
+    def running(self) -> bool:
+        """Whether the server was started and not stopped since."""
+        return (self._data / "postmaster.pid").exists()
+
+    def ensure_started(self) -> None:
+        """Start the server unless it runs (a test that failed mid-outage left it stopped)."""
+        if not self.running:
+            self.start()
+
     def stop(self) -> None:
         """Stop the server at once, as a crash would (``pg_ctl stop -m immediate``)."""
         if (self._data / "postmaster.pid").exists():
@@ -209,6 +219,16 @@ class MariaDbServer:
         finally:
             connection.close()
         return True
+
+    @property
+    def running(self) -> bool:
+        """Whether the server was started and not stopped since."""
+        return self._process is not None and self._process.poll() is None
+
+    def ensure_started(self) -> None:
+        """Start the server unless it runs (a test that failed mid-outage left it stopped)."""
+        if not self.running:
+            self.start()
 
     def stop(self) -> None:
         """Kill the server (SIGKILL, as a crash would)."""

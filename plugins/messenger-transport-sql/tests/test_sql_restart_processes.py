@@ -56,6 +56,13 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
         made.destroy()
 
 
+@pytest.fixture
+def running_server(server: Server) -> Server:
+    """The module's server, started again if an earlier test failed while it was down."""
+    server.ensure_started()
+    return server
+
+
 class Worker:
     """A ``messenger consume jobs`` process, its output in a file."""
 
@@ -129,7 +136,10 @@ def _check_exactly_or_at_least_once(handled: list[int], expected: int) -> None:
     assert set(counts) == set(range(expected)), f"unexpected ids: {sorted(counts)}"
 
 
-def test_a_worker_carries_on_through_a_database_restart(server: Server, tmp_path: Path) -> None:
+def test_a_worker_carries_on_through_a_database_restart(
+    running_server: Server, tmp_path: Path
+) -> None:
+    server = running_server
     # redeliver_timeout: a reservation whose reply the outage swallowed comes back soon.
     dsn = _dsn(server.dsn, redeliver_timeout="5")
     producer = _producer(dsn)
@@ -139,11 +149,13 @@ def test_a_worker_carries_on_through_a_database_restart(server: Server, tmp_path
         worker.wait_until_handled(set(range(5)))
 
         server.stop()
-        deadline = time.monotonic() + DOWNTIME
-        while time.monotonic() < deadline:
-            worker.assert_alive()
-            time.sleep(0.1)
-        server.start()
+        try:
+            deadline = time.monotonic() + DOWNTIME
+            while time.monotonic() < deadline:
+                worker.assert_alive()
+                time.sleep(0.1)
+        finally:
+            server.start()
 
         # The producer's connection broke too: sending reconnects.
         producer.send_batch([order(number) for number in range(40, 60)])
@@ -161,8 +173,9 @@ def test_a_worker_carries_on_through_a_database_restart(server: Server, tmp_path
 
 
 def test_sigterm_stops_a_worker_at_once_while_the_database_is_down(
-    server: Server, tmp_path: Path
+    running_server: Server, tmp_path: Path
 ) -> None:
+    server = running_server
     dsn = _dsn(server.dsn)
     producer = _producer(dsn)
     worker = Worker(tmp_path, str(dsn), "--time-limit", "300", "--sleep", "0.1")
@@ -177,7 +190,7 @@ def test_sigterm_stops_a_worker_at_once_while_the_database_is_down(
         code = worker.stop()
         took = time.monotonic() - stopping
     finally:
-        server.start()
+        server.ensure_started()
         worker.stop()
         producer.close()
     assert code == 0, worker.text()
