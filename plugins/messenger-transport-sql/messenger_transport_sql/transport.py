@@ -467,7 +467,14 @@ class SqlTransport:
         """Make sure the listener listens; false if it cannot (then ``get`` just polls)."""
         if listener.listening:
             return True
-        self._check_trigger()  # (an outage raises: get() then returns nothing)
+        try:
+            self._check_trigger()
+        except TransportError as error:
+            if self._reconnect.in_outage:
+                raise  # get() returns nothing until the database is back
+            logger.warning("%r: cannot LISTEN for new messages, polling: %s", self, error)
+            self._listen_failed = True
+            return False
         try:
             listener.start()
         except sa.exc.DBAPIError as error:
@@ -527,7 +534,8 @@ class SqlTransport:
                 patience=_OUTAGE_WAIT,
             )
         except TransportError as error:
-            logger.warning("%r: %s", self, error)
+            if not self._reconnect.in_outage:  # (an outage has been reported already)
+                logger.warning("%r: %s", self, error)
             return interval
         now = _utcnow()
         delays = [interval]
