@@ -14,6 +14,11 @@ the very statement that reserves the next batch), or by :meth:`SqlTransport.keep
 :meth:`SqlTransport.flush` or :meth:`SqlTransport.close`, or by an ``ack()`` that finds more
 than ``fetch_size`` pending or the oldest pending for long. A crash before the delete means a
 redelivery, never a loss. With the default ``fetch_size`` of 1, ``ack()`` deletes at once.
+
+When the database goes away (see :mod:`messenger_transport_sql.reconnect`) the transport
+reconnects with backoff: ``get()`` returns nothing until it is back, ``ack()`` and ``reject()``
+defer their delete to then (a crash meanwhile means a redelivery after ``redeliver_timeout``:
+at least once), and other operations fail after ``reconnect_timeout``.
 """
 
 from __future__ import annotations
