@@ -162,8 +162,9 @@ class ReconnectPolicy:
                 self._delay = FIRST_DELAY
                 if self.connected_once:
                     logger.warning(
-                        "%s: cannot %s: %s; reconnecting with backoff (at most %g s apart), "
-                        "messages received but not yet acknowledged stay reserved",
+                        "%s: the database is unreachable (could not %s: %s); reconnecting "
+                        "with backoff (at most %g s apart); acknowledgements are written once "
+                        "it is back",
                         self.where,
                         action,
                         self.last_error,
