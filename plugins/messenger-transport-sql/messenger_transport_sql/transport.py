@@ -1014,11 +1014,19 @@ class SqlTransport:
 
     def _unreachable(self, action: str) -> TransportError:
         policy = self._reconnect
+        if self._backend == "sqlite":
+            check = (
+                "check that the database file (and its directory) exists and is readable and "
+                "writable, and that no other connection keeps it locked"
+            )
+        else:
+            check = (
+                "check that the database server is running and reachable at the DSN's host "
+                "and port, and that the DSN's user, password and database name are right"
+            )
         return TransportError(
             f"{self!r}: cannot {action}: the database did not answer (tried for "
-            f"{policy.outage_duration:.1f} s; last error: {policy.last_error}); check that the "
-            "database server is running and reachable at the DSN's host and port, and that "
-            "the DSN's user, password and database name are right"
+            f"{policy.outage_duration:.1f} s; last error: {policy.last_error}); {check}"
         )
 
     def _release_connection(self, connection: sa.Connection) -> None:

@@ -9,6 +9,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -20,6 +21,7 @@ from servers import PostgresServer
 from sql_test_support import make_serializer, order, unique_table
 
 from messenger_core.dsn import Dsn
+from messenger_core.errors import TransportError
 
 
 class _PgError(Exception):
@@ -210,3 +212,45 @@ def test_a_listening_consumer_listens_again_after_a_restart(
 def _listening(transport: SqlTransport) -> bool:
     listener = transport._listener
     return listener is not None and listener.listening
+
+
+def test_a_sqlite_file_briefly_missing_at_connect_time_is_waited_for(tmp_path: Path) -> None:
+    directory = tmp_path / "data"
+    directory.mkdir()
+    dsn = Dsn.parse(f"sqlite:///{directory / 'queue.db'}?auto_setup=false&reconnect_timeout=30")
+    producer = SqlTransportFactory().create(dsn, {}, make_serializer())
+    producer.setup()
+    producer.send(order(1))
+    producer.close()
+    hidden = tmp_path / "elsewhere"
+    directory.rename(hidden)  # the file is gone for a moment: a new connection cannot open it
+    consumer = SqlTransportFactory().create(dsn, {}, make_serializer())
+    try:
+        assert consumer.get() == []
+        hidden.rename(directory)
+        received = consumer.get()
+        assert [envelope.message.id for envelope in received] == [1]
+        consumer.ack(received[0])
+    finally:
+        consumer.close()
+
+
+def test_a_sqlite_file_that_stays_missing_fails_with_one_readable_line(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "queue.db"
+    dsn = Dsn.parse(f"sqlite:///{path}?auto_setup=false&reconnect_timeout=1")
+    consumer = SqlTransportFactory().create(dsn, {}, make_serializer())
+    message = ""
+    try:
+        deadline = time.monotonic() + 30
+        while not message and time.monotonic() < deadline:
+            try:
+                assert consumer.get() == []
+            except TransportError as error:
+                message = str(error)
+    finally:
+        consumer.close()
+    assert message, "get() kept returning nothing"
+    assert "\n" not in message
+    assert "tried for 1.0 s" in message, message
+    assert "unable to open database file" in message, message
+    assert "check that the database file (and its directory) exists" in message, message
