@@ -135,7 +135,11 @@ def _run_contract_test(
     pool = TransportPool(make)
     try:
         test = getattr(_QuickContract(), name)
-        fixtures = {"transport": pool.new(), "contract_transports": pool}
+        fixtures = {
+            "transport": pool.new(),
+            "contract_transports": pool,
+            "restart_service": lambda downtime: None,  # nothing to restart in memory
+        }
         test(**{each: fixtures[each] for each in inspect.signature(test).parameters})
     finally:
         pool.close_all()

@@ -45,6 +45,17 @@ A transport that keeps message objects in memory instead of serializing them (th
 transport without ``serialize``) sets ``serializes_messages = False``: poison messages cannot
 happen there and the poison test is skipped.
 
+The broker-restart test (the idea of Watermill's ``RestartServiceCommand``) needs a way to
+restart the transport's server. A subclass whose transports talk to a server the tests started
+themselves (on a spare port: never restart a shared service) overrides the fixture
+``restart_service`` to return a callable ``restart(downtime)`` that stops the server, waits
+``downtime`` seconds and starts it again, returning once it accepts connections. The default
+fixture returns ``None`` and the test is skipped ("the transport's tests give no way to restart
+its server"). The test sends messages, restarts the server while a consumer keeps calling
+``get()`` and ``ack()`` in a thread, and asserts that no call raised, every message arrived
+(at least once: one whose acknowledgement was lost with the connection may come again) and
+the consumer still receives new messages afterwards.
+
 Run the suite with pytest as usual; each test's name says which promise it checks.
 """
 
@@ -106,6 +117,9 @@ _CONCURRENT_MESSAGES = 200
 _CONCURRENT_CONSUMERS = 4
 _BATCH_SIZE = 50
 _FIFO_MESSAGES = 20
+_RESTART_DOWNTIME = 2.0
+"""Seconds the server stays down in the broker-restart test."""
+_RESTART_MESSAGES = 30
 
 
 @attrs.frozen
@@ -258,6 +272,8 @@ class TransportContract:
     """Maximum seconds the tests poll ``get()`` for a message that should arrive."""
     serializes_messages: ClassVar[bool] = True
     """Whether messages go through the serializer (false only for in-process storage)."""
+    restart_wait: ClassVar[float] = 60.0
+    """Maximum seconds the broker-restart test waits for every message after the restart."""
 
     # -- fixtures --------------------------------------------------------------------------
     @pytest.fixture
@@ -273,6 +289,13 @@ class TransportContract:
         pool = TransportPool(make_transport)
         yield pool
         pool.close_all()
+
+    @pytest.fixture
+    def restart_service(self) -> Callable[[float], None] | None:
+        """How to restart the server the transports talk to: a callable taking the downtime
+        in seconds (stop, wait, start, return once it accepts connections), or ``None`` when
+        the tests cannot restart it (the default: the broker-restart test is skipped)."""
+        return None
 
     @pytest.fixture
     def transport(self, contract_transports: TransportPool) -> Transport:
@@ -654,3 +677,69 @@ class TransportContract:
             assert list(other.get()) == [], "the message kept alive was redelivered"
             time.sleep(_POLL_INTERVAL)
         consumer.ack(kept)
+
+    # -- the server restarts ---------------------------------------------------------------
+    def test_a_consumer_carries_on_after_the_server_restarts(
+        self,
+        transport: Transport,
+        contract_transports: TransportPool,
+        restart_service: Callable[[float], None] | None,
+    ) -> None:
+        if restart_service is None:
+            pytest.skip("the transport's tests give no way to restart its server")
+        before = _RESTART_MESSAGES // 3
+        for number in range(before):
+            transport.send(Envelope(ContractMessage(number, "before the restart")))
+
+        received: list[int] = []
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def consume() -> None:
+            # The consumer never stops calling get() and ack(), as a worker would: neither
+            # may raise because the server went away for a moment.
+            consumer = contract_transports.new(**self.redelivery_options)
+            while not stop.is_set():
+                try:
+                    got = list(consumer.get())
+                    for envelope in got:
+                        consumer.ack(envelope)
+                        with lock:
+                            received.append(_message(envelope).id)
+                        time.sleep(_POLL_INTERVAL)  # some work: the restart finds it busy
+                except BaseException as error:
+                    errors.append(error)
+                    return
+                if not got:
+                    time.sleep(_POLL_INTERVAL)
+
+        thread = threading.Thread(target=consume, name="contract-restart-consumer")
+        thread.start()
+        try:
+            deadline = time.monotonic() + self.receive_timeout
+            while len(received) < before // 2 and time.monotonic() < deadline and not errors:
+                time.sleep(_POLL_INTERVAL)
+            assert received, f"nothing was received within {self.receive_timeout} s"
+            restart_service(_RESTART_DOWNTIME)
+            # The producer's connection broke too: sending must reconnect.
+            for number in range(before, _RESTART_MESSAGES):
+                transport.send(Envelope(ContractMessage(number, "after the restart")))
+            deadline = time.monotonic() + self.restart_wait
+            while time.monotonic() < deadline and not errors:
+                with lock:
+                    if set(received) >= set(range(_RESTART_MESSAGES)):
+                        break
+                time.sleep(_POLL_INTERVAL)
+        finally:
+            stop.set()
+            thread.join()
+        if errors:
+            raise AssertionError(
+                f"the consumer failed after the server restarted: {errors[0]!r}"
+            ) from errors[0]
+        missing = sorted(set(range(_RESTART_MESSAGES)) - set(received))
+        assert not missing, (
+            f"never received within {self.restart_wait} s of the restart: {missing} "
+            f"(received: {sorted(received)})"
+        )

@@ -27,6 +27,7 @@ from messenger_transport_sql.options import SqlTransportOptions
 
 __all__ = [
     "BACKENDS",
+    "CONNECT_TIMEOUT",
     "ENGINE_MARK",
     "SQLITE_BEGIN",
     "SQLITE_BUSY_TIMEOUT",
@@ -58,6 +59,10 @@ ENGINE_MARK = "messenger_transport_sql"
 
 SQLITE_BEGIN = "messenger_sqlite_begin"
 """Key of a connection's ``info`` holding the statement that begins its SQLite transactions."""
+
+CONNECT_TIMEOUT = 5
+"""Seconds a PostgreSQL or MySQL connection attempt may take, unless the DSN's
+``connect_timeout`` says otherwise."""
 
 SQLITE_BUSY_TIMEOUT = 60.0
 """Seconds a SQLite connection waits for another connection's write lock before giving up."""
@@ -147,8 +152,14 @@ def create_engine(dsn: Dsn, options: SqlTransportOptions) -> sa.Engine:
         "hide_parameters": True,
         "pool_size": 2,
         "max_overflow": 4,
+        # A pooled connection may have died with a restarted server: test it on checkout
+        # (the transport keeps its connection checked out, so this costs nearly nothing).
+        "pool_pre_ping": True,
         "execution_options": {ENGINE_MARK: True},
     }
+    if "connect_timeout" not in options.driver_options:
+        # An unreachable host must not hang a reconnection attempt for minutes.
+        common["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
     if backend == "postgresql":
         return sa.create_engine(url, isolation_level="AUTOCOMMIT", **common)
     return sa.create_engine(url, isolation_level="READ COMMITTED", pool_recycle=3600, **common)

@@ -70,6 +70,11 @@ class SqlTransportOptions:
     """PostgreSQL with ``use_notify``: milliseconds one ``get()`` on an empty queue waits for a
     notification before returning nothing (at most a tenth of ``redeliver_timeout``, since a
     consumer cannot renew its reservations meanwhile); ``0`` does not wait."""
+    reconnect_timeout: float = 10.0
+    """Seconds an operation keeps reconnecting (with backoff) to an unreachable database
+    before it fails. A consumer that was connected carries on regardless: its ``get()``
+    returns nothing until the database is back; one that never reached the database fails
+    after this long (a wrong DSN or a stopped server at start-up)."""
     driver_options: Mapping[str, str] = attrs.field(factory=dict)
     """Connection options passed to the database driver (SSL, timeouts), see
     :data:`DRIVER_OPTIONS`."""
@@ -100,6 +105,7 @@ _COMMON_PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "redeliver_timeout": parse_seconds,
     "auto_setup": parse_bool,
     "fetch_size": partial(parse_int, minimum=1, maximum=_MAX_FETCH_SIZE),
+    "reconnect_timeout": partial(parse_seconds, allow_zero=True),
 }
 _POSTGRESQL_PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "use_notify": parse_bool,

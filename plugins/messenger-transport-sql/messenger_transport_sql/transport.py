@@ -14,6 +14,11 @@ the very statement that reserves the next batch), or by :meth:`SqlTransport.keep
 :meth:`SqlTransport.flush` or :meth:`SqlTransport.close`, or by an ``ack()`` that finds more
 than ``fetch_size`` pending or the oldest pending for long. A crash before the delete means a
 redelivery, never a loss. With the default ``fetch_size`` of 1, ``ack()`` deletes at once.
+
+When the database goes away (see :mod:`messenger_transport_sql.reconnect`) the transport
+reconnects with backoff: ``get()`` returns nothing until it is back, ``ack()`` and ``reject()``
+defer their delete to then (a crash meanwhile means a redelivery after ``redeliver_timeout``:
+at least once), and other operations fail after ``reconnect_timeout``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.pool import StaticPool
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, TransportError
@@ -47,16 +53,21 @@ from messenger_transport_sql._statements import (
 from messenger_transport_sql.engine import ENGINE_MARK, SQLITE_BEGIN, database_identity
 from messenger_transport_sql.options import SqlTransportOptions
 from messenger_transport_sql.outbox import current_outbox_connection
+from messenger_transport_sql.reconnect import ErrorKind, ReconnectPolicy, classify, describe_error
 from messenger_transport_sql.schema import RESERVE_INDEX, build_table, postgresql_notify_ddl
 
 __all__ = ["SqlTransport"]
 
-logger = logging.getLogger("messenger_transport_sql")
+logger = logging.getLogger("messenger.transport.sql")
 
 T = TypeVar("T")
 
 _RETRIES = 5
-"""How often an operation is retried after a deadlock, a lock timeout or a lost connection."""
+"""How often an operation is retried at once after a deadlock or a lock timeout."""
+_OUTAGE_WAIT = 1.0
+"""Seconds one ``get()``, ``ack()``, ``reject()`` or ``keepalive()`` keeps reconnecting during an
+outage before it returns (nothing; the settlement deferred) so that the worker around it can
+check whether it should stop. Other operations keep trying for ``reconnect_timeout``."""
 _RELEASE_TOLERANCE = timedelta(seconds=1)
 """How far a stored ``delivered_at`` may be from the one we wrote (tables made by Doctrine keep
 whole seconds: PostgreSQL and MySQL round, MariaDB truncates) and still be our reservation; at
@@ -66,12 +77,6 @@ _MIN_IDLE_CHECK = 0.05
 """Seconds: the shortest wait before an idle PostgreSQL consumer queries again."""
 _MAX_ACK_DELAY = 30.0
 """Seconds an acknowledgement may stay pending, at most (and a quarter of redeliver_timeout)."""
-
-# Error codes meaning "try again": deadlock, serialization failure, lock timeouts.
-_PG_TRANSIENT = frozenset({"40P01", "40001", "55P03"})
-_MYSQL_TRANSIENT = frozenset({1213, 1205})
-_PG_UNDEFINED_TABLE = "42P01"
-_MYSQL_NO_SUCH_TABLE = 1146
 
 
 def _utcnow() -> datetime:
@@ -129,6 +134,7 @@ class SqlTransport:
         url = engine.url.render_as_string(hide_password=True)
         self._description = description if description is not None else url
         self._identity = database_identity(engine.url)
+        self._reconnect = ReconnectPolicy(self._description, self._options.reconnect_timeout)
         self._table = build_table(self._options.table_name)
         self._queue = self._options.queue_name
         self._redeliver = timedelta(seconds=self._options.redeliver_timeout)
@@ -338,14 +344,36 @@ class SqlTransport:
 
         On PostgreSQL with ``use_notify`` an empty queue makes this wait up to
         ``get_notify_timeout`` ms for a notification of a new message.
+
+        While the database is unreachable this returns nothing after about a second of
+        reconnecting (with backoff; one warning per outage), so that a worker stays responsive
+        to SIGTERM and carries on once the database is back. Only a database that never
+        answered this transport for ``reconnect_timeout`` seconds raises
+        :class:`TransportError` (a worker starting against a wrong or stopped server).
         """
         with self._get_lock:
-            if self._listener is not None:
-                return self._get_notified(self._listener)
-            with self._lock:
-                return self._reserve()
+            try:
+                if self._listener is not None:
+                    return self._get_notified(self._listener)
+                with self._lock:
+                    return self._reserve(patience=self._get_patience())
+            except TransportError:
+                policy = self._reconnect
+                if not policy.in_outage or self._closed:
+                    raise
+                if not policy.connected_once and policy.outage_duration >= policy.timeout:
+                    raise self._unreachable("receive messages") from None
+                return []
 
-    def _reserve(self) -> list[Envelope]:
+    def _get_patience(self) -> float:
+        """Seconds one ``get()`` may spend reconnecting: a second at most, and at start-up no
+        more than what is left of ``reconnect_timeout``."""
+        policy = self._reconnect
+        if policy.connected_once or not policy.in_outage:
+            return _OUTAGE_WAIT
+        return max(0.0, min(_OUTAGE_WAIT, policy.timeout - policy.outage_duration))
+
+    def _reserve(self, *, patience: float | None = None) -> list[Envelope]:
         self._check_open()
         acks = self._pending_acks
         reserved: list[datetime] = []
@@ -355,7 +383,7 @@ class SqlTransport:
             reserved[:] = [now]
             return self._reserve_rows(connection, now, acks)
 
-        rows = self._run("receive", work)
+        rows = self._run("receive", work, patience=patience)
         if acks:
             self._pending_acks = []
         if not rows:
@@ -424,7 +452,7 @@ class SqlTransport:
         while True:
             if query:
                 with self._lock:
-                    envelopes = self._reserve()
+                    envelopes = self._reserve(patience=self._get_patience())
                     if envelopes or not listening:
                         self._idle = False
                         return envelopes
@@ -446,8 +474,23 @@ class SqlTransport:
             return True
         try:
             self._check_trigger()
+        except TransportError as error:
+            if self._reconnect.in_outage:
+                raise  # get() returns nothing until the database is back
+            logger.warning("%r: cannot LISTEN for new messages, polling: %s", self, error)
+            self._listen_failed = True
+            return False
+        try:
             listener.start()
-        except (sa.exc.SQLAlchemyError, TransportError) as error:
+        except sa.exc.DBAPIError as error:
+            if classify(error, self._backend) is ErrorKind.OUTAGE:
+                # The database went away between two statements: LISTEN again next time.
+                logger.debug("%r: cannot LISTEN yet: %s", self, describe_error(error))
+                return False
+            logger.warning("%r: cannot LISTEN for new messages, polling: %s", self, error)
+            self._listen_failed = True
+            return False
+        except sa.exc.SQLAlchemyError as error:
             logger.warning("%r: cannot LISTEN for new messages, polling: %s", self, error)
             self._listen_failed = True
             return False
@@ -466,6 +509,7 @@ class SqlTransport:
         exists = self._run(
             "check the notify trigger",
             lambda connection: connection.execute(query, params).first() is not None,
+            patience=_OUTAGE_WAIT,
         )
         if not exists:
             if self._options.auto_setup:
@@ -492,9 +536,11 @@ class SqlTransport:
             next_available, oldest_delivery = self._run(
                 "look for delayed messages",
                 lambda connection: connection.execute(self._core.next_due, params).one(),
+                patience=_OUTAGE_WAIT,
             )
         except TransportError as error:
-            logger.warning("%r: %s", self, error)
+            if not self._reconnect.in_outage:  # (an outage has been reported already)
+                logger.warning("%r: %s", self, error)
             return interval
         now = _utcnow()
         delays = [interval]
@@ -508,16 +554,17 @@ class SqlTransport:
 
     # -- settling -----------------------------------------------------------------------------
     def ack(self, envelope: Envelope) -> None:
-        """The message was handled: delete its row (deferred when ``fetch_size`` > 1)."""
+        """The message was handled: delete its row (deferred when ``fetch_size`` > 1).
+
+        While the database is unreachable the deletion is deferred until it is back (the next
+        ``get()``, ``flush()`` or ``close()`` writes it); should the process die first, the
+        message comes back after ``redeliver_timeout``: at least once, never lost.
+        """
         row_id = _row_id(envelope)
         with self._lock:
             self._check_open()
             if self._in_hand.pop(row_id, None) is None or not self._defer_acks:
-                self._run(
-                    "acknowledge",
-                    lambda connection: self._delete(connection, [row_id]),
-                    transaction=not self._single_statements,
-                )
+                self._delete_now("acknowledge", row_id)
                 return
             now = time.monotonic()
             if not self._pending_acks:
@@ -528,16 +575,30 @@ class SqlTransport:
                 self.flush()
 
     def reject(self, envelope: Envelope) -> None:
-        """Give up on the message: delete its row at once."""
+        """Give up on the message: delete its row at once (deferred like an ``ack()`` while
+        the database is unreachable)."""
         row_id = _row_id(envelope)
         with self._lock:
             self._check_open()
             self._in_hand.pop(row_id, None)
+            self._delete_now("reject", row_id)
+
+    def _delete_now(self, action: str, row_id: int) -> None:
+        """Delete a settled row; during an outage, defer it to when the database is back."""
+        try:
             self._run(
-                "reject",
+                action,
                 lambda connection: self._delete(connection, [row_id]),
                 transaction=not self._single_statements,
+                patience=_OUTAGE_WAIT,
             )
+        except TransportError:
+            if not self._reconnect.in_outage:
+                raise
+            if not self._pending_acks:
+                self._pending_since = time.monotonic()
+            self._pending_acks.append(row_id)
+            logger.debug("%r: database unreachable, %s of row %d deferred", self, action, row_id)
 
     def flush(self) -> None:
         """Delete the rows of deferred acknowledgements now."""
@@ -550,6 +611,7 @@ class SqlTransport:
                 "acknowledge",
                 lambda connection: self._delete(connection, acks),
                 transaction=not self._single_statements,
+                patience=_OUTAGE_WAIT if self._reconnect.in_outage else None,
             )
             self._pending_acks = self._pending_acks[len(acks) :]
 
@@ -570,7 +632,7 @@ class SqlTransport:
                     self._delete(connection, acks)
                 connection.execute(self._core.keepalive, {"row_id": row_id, "now": now})
 
-            self._run("keep the message reserved", work)
+            self._run("keep the message reserved", work, patience=_OUTAGE_WAIT)
             self._pending_acks = self._pending_acks[len(acks) :]
             if row_id in self._in_hand:
                 self._in_hand[row_id] = now
@@ -703,9 +765,12 @@ class SqlTransport:
     def close(self) -> None:
         """Delete deferred acknowledgements, release the messages received but not settled
         (other consumers get them at once) and close the connections. Idempotent."""
+        if self._reconnect.in_outage:
+            self._reconnect.close()  # cut short a get() waiting for the database in a thread
         with self._lock:
             if self._closed:
                 return
+            self._reconnect.close()
             try:
                 self._settle_on_close()
             except TransportError as error:
@@ -850,6 +915,7 @@ class SqlTransport:
         *,
         transaction: bool = True,
         read: bool = False,
+        patience: float | None = None,
     ) -> T:
         """Run ``work`` in a transaction on our connection, retrying what is worth retrying.
 
@@ -857,46 +923,111 @@ class SqlTransport:
         statement on the DB-API cursor of an autocommit connection (PostgreSQL, SQLite).
         ``read=True`` marks work that only reads: on SQLite it takes no write lock.
 
-        Creates the table first when it is missing (with ``auto_setup``), reconnects after a
-        lost connection, retries deadlocks and lock timeouts; anything else becomes a
-        :class:`TransportError` (the password masked, the statement's parameters hidden).
+        Creates the table first when it is missing (with ``auto_setup``) and retries deadlocks
+        and lock timeouts at once. When the database is unreachable (see
+        :func:`~messenger_transport_sql.reconnect.classify`) it reconnects with backoff for
+        ``patience`` seconds (default: ``reconnect_timeout``), then raises a
+        :class:`TransportError` while :attr:`_reconnect` stays in its outage. Anything else
+        becomes a :class:`TransportError` at once (the password masked, the statement's
+        parameters hidden).
         """
+        policy = self._reconnect
+        deadline = time.monotonic() + (policy.timeout if patience is None else patience)
         attempts = 0
         set_up = False
         while True:
+            if not policy.wait_for_attempt(deadline):
+                raise self._unreachable(action)
             try:
-                connection = self._connect()
-                if not transaction:
-                    result = work(connection)
-                elif read and self._backend == "sqlite":
-                    connection.info[SQLITE_BEGIN] = "BEGIN"
-                    try:
+                try:
+                    connection = self._connect()
+                    if not transaction:
+                        result = work(connection)
+                    elif read and self._backend == "sqlite":
+                        connection.info[SQLITE_BEGIN] = "BEGIN"
+                        try:
+                            with connection.begin():
+                                result = work(connection)
+                        finally:
+                            connection.info.pop(SQLITE_BEGIN, None)
+                    else:
                         with connection.begin():
                             result = work(connection)
-                    finally:
-                        connection.info.pop(SQLITE_BEGIN, None)
-                else:
-                    with connection.begin():
-                        result = work(connection)
+                except self._dbapi_error as error:
+                    # Raised by the driver outside SQLAlchemy (statements on connecting).
+                    raise self._wrap(error) from error
                 self._table_checked = True
+                policy.succeeded()
                 return result
             except sa.exc.DBAPIError as error:
-                attempts += 1
-                if error.connection_invalidated or (
-                    self._connection is not None and self._connection.invalidated
-                ):
+                kind = classify(error, self._backend)
+                if kind is ErrorKind.OUTAGE or error.connection_invalidated:
+                    self._drop_broken_connection(error)
+                elif self._connection is not None and self._connection.invalidated:
                     self._discard_connection()
-                if self._options.auto_setup and not set_up and self._is_missing_table(error):
+                if kind is ErrorKind.MISSING_TABLE and self._options.auto_setup and not set_up:
                     set_up = True
                     self._setup()
                     continue
-                retry = error.connection_invalidated or self._is_transient(error)
-                if retry and attempts <= _RETRIES:
+                if kind is ErrorKind.OUTAGE:
+                    policy.failed(action, error)
+                    continue
+                attempts += 1
+                if kind is ErrorKind.RETRY and attempts <= _RETRIES:
                     time.sleep(0.01 * 2**attempts)
                     continue
                 raise TransportError(f"{self!r}: cannot {action}: {_reason(error)}") from error
             except sa.exc.SQLAlchemyError as error:
                 raise TransportError(f"{self!r}: cannot {action}: {_reason(error)}") from error
+
+    def _wrap(self, error: Exception) -> sa.exc.DBAPIError:
+        """A driver's ``error`` as SQLAlchemy's ``DBAPIError``, telling a lost connection."""
+        dialect: Any = self._engine.dialect
+        connection = self._connection
+        dbapi_connection = None
+        if connection is not None and not connection.invalidated:
+            dbapi_connection = connection.connection.dbapi_connection
+        wrapped = sa.exc.DBAPIError.instance(
+            None,
+            None,
+            error,
+            self._dbapi_error,
+            hide_parameters=True,
+            connection_invalidated=dialect.is_disconnect(error, dbapi_connection, None),
+            dialect=dialect,
+        )
+        assert isinstance(wrapped, sa.exc.DBAPIError)  # (error is a DB-API error)
+        return wrapped
+
+    def _drop_broken_connection(self, error: sa.exc.DBAPIError) -> None:
+        """After an outage error: forget the connection (and the engine's idle ones) unless
+        it is merely a locked SQLite file, whose connection is fine."""
+        if self._backend == "sqlite":
+            text = str(error.orig).lower()
+            if "locked" in text or "busy" in text or isinstance(self._engine.pool, StaticPool):
+                return  # (a memory database lives in its one connection: keep it)
+        self._discard_connection()
+        if self._dispose_engine:
+            # Our own engine: its idle connections are as dead as ours. (An application's
+            # engine checks its connections on checkout, if it was made that way.)
+            self._engine.dispose()
+
+    def _unreachable(self, action: str) -> TransportError:
+        policy = self._reconnect
+        if self._backend == "sqlite":
+            check = (
+                "check that the database file (and its directory) exists and is readable and "
+                "writable, and that no other connection keeps it locked"
+            )
+        else:
+            check = (
+                "check that the database server is running and reachable at the DSN's host "
+                "and port, and that the DSN's user, password and database name are right"
+            )
+        return TransportError(
+            f"{self!r}: cannot {action}: the database did not answer (tried for "
+            f"{policy.outage_duration:.1f} s; last error: {policy.last_error}); {check}"
+        )
 
     def _release_connection(self, connection: sa.Connection) -> None:
         if self._backend == "postgresql" and not self._dispose_engine:
@@ -928,23 +1059,6 @@ class SqlTransport:
                 connection.close()
             except sa.exc.SQLAlchemyError:  # it is gone either way
                 pass
-
-    def _is_missing_table(self, error: sa.exc.DBAPIError) -> bool:
-        original = error.orig
-        if self._backend == "postgresql":
-            return getattr(original, "sqlstate", None) == _PG_UNDEFINED_TABLE
-        if self._backend == "mysql":
-            return _mysql_code(original) == _MYSQL_NO_SUCH_TABLE
-        return "no such table" in str(original)
-
-    def _is_transient(self, error: sa.exc.DBAPIError) -> bool:
-        original = error.orig
-        if self._backend == "postgresql":
-            return getattr(original, "sqlstate", None) in _PG_TRANSIENT
-        if self._backend == "mysql":
-            return _mysql_code(original) in _MYSQL_TRANSIENT
-        text = str(original)
-        return "database is locked" in text or "database is busy" in text
 
 
 def _backend_name(engine: sa.Engine) -> str:
@@ -1002,11 +1116,6 @@ def _insert_many_core(
     if not statements.returning_in_order:
         ids.sort()  # one statement's ids grow in the order of its rows
     return ids
-
-
-def _mysql_code(error: BaseException | None) -> object:
-    args = getattr(error, "args", ())
-    return args[0] if args else None
 
 
 def _reason(error: sa.exc.SQLAlchemyError) -> str:
