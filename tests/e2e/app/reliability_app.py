@@ -1,4 +1,4 @@
-"""The application of the reliability process tests (``test_worker_reliability.py``).
+"""The application of the reliability process tests (``test_process_reliability.py``).
 
 Built from ``MESSENGER_E2E_CONFIG``; handlers leave ``event id pid`` lines in
 ``MESSENGER_E2E_STATE/handled.log``. It registers one transport of its own, ``unreachable://``:
