@@ -61,7 +61,8 @@ def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> E
     except MessageDecodingError as error:
         reason = str(error)
     except Exception as error:
-        reason = f"cannot decode message: unexpected {type(error).__name__}: {_one_line(error)}"
+        # Worded as the transports' own last-resort handlers word it.
+        reason = f"the serializer failed: {type(error).__name__}: {_one_line(error)}"
     quarantined = UndecodableMessage(
         _raw_body(message.body), _raw_headers(message.headers), _encodable(reason)
     )
