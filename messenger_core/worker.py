@@ -153,6 +153,7 @@ class Worker:
         self.backoff = Backoff()
         """How long a receiver pauses after its store or its broker failed (per receiver)."""
         self._paused: dict[str, float] = {}  # receiver name -> monotonic time it resumes
+        self._unreachable: set[str] = set()  # receivers whose get/ack/reject raised last time
         self._received_stamps = {
             name: (ReceivedStamp(transport_name=name), ConsumedByWorkerStamp())
             for name in self.transport_names
@@ -281,8 +282,14 @@ class Worker:
                 # The transport could not receive or settle (its broker is down, and it did not
                 # reconnect by itself): unsettled messages come back; serve the others meanwhile.
                 self._pause(name, f"receiving from or settling with {name} failed", error)
+                self._unreachable.add(name)
                 continue
             if received:
+                if self._unreachable and name in self._unreachable and name not in paused:
+                    # A message was received and settled: the next outage backs off afresh.
+                    self._unreachable.discard(name)
+                    self.backoff.reset(name)
+                    logger.info("%s works again", name)
                 return True
         return False
 

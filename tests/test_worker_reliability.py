@@ -242,6 +242,7 @@ def test_an_error_from_get_or_ack_pauses_that_receiver_only(
     assert not thread.is_alive()
     assert 1 in orders  # handled once the broker is back (with ack failing: more than once)
     assert len(async_.acknowledged) == 1
+    assert worker.backoff.failures("async") == 0  # it works again: the backoff starts over
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("receiving from or settling with async failed" in e for e in errors)
     assert any(f"{failing}: connection refused" in e for e in errors)
