@@ -7,7 +7,10 @@ Serializers are published in the ``messenger.serializers`` entry-point group as 
 - resolve the message class only through the :class:`MessageTypeRegistry`, never by importing
   a name found in a header;
 - raise :class:`~messenger_core.errors.MessageDecodingError` for input they cannot decode (a
-  receiver turns that into an :class:`~messenger_core.transport.UndecodableMessage`);
+  receiver turns that into an :class:`~messenger_core.transport.UndecodableMessage`; so does
+  :func:`decode_or_quarantine` with any other exception, as a last resort);
+- refuse on input what they could not encode again, so that a message that was read can
+  always be retried or parked;
 - encode an :class:`~messenger_core.transport.UndecodableMessage` back to its original body
   and headers (plus the envelope's stamps), so a parked message keeps its raw form.
 """

@@ -4,7 +4,10 @@ Wire format (DESIGN.md section 6):
 
 - **body**: the message unstructured by the converter (:func:`make_converter`; its module
   docstring lists how each Python type is written), as compact UTF-8 JSON. NaN and infinities
-  are refused, since they are not JSON.
+  are refused, since they are not JSON. On input, a number out of the range of a float
+  (``1e999``) and a ``\\uD800``-style escape of a lone surrogate are refused as well (in the
+  body and in stamp headers): such a message could be read but never written again, so it
+  could neither be retried nor parked.
 - ``type`` header: the message's registered name (:meth:`MessageTypeRegistry.name_of`).
 - ``Content-Type: application/json``. On input the header may be absent; if present it must be
   a JSON media type (``application/json``, ``…+json``), so that a message written by another
@@ -25,7 +28,9 @@ Wire format (DESIGN.md section 6):
   That header is informational: decoding ignores it.
 
 Every decoding failure raises :class:`MessageDecodingError` naming the message type and, where
-it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``).
+it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``). Nothing
+else escapes ``decode``: an unexpected exception (nesting deeper than the recursion limit, a
+header that is not a string) becomes a ``MessageDecodingError`` saying so.
 """
 
 from __future__ import annotations
