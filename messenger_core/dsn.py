@@ -62,6 +62,8 @@ class Dsn:
                 "'sqlite:///var/messenger.db' or 'redis://localhost:6379/messages'",
             )
         scheme, variant, rest = match.groups()
+        if _ambiguous_credentials(rest):
+            raise _malformed(dsn, "")
         rest, _, query = rest.partition("?")
         rest, _, _fragment = rest.partition("#")
         authority, slash, path = rest.partition("/")
@@ -153,31 +155,65 @@ def _parse_host(text: str) -> DsnHost:
     return DsnHost(unquote(host), int(port_text))
 
 
-# The password runs to the *last* '@' before the path (an unencoded '@' in it is common); it
-# stops at whitespace and quotes so that masking never spans two DSNs in one text.
-_CREDENTIALS = re.compile(r"(://[^/@:?#\s'\"]*:)([^/?#\s'\"]*)(@)")
+_AUTHORITY_END = re.compile(r"[/?#]")
+_DSN_IN_TEXT = re.compile(r"://(\S*)")
+
+
+def _ambiguous_credentials(rest: str) -> bool:
+    """Whether ``rest`` (what follows ``scheme://``) has an '@' after its authority ends.
+
+    The authority (``user:password@host``) ends at the first '/', '?' or '#'; an '@' after it
+    usually means a password holding one of those characters unencoded. Where the password
+    ends cannot be known then, so such a DSN is refused rather than split at a guess.
+    """
+    if rest.startswith("/"):  # no authority (``sqlite:///path``): an '@' is part of the path
+        return False
+    if "@" in rest and any(c.isspace() for c in rest.strip()):
+        return True  # whitespace ends a DSN in logs: a password holding some could show
+    end = _AUTHORITY_END.search(rest)
+    return end is not None and "@" in rest[end.start() :]
+
+
+def _mask_authority(match: re.Match[str]) -> str:
+    token = match.group(1)
+    if token.startswith("/") or "@" not in token:
+        return match.group(0)
+    credentials, _, after = token.rpartition("@")
+    user, colon, _ = credentials.partition(":")
+    if any(c in user for c in "@/?#") or (not colon and any(c in credentials for c in "/?#")):
+        return f"://{_MASK}@{after}"  # cannot tell the user from the password: hide both
+    if not colon:
+        return match.group(0)  # a user name alone
+    return f"://{user}:{_MASK}@{after}"
 
 
 def mask_dsn(text: str) -> str:
-    """``text`` with any DSN password replaced by ``***`` (for logs and errors)."""
-    return _CREDENTIALS.sub(lambda m: m.group(1) + _MASK + m.group(3), text)
+    """``text`` with any DSN password replaced by ``***`` (for logs and errors).
+
+    A DSN runs to the next whitespace; its password runs to its *last* '@' (an unencoded '@',
+    '/', '?', '#' or quote in a password is common). Where the user name cannot be told apart
+    from the password, both are hidden. (A password holding whitespace must be
+    percent-encoded: :meth:`Dsn.parse` refuses it unencoded.)
+    """
+    return _DSN_IN_TEXT.sub(_mask_authority, text)
 
 
 def _malformed(dsn: str, detail: str) -> ConfigurationError:
     """The error for a DSN that does not parse, showing nothing that may be a password.
 
-    When the credentials cannot be told apart (no ``scheme://``, or a '/', '?' or '#' before
-    the last '@', which the parser took for the end of the host), everything before that '@'
-    is hidden, and so is the detail, which would quote pieces of it.
+    When the credentials cannot be told apart (no ``scheme://``, or an '@' after the first
+    '/', '?' or '#'), everything before the last '@' is hidden, and so is the detail, which
+    would quote pieces of it.
     """
     head, sep, tail = dsn.partition("://")
     before, at, after = (tail if sep else dsn).rpartition("@")
-    if at and (not sep or any(c in before for c in "/?#")):
+    if at and (not sep or _ambiguous_credentials(tail) or any(c in before for c in "/?#")):
         shown = f"{head}{sep}***@{after}" if sep else f"***@{after}"
         if sep:
             detail = (
-                "percent-encode '/', '?', '#' and '@' in the user name and password "
-                "(the DSN has an '@' after one of them)"
+                "percent-encode '@' as %40, '/' as %2F, '?' as %3F, '#' as %23 and spaces as "
+                "%20 in the user name and password (and '@' in the path or query): an '@' after "
+                "one of them makes it impossible to tell where the password ends"
             )
         return ConfigurationError(f"malformed DSN {shown!r}: {detail}")
     return ConfigurationError(f"malformed DSN {mask_dsn(dsn)!r}: {detail}")

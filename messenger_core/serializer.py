@@ -7,7 +7,10 @@ Serializers are published in the ``messenger.serializers`` entry-point group as 
 - resolve the message class only through the :class:`MessageTypeRegistry`, never by importing
   a name found in a header;
 - raise :class:`~messenger_core.errors.MessageDecodingError` for input they cannot decode (a
-  receiver turns that into an :class:`~messenger_core.transport.UndecodableMessage`);
+  receiver turns that into an :class:`~messenger_core.transport.UndecodableMessage`; so does
+  :func:`decode_or_quarantine` with any other exception, as a last resort);
+- refuse on input what they could not encode again, so that a message that was read can
+  always be retried or parked;
 - encode an :class:`~messenger_core.transport.UndecodableMessage` back to its original body
   and headers (plus the envelope's stamps), so a parked message keeps its raw form.
 """
@@ -51,19 +54,62 @@ def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> E
     """Decode ``message``; if it cannot be decoded, wrap its raw form in ``UndecodableMessage``
     (with the stamps, if the serializer has a ``decode_stamps(message)`` method that reads them).
 
-    Receivers call this so that one bad entry never stops a worker nor gets lost.
+    Receivers call this so that one bad entry never stops a worker nor gets lost: *any*
+    exception the serializer raises (not only ``MessageDecodingError``: a ``RecursionError``
+    from absurdly nested input, an ``AttributeError`` from a header that is not a string, a bug
+    in a third-party serializer) quarantines that one message, with the reason.
     """
     try:
         return serializer.decode(message)
     except MessageDecodingError as error:
-        quarantined = UndecodableMessage(message.body, dict(message.headers), str(error))
+        reason = str(error)
+    except Exception as error:
+        # Worded as the transports' own last-resort handlers word it.
+        reason = f"the serializer failed: {type(error).__name__}: {_one_line(error)}"
+    quarantined = UndecodableMessage(
+        _raw_body(message.body), _raw_headers(message.headers), _encodable(reason)
+    )
     # Keep the stamps when the serializer can read them alone (error details, the original
     # transport...): a parked message must still say why and where from.
     stamps: list[Stamp] = []
     decode_stamps = getattr(serializer, "decode_stamps", None)
     if decode_stamps is not None:
         try:
-            stamps = decode_stamps(message)
-        except MessageDecodingError:
+            stamps = list(decode_stamps(message))
+        except Exception:
             stamps = []
     return Envelope(quarantined, stamps)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _encodable(text: str) -> str:
+    """``text`` with any character UTF-8 cannot hold (a lone surrogate) backslash-escaped."""
+    return text if text.isascii() else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _raw_body(body: object) -> bytes:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):  # a transport handing over text: keep it, as UTF-8
+        return body.encode("utf-8", "backslashreplace")
+    return repr(body).encode("utf-8", "backslashreplace")
+
+
+def _raw_headers(headers: object) -> dict[str, str]:
+    """The headers as strings that can be written again (parking must not fail on them)."""
+    try:
+        items = list(headers.items())  # type: ignore[attr-defined]
+    except Exception:
+        return {}
+    return {
+        _encodable(key if isinstance(key, str) else str(key)): _encodable(
+            value if isinstance(value, str) else str(value)
+        )
+        for key, value in items
+    }

@@ -1,9 +1,11 @@
 """The worker: receives messages from transports, dispatches them, and settles each one.
 
 A message leaves its transport only once it was handled (ack), re-sent for retry, or stored
-in the failure transport (reject). If storing the retry copy or the failure copy fails, the
-original is left alone (it comes back when its reservation expires) and the worker backs off:
-nothing is dropped.
+in the failure transport (reject); :mod:`messenger_core.failure_policy` says which. If storing
+the retry copy or the failure copy fails, the original is left alone (it comes back when its
+reservation expires) and only its receiver pauses for a while: nothing is dropped, and the
+other transports are still served. A receiver whose ``get()``, ``ack()`` or ``reject()``
+raises pauses the same way; the worker never dies of it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -27,43 +28,37 @@ from messenger_core.errors import (
     ConfigurationError,
     HandlerFailedError,
     MessageDecodingError,
-    RecoverableMessageError,
 )
-from messenger_core.retry import (
-    RetryStrategy,
-    find_error,
-    is_unrecoverable,
-    retry_count_of,
-    retry_strategy_from_config,
+from messenger_core.failure_policy import (
+    HISTORY,
+    Backoff,
+    failure_copy,
+    is_encoding_error,
+    quarantined_copy,
+    retry_copy,
+    should_retry,
 )
-from messenger_core.stamps import (
-    BusNameStamp,
-    ConsumedByWorkerStamp,
-    DelayStamp,
-    ErrorDetailsStamp,
-    HandledByStamp,
-    HandledStamp,
-    NonSendableStamp,
-    ReceivedStamp,
-    RedeliveryStamp,
-    SentToFailureTransportStamp,
-    Stamp,
-)
+from messenger_core.retry import RetryStrategy, retry_count_of, retry_strategy_from_config
+from messenger_core.stamps import BusNameStamp, ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
 
-__all__ = ["Worker", "WorkerInterrupted", "WorkerLimits", "WorkerStats", "parse_memory_limit"]
+__all__ = [
+    "HISTORY",
+    "Worker",
+    "WorkerInterrupted",
+    "WorkerLimits",
+    "WorkerStats",
+    "parse_memory_limit",
+]
 
 logger = logging.getLogger("messenger.worker")
 
-HISTORY = 3
-"""Retries keep this many ``RedeliveryStamp`` / ``ErrorDetailsStamp`` of the past attempts:
-header sizes are limited on most brokers."""
-
-_MAX_BACKOFF = 30.0
+_SLEEP_SLICE = 0.05
+"""Seconds the worker sleeps at a time while idle or paused, so that a stop is seen at once."""
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
@@ -155,7 +150,10 @@ class Worker:
             # failure (where it would stop the worker with the message still reserved).
             self._strategy(name)
         self._stopping = False
-        self._backoff = 0.0
+        self.backoff = Backoff()
+        """How long a receiver pauses after its store or its broker failed (per receiver)."""
+        self._paused: dict[str, float] = {}  # receiver name -> monotonic time it resumes
+        self._unreachable: set[str] = set()  # receivers whose get/ack/reject raised last time
         self._received_stamps = {
             name: (ReceivedStamp(transport_name=name), ConsumedByWorkerStamp())
             for name in self.transport_names
@@ -208,8 +206,8 @@ class Worker:
                     break
                 hooks.worker_idle(self)
                 self._check_limits(limits)
-                if not self._stopping and not self._receivers_wait():
-                    time.sleep(sleep)
+                if not self._stopping and (self._paused or not self._receivers_wait()):
+                    self._idle(sleep)
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
             logger.warning("worker interrupted; the current message was not acknowledged")
@@ -259,24 +257,65 @@ class Worker:
 
     def _consume_once(self, limits: WorkerLimits) -> bool:
         """One pass over the receivers; True if a message was received."""
+        paused = self._paused
         for name, receiver in self.receivers:
-            envelopes: Iterable[Envelope] = (
-                receiver.get_from_queues(self.queues)  # type: ignore[attr-defined]
-                if self.queues
-                else receiver.get()
-            )
+            if paused and name in paused:
+                if time.monotonic() < paused[name]:
+                    continue
+                del paused[name]
             received = False
-            for envelope in envelopes:
-                received = True
-                self.handle(envelope, name, receiver)
-                self._check_limits(limits)
-                if self.on_message is not None:
-                    self.on_message(self)
-                if self._stopping:
-                    return True
+            try:
+                envelopes: Iterable[Envelope] = (
+                    receiver.get_from_queues(self.queues)  # type: ignore[attr-defined]
+                    if self.queues
+                    else receiver.get()
+                )
+                for envelope in envelopes:
+                    received = True
+                    self.handle(envelope, name, receiver)
+                    self._check_limits(limits)
+                    if self.on_message is not None:
+                        self.on_message(self)
+                    if self._stopping:
+                        return True
+            except Exception as error:
+                # The transport could not receive or settle (its broker is down, and it did not
+                # reconnect by itself): unsettled messages come back; serve the others meanwhile.
+                self._pause(name, f"receiving from or settling with {name} failed", error)
+                self._unreachable.add(name)
+                continue
             if received:
+                if self._unreachable and name in self._unreachable and name not in paused:
+                    # A message was received and settled: the next outage backs off afresh.
+                    self._unreachable.discard(name)
+                    self.backoff.reset(name)
+                    logger.info("%s works again", name)
                 return True
         return False
+
+    def _pause(self, name: str, what: str, error: BaseException) -> None:
+        """Skip receiver ``name`` for its next backoff interval: ``what`` failed with ``error``."""
+        delay = self.backoff.next_delay(name)
+        self._paused[name] = time.monotonic() + delay
+        logger.error(
+            "%s (%s: %s); %s pauses for %.1fs, other transports are still served",
+            what,
+            type(error).__name__,
+            error,
+            name,
+            delay,
+        )
+
+    def _idle(self, sleep: float) -> None:
+        """Sleep ``sleep`` seconds (less if a paused receiver resumes sooner), seeing a stop."""
+        deadline = time.monotonic() + sleep
+        if self._paused:
+            deadline = min(deadline, *self._paused.values())
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(_SLEEP_SLICE, remaining))
 
     def _check_limits(self, limits: WorkerLimits) -> None:
         stats = self.stats
@@ -315,7 +354,6 @@ class Worker:
                 keepalive.clear()
         receiver.ack(envelope)
         self.stats.handled += 1
-        self._backoff = 0.0
         if self._announce_each_message:
             hooks.message_handled(handled, transport_name)
 
@@ -333,56 +371,58 @@ class Worker:
         error: BaseException,
         failed: Envelope,
     ) -> None:
-        """Retry the message, or park it in the failure transport; then reject the original."""
+        """Retry the message, or park it in the failure transport; then reject the original.
+
+        The policy is :mod:`messenger_core.failure_policy`'s, step by step.
+        """
         self.stats.failed += 1
         hooks = self.messenger.hooks
-        retry = self._should_retry(transport_name, failed, error)
+        retry = should_retry(self._strategy(transport_name), failed, error)
         hooks.message_failed(failed, transport_name, error, retry)
         try:
-            if retry:
-                copy = self._retry_copy(transport_name, failed, error)
-                self.messenger.get_transport(transport_name).send(copy)
-                self.stats.retried += 1
-                hooks.message_retried(copy, transport_name, retry_count_of(copy))
-                logger.warning(
-                    "%s from %s failed, retry %d: %s",
-                    _describe(envelope),
-                    transport_name,
-                    retry_count_of(copy),
-                    error,
-                )
-            else:
-                self._park(transport_name, failed, error)
+            try:
+                if retry:
+                    self._send_retry(envelope, transport_name, failed, error)
+                else:
+                    self._park(transport_name, failed, error)
+            except Exception as storing_error:
+                if not is_encoding_error(storing_error):
+                    raise
+                # It cannot be written (retrying cannot change that): park its raw form.
+                self._park(transport_name, failed, error, encoding_error=storing_error)
         except Exception as storing_error:
-            # Leave the original reserved: it comes back later. Never drop it.
-            self._backoff = min(_MAX_BACKOFF, max(1.0, self._backoff * 2))
-            logger.error(
-                "%s from %s failed (%s) and could not be %s: %s; it stays on %s and comes "
-                "back later; backing off %.0fs",
-                _describe(envelope),
+            # The store is down. Leave the original unsettled: it comes back later; never
+            # drop it. Only this receiver waits; the others are still served.
+            self._pause(
                 transport_name,
-                error,
-                "re-sent for retry" if retry else "stored in the failure transport",
+                f"{_describe(envelope)} from {transport_name} failed ({error}) and could not be "
+                f"{'re-sent for retry' if retry else 'stored in the failure transport'}; it "
+                "stays unsettled and comes back later",
                 storing_error,
-                transport_name,
-                self._backoff,
             )
             # A receiver that can take the message back (Redis: its consumer's pending list)
             # delivers it again once storing works, instead of after its redeliver_timeout.
             release = getattr(receiver, "release", None)
             if release is not None:
                 release(envelope)
-            time.sleep(self._backoff)
             return
-        self._backoff = 0.0  # storing works again: the next outage backs off from 1 s
+        self.backoff.reset(transport_name)
         receiver.reject(envelope)
 
-    def _should_retry(self, transport_name: str, envelope: Envelope, error: BaseException) -> bool:
-        if isinstance(error, MessageDecodingError) or is_unrecoverable(error):
-            return False
-        if find_error(error, RecoverableMessageError) is not None:
-            return True
-        return self._strategy(transport_name).is_retryable(envelope, error)
+    def _send_retry(
+        self, envelope: Envelope, transport_name: str, failed: Envelope, error: BaseException
+    ) -> None:
+        copy = retry_copy(self._strategy(transport_name), failed, error)
+        self.messenger.get_transport(transport_name).send(copy)
+        self.stats.retried += 1
+        self.messenger.hooks.message_retried(copy, transport_name, retry_count_of(copy))
+        logger.warning(
+            "%s from %s failed, retry %d: %s",
+            _describe(envelope),
+            transport_name,
+            retry_count_of(copy),
+            error,
+        )
 
     def _strategy(self, transport_name: str) -> RetryStrategy:
         strategy = self._retry.get(transport_name)
@@ -394,22 +434,14 @@ class Worker:
             self._retry[transport_name] = strategy
         return strategy
 
-    def _retry_copy(
-        self, transport_name: str, envelope: Envelope, error: BaseException
-    ) -> Envelope:
-        delay = self._strategy(transport_name).waiting_time_ms(envelope, error)
-        handled = tuple(
-            HandledByStamp(handler_name=s.handler_name) for s in envelope.all(HandledStamp)
-        )
-        return _with_history(
-            _sendable(envelope).without_all(DelayStamp),
-            DelayStamp(delay_ms=delay),
-            RedeliveryStamp(retry_count=retry_count_of(envelope) + 1, redelivered_at=_now()),
-            ErrorDetailsStamp.from_exception(error),
-            *handled,
-        )
-
-    def _park(self, transport_name: str, envelope: Envelope, error: BaseException) -> None:
+    def _park(
+        self,
+        transport_name: str,
+        envelope: Envelope,
+        error: BaseException,
+        *,
+        encoding_error: BaseException | None = None,
+    ) -> None:
         failure_name = self.failure_transport_for(transport_name)
         if failure_name is None:
             logger.error(
@@ -420,16 +452,19 @@ class Worker:
                 error,
             )
             return
-        copy = _sendable(envelope).without_all(DelayStamp)
-        if copy.last(SentToFailureTransportStamp) is None:
-            copy = copy.with_(SentToFailureTransportStamp(original_receiver_name=transport_name))
-        copy = _with_history(copy, ErrorDetailsStamp.from_exception(error))
+        if encoding_error is None:
+            copy = failure_copy(envelope, transport_name, error)
+        else:
+            copy = quarantined_copy(envelope, transport_name, error, encoding_error)
         self.messenger.get_transport(failure_name).send(copy)
         logger.error(
-            "%s from %s failed for good and was stored in failure transport %s: %s",
+            "%s from %s failed for good and was stored in failure transport %s%s: %s",
             _describe(envelope),
             transport_name,
             failure_name,
+            ""
+            if encoding_error is None
+            else f" in its raw form, since it cannot be encoded again ({encoding_error})",
             error,
         )
 
@@ -504,30 +539,11 @@ class _Keepalive:
 _DEFAULT_RETRY = RetryStrategyConfig()
 
 
-def _sendable(envelope: Envelope) -> Envelope:
-    return envelope.without_stamps_of(NonSendableStamp)
-
-
-def _with_history(envelope: Envelope, *stamps: Stamp) -> Envelope:
-    """Add ``stamps``, keeping only the newest ``HISTORY`` redelivery and error stamps."""
-    envelope = envelope.with_(*stamps)
-    for kind in (RedeliveryStamp, ErrorDetailsStamp):
-        kept = envelope.all(kind)
-        if len(kept) > HISTORY:
-            drop = set(map(id, kept[:-HISTORY]))
-            envelope = Envelope(envelope.message, [s for s in envelope.stamps if id(s) not in drop])
-    return envelope
-
-
 def _describe(envelope: Envelope) -> str:
     message = envelope.message
     if isinstance(message, UndecodableMessage):
         return f"undecodable message ({message.headers.get('type', 'no type header')})"
     return type(message).__qualname__
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _peak_memory() -> int:

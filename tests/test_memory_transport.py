@@ -26,6 +26,7 @@ from messenger_core.stamps import (
 )
 from messenger_core.transport import Transport, UndecodableMessage
 from messenger_core.transports.memory import (
+    DEFAULT_HISTORY_SIZE,
     DEFAULT_REDELIVER_TIMEOUT,
     MemoryQueue,
     MemoryTransport,
@@ -403,3 +404,53 @@ def test_another_scheme_is_a_configuration_error(serializer: JsonSerializer) -> 
 def test_the_constructor_refuses_a_non_positive_timeout(serializer: JsonSerializer) -> None:
     with pytest.raises(ConfigurationError, match="redeliver_timeout"):
         MemoryTransport(serializer, redeliver_timeout=0)
+
+
+# -- bounded records (issue 9) -------------------------------------------------------------------
+
+
+def _send_and_settle(transport: MemoryTransport, count: int) -> None:
+    for number in range(count):
+        transport.send(Envelope(OrderPlaced(number)))
+        [received] = transport.get()
+        (transport.ack if number % 2 else transport.reject)(received)
+
+
+def test_the_records_keep_the_latest_history_size_envelopes(serializer: JsonSerializer) -> None:
+    transport = create(serializer, "memory://?history_size=5")
+
+    _send_and_settle(transport, 103)
+
+    assert [e.message.order_id for e in transport.sent] == [98, 99, 100, 101, 102]
+    assert [e.message.order_id for e in transport.acknowledged] == [93, 95, 97, 99, 101]
+    assert [e.message.order_id for e in transport.rejected] == [94, 96, 98, 100, 102]
+    assert transport.message_count() == 0
+
+
+def test_records_are_bounded_by_default(transport: MemoryTransport) -> None:
+    _send_and_settle(transport, DEFAULT_HISTORY_SIZE + 50)
+
+    assert len(transport.sent) == DEFAULT_HISTORY_SIZE
+    assert len(transport.acknowledged) + len(transport.rejected) <= 2 * DEFAULT_HISTORY_SIZE
+    assert transport.sent[-1].message == OrderPlaced(DEFAULT_HISTORY_SIZE + 49)
+
+
+def test_history_size_zero_keeps_no_records_but_every_message(
+    serializer: JsonSerializer,
+) -> None:
+    transport = create(serializer, "memory://", history_size=0)
+    for number in range(10):
+        transport.send(Envelope(OrderPlaced(number)))
+
+    assert transport.sent == []
+    assert transport.message_count() == 10  # the queue itself is never trimmed
+    [received] = transport.get()
+    transport.ack(received)
+    assert transport.acknowledged == []
+    assert transport.message_count() == 9
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
+def test_a_bad_history_size_is_a_clear_error(serializer: JsonSerializer, value: str) -> None:
+    with pytest.raises(ConfigurationError, match="history_size"):
+        create(serializer, f"memory://?history_size={value}")

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from messenger_core import (
 )
 from messenger_core.config import RetryStrategyConfig
 from messenger_core.dsn import Dsn
+from messenger_core.failure_policy import Backoff
 from messenger_core.message_types import type_name_of
 from messenger_core.retry import (
     MultiplierRetryStrategy,
@@ -658,31 +658,31 @@ class BrokenTransportFactory:
         return BrokenTransport(serializer)
 
 
+class RecordingBackoff(Backoff):
+    """A short back-off without jitter that records each pause it hands out."""
+
+    def __init__(self, recorded: list[float]) -> None:
+        super().__init__(initial=0.001, maximum=1.0, jitter=0.0)
+        self.recorded = recorded
+
+    def next_delay(self, key: Hashable) -> float:
+        delay = super().next_delay(key)
+        self.recorded.append(delay)
+        return delay
+
+
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Record the worker's sleeps and cut them short (a back-off lasts a second or more)."""
+def pauses(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The pauses of every worker's receivers (in units of 1 ms: a real back-off is longer)."""
     import messenger_core.worker as worker_module  # noqa: PLC0415
 
     recorded: list[float] = []
-    real_time = time
-
-    class FakeTime:
-        """The ``time`` module as the worker sees it, with a recording ``sleep``."""
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(real_time, name)
-
-        @staticmethod
-        def sleep(seconds: float) -> None:
-            recorded.append(seconds)
-            real_time.sleep(min(seconds, 0.005))
-
-    monkeypatch.setattr(worker_module, "time", FakeTime())
+    monkeypatch.setattr(worker_module, "Backoff", lambda: RecordingBackoff(recorded))
     return recorded
 
 
 def test_when_the_failure_transport_fails_the_message_stays_and_the_worker_backs_off(
-    sleeps: list[float], caplog: pytest.LogCaptureFixture
+    pauses: list[float], caplog: pytest.LogCaptureFixture
 ) -> None:
     messenger = make_messenger(
         {
@@ -714,7 +714,7 @@ def test_when_the_failure_transport_fails_the_message_stays_and_the_worker_backs
     assert async_.acknowledged == []
     assert async_.rejected == []
     assert async_.message_count() == 1
-    assert [s for s in sleeps if s >= 1] == [1.0, 2.0]  # doubling back-off
+    assert [round(p * 1000) for p in pauses] == [1, 2]  # doubling back-off
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 2
     assert "could not be stored in the failure transport" in errors[0]
@@ -729,7 +729,7 @@ def test_when_the_failure_transport_fails_the_message_stays_and_the_worker_backs
     assert [e.message for e in failed.sent] == [PlaceOrder(1)]
 
 
-def test_when_the_retry_copy_cannot_be_sent_the_original_stays(sleeps: list[float]) -> None:
+def test_when_the_retry_copy_cannot_be_sent_the_original_stays(pauses: list[float]) -> None:
     messenger = make_messenger(
         {"async": {"dsn": "broken://", "retry_strategy": FAST_RETRY}, "failed": "memory://"},
         transports={"broken": BrokenTransportFactory()},
@@ -746,11 +746,11 @@ def test_when_the_retry_copy_cannot_be_sent_the_original_stays(sleeps: list[floa
     assert async_.rejected == []
     assert async_.acknowledged == []
     assert async_.message_count() == 1
-    assert [s for s in sleeps if s >= 1] == [1.0]
+    assert [round(p * 1000) for p in pauses] == [1]
 
 
 def test_the_back_off_starts_again_after_the_failure_transport_recovered(
-    sleeps: list[float],
+    pauses: list[float],
 ) -> None:
     messenger = make_messenger(
         {
@@ -771,14 +771,14 @@ def test_the_back_off_starts_again_after_the_failure_transport_recovered(
         worker.run(failure_limit=count, sleep=0.001, handle_signals=False, time_limit=30)
 
     messenger.bus.dispatch(PlaceOrder(1))
-    run_until_failures(2)  # two failed attempts to park it: 1 s, then 2 s
+    run_until_failures(2)  # two failed attempts to park it: 1 ms, then 2 ms
     failed.broken = False
     run_until_failures(1)  # parked
     failed.broken = True
     messenger.bus.dispatch(PlaceOrder(2))
-    run_until_failures(1)  # storing fails again: the back-off starts from 1 s
+    run_until_failures(1)  # storing fails again: the back-off starts from 1 ms
 
-    assert [s for s in sleeps if s >= 1] == [1.0, 2.0, 1.0]
+    assert [round(p * 1000) for p in pauses] == [1, 2, 1]
 
 
 # -- messages that cannot be decoded -------------------------------------------------------

@@ -4,7 +4,10 @@ Wire format (DESIGN.md section 6):
 
 - **body**: the message unstructured by the converter (:func:`make_converter`; its module
   docstring lists how each Python type is written), as compact UTF-8 JSON. NaN and infinities
-  are refused, since they are not JSON.
+  are refused, since they are not JSON. On input, a number out of the range of a float
+  (``1e999``) and a ``\\uD800``-style escape of a lone surrogate are refused as well (in the
+  body and in stamp headers): such a message could be read but never written again, so it
+  could neither be retried nor parked.
 - ``type`` header: the message's registered name (:meth:`MessageTypeRegistry.name_of`).
 - ``Content-Type: application/json``. On input the header may be absent; if present it must be
   a JSON media type (``application/json``, ``…+json``), so that a message written by another
@@ -25,7 +28,9 @@ Wire format (DESIGN.md section 6):
   That header is informational: decoding ignores it.
 
 Every decoding failure raises :class:`MessageDecodingError` naming the message type and, where
-it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``).
+it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``). Nothing
+else escapes ``decode``: an unexpected exception (nesting deeper than the recursion limit, a
+header that is not a string) becomes a ``MessageDecodingError`` saying so.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import json.scanner
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -69,6 +75,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # ``1e999`` is valid JSON but reads as an infinity, which cannot be written again: refuse it
+    # here, or the message could be neither retried nor parked.
+    value = float(text)
+    if value - value != 0.0:
+        raise ValueError(f"the number {text[:40]} is out of the range of a float")
+    return value
+
+
 def _not_serializable(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
@@ -76,7 +91,10 @@ def _not_serializable(value: Any) -> Any:
 _encoder = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 )
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+# A JSON ``\\uXXXX`` escape of a surrogate: the only way a decoded string can hold a lone
+# surrogate (UTF-8 input cannot), which could not be encoded as UTF-8 again.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 # The C encoder and scanner, made once: ``JSONEncoder.encode`` builds a new C encoder on every
@@ -126,6 +144,37 @@ def _loads(text: str) -> Any:
             if end == len(text):
                 return value
     return _decoder.decode(text)
+
+
+def _check_encodable(text: str, value: Any, *, from_utf8: bool = True) -> None:
+    """Raise ``ValueError`` if ``value`` (decoded from ``text``) holds a lone surrogate.
+
+    Such a string cannot be written as UTF-8 again: the message could not be re-sent for a
+    retry nor parked, so it is refused when it is read. Cheap unless ``text`` has a
+    surrogate escape. Text that was not decoded from UTF-8 (a header) may also hold one raw.
+    """
+    if not from_utf8:
+        _check_text(text)
+    if _SURROGATE_ESCAPE.search(text) is None:
+        return
+    try:
+        _dumps(value).encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            "it holds a lone surrogate (a \\uD800-\\uDFFF escape that is not part of a pair), "
+            "which cannot be written as UTF-8"
+        ) from None
+
+
+def _check_text(text: str) -> None:
+    """Raise ``ValueError`` if ``text`` holds a lone surrogate (it cannot be UTF-8)."""
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError(
+                "it holds a lone surrogate character, which cannot be written as UTF-8"
+            ) from None
 
 
 _Unstructure = Callable[[Any], Any]
@@ -293,7 +342,23 @@ class JsonSerializer:
     # -- decoding ---------------------------------------------------------------------------
 
     def decode(self, message: TransportMessage) -> Envelope:
-        """The envelope ``message`` was made from; raises ``MessageDecodingError``."""
+        """The envelope ``message`` was made from; raises ``MessageDecodingError``.
+
+        Whatever goes wrong while reading one message (headers that are not strings, nesting
+        deeper than the recursion limit, a hook that raised) is a ``MessageDecodingError``
+        saying so: one bad message must never stop the receiver reading it.
+        """
+        try:
+            return self._decode(message)
+        except MessageDecodingError:
+            raise
+        except Exception as error:
+            raise MessageDecodingError(
+                f"unexpected {type(error).__name__} while decoding: {_short(error)}",
+                type_name=_type_name_or_none(message),
+            ) from error
+
+    def _decode(self, message: TransportMessage) -> Envelope:
         headers = message.headers
         type_name = headers.get("type")
         if type_name is None:
@@ -321,9 +386,19 @@ class JsonSerializer:
             ) from None
         try:
             data = _loads(text)
-        except (ValueError, RecursionError) as error:
+        except ValueError as error:
             raise MessageDecodingError(
                 f"the body is not JSON ({error})", type_name=type_name
+            ) from None
+        except RecursionError:
+            raise MessageDecodingError(
+                "the body is not JSON that can be read (nested too deeply)", type_name=type_name
+            ) from None
+        try:
+            _check_encodable(text, data)
+        except (ValueError, RecursionError) as error:
+            raise MessageDecodingError(
+                f"the body cannot be accepted: {_short(error)}", type_name=type_name
             ) from None
         try:
             decoded = structure(data, cls)
@@ -339,8 +414,16 @@ class JsonSerializer:
         ``decode_or_quarantine`` keeps them on the ``UndecodableMessage`` envelope, so that a
         parked message still shows its error details and original transport.
         """
-        type_name = _header_ignoring_case(message.headers, "type") or "(no type header)"
-        return self._decode_stamps(message.headers, type_name)
+        type_name = _type_name_or_none(message) or "(no type header)"
+        try:
+            return self._decode_stamps(message.headers, type_name)
+        except MessageDecodingError:
+            raise
+        except Exception as error:
+            raise MessageDecodingError(
+                f"unexpected {type(error).__name__} while decoding the stamps: {_short(error)}",
+                type_name=type_name,
+            ) from error
 
     def _message_decoder(self, cls: type[Any], type_name: str) -> _Structure:
         try:
@@ -365,6 +448,15 @@ class JsonSerializer:
                     continue
                 entry = self._stamp_header(header, type_name)
                 if entry is None:
+                    try:
+                        _check_text(header)
+                        _check_text(value)  # written back verbatim: it must be encodable
+                    except ValueError as error:
+                        raise MessageDecodingError(
+                            f"the stamp header cannot be accepted: {error}",
+                            type_name=type_name,
+                            field=header.encode(errors="backslashreplace").decode(),
+                        ) from None
                     if unknown is None:
                         unknown = {}
                     unknown[header] = value
@@ -403,9 +495,23 @@ class JsonSerializer:
         assert structure is not None
         try:
             items = _loads(value)
-        except (ValueError, TypeError, RecursionError) as error:
+        except (ValueError, TypeError) as error:
             raise MessageDecodingError(
                 f"the stamp header is not JSON ({error})", type_name=type_name, field=header
+            ) from None
+        except RecursionError:
+            raise MessageDecodingError(
+                "the stamp header is not JSON that can be read (nested too deeply)",
+                type_name=type_name,
+                field=header,
+            ) from None
+        try:
+            _check_encodable(value, items, from_utf8=False)
+        except (ValueError, RecursionError) as error:
+            raise MessageDecodingError(
+                f"the stamp header cannot be accepted: {_short(error)}",
+                type_name=type_name,
+                field=header,
             ) from None
         if items.__class__ is not list:
             raise MessageDecodingError(
@@ -457,6 +563,21 @@ def _is_hashable(value: object) -> bool:
     except TypeError:
         return False
     return True
+
+
+def _short(error: BaseException) -> str:
+    """The message of ``error`` on one line, at most a few hundred characters."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _type_name_or_none(message: TransportMessage) -> str | None:
+    """The ``type`` header of ``message`` if it is a string (for error messages)."""
+    try:
+        name = _header_ignoring_case(message.headers, "type")
+    except Exception:
+        return None
+    return name if isinstance(name, str) else None
 
 
 def _header_ignoring_case(headers: Mapping[str, str], name: str) -> str | None:

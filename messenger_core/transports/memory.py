@@ -3,7 +3,10 @@
 It is meant for tests and for development: nothing survives the process, but everything else
 behaves like a real transport (delays, reservations, redelivery of abandoned messages, several
 consumers). Tests can look at what went through it: :attr:`MemoryTransport.sent`,
-:attr:`~MemoryTransport.acknowledged`, :attr:`~MemoryTransport.rejected`.
+:attr:`~MemoryTransport.acknowledged`, :attr:`~MemoryTransport.rejected`. These records keep the
+latest ``history_size`` envelopes each (10,000 by default), so that a long-running process
+using ``memory://`` does not grow without bound; the messages still in the queue are never
+dropped.
 
 Options (DSN query or configuration):
 
@@ -15,6 +18,9 @@ Options (DSN query or configuration):
 ``redeliver_timeout`` (seconds, default ``3600``)
     A message received but neither acknowledged nor rejected for that long is delivered again
     (its consumer is presumed dead).
+``history_size`` (integer, default ``10000``)
+    How many envelopes each of the records ``sent``, ``acknowledged`` and ``rejected`` keeps
+    (the oldest are forgotten first); ``0`` keeps no records at all.
 
 Every :meth:`MemoryTransportFactory.create` call makes a new, empty queue. To model several
 consumers of one queue, build :class:`MemoryTransport` objects over one :class:`MemoryQueue`.
@@ -26,6 +32,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -37,15 +44,23 @@ from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer, decode_or_quarantine
 from messenger_core.stamps import DelayStamp, NonSendableStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities, TransportMessage
-from messenger_core.transport_options import parse_bool, parse_seconds, reject_unknown_options
+from messenger_core.transport_options import (
+    parse_bool,
+    parse_int,
+    parse_seconds,
+    reject_unknown_options,
+)
 
 __all__ = ["MemoryQueue", "MemoryTransport", "MemoryTransportFactory"]
 
 DEFAULT_REDELIVER_TIMEOUT = 3600.0
 """Seconds after which a received, unfinished message is delivered again."""
 
+DEFAULT_HISTORY_SIZE = 10_000
+"""Envelopes each test record (sent, acknowledged, rejected) keeps, newest last."""
+
 _SCHEMES = ("memory", "in-memory")
-_OPTIONS = ("serialize", "redeliver_timeout")
+_OPTIONS = ("serialize", "redeliver_timeout", "history_size")
 
 # What the queue keeps of a message: the envelope itself, or its encoded form.
 _Payload = Envelope | TransportMessage
@@ -69,11 +84,14 @@ class MemoryQueue:
     """The storage that one or more :class:`MemoryTransport` objects (consumers) share.
 
     Thread-safe. Messages are ordered by the time they become available, then by the order
-    they were sent. The queue also records everything sent, acknowledged and rejected, for
-    tests to inspect.
+    they were sent. The queue also records the latest ``history_size`` envelopes sent,
+    acknowledged and rejected, for tests to inspect (``0``: no records).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history_size: int = DEFAULT_HISTORY_SIZE) -> None:
+        if history_size < 0:
+            raise ConfigurationError(f"history_size must be 0 or more, got {history_size!r}")
+        self.history_size = history_size
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._entries: dict[str, _Entry] = {}  # insertion order is send order
@@ -81,9 +99,9 @@ class MemoryQueue:
         # lazily when they reach the top.
         self._ready: list[tuple[float, int, str]] = []
         self._reserved: dict[str, _Entry] = {}
-        self._sent: list[tuple[str, _Payload]] = []
-        self._acknowledged: list[Envelope] = []
-        self._rejected: list[Envelope] = []
+        self._sent: deque[tuple[str, _Payload]] = deque(maxlen=history_size)
+        self._acknowledged: deque[Envelope] = deque(maxlen=history_size)
+        self._rejected: deque[Envelope] = deque(maxlen=history_size)
 
     # -- used by MemoryTransport ---------------------------------------------------------------
     def _put(self, items: Sequence[tuple[_Payload, float]]) -> list[str]:
@@ -167,19 +185,20 @@ class MemoryQueue:
         return None if entry is None else entry.payload
 
     def sent_payloads(self) -> list[tuple[str, _Payload]]:
-        """Ids and stored forms of every message sent since the last reset, in order."""
+        """Ids and stored forms of the messages sent since the last reset, in order (the
+        latest ``history_size``)."""
         with self._lock:
             return list(self._sent)
 
     @property
     def acknowledged(self) -> list[Envelope]:
-        """Envelopes acknowledged since the last reset, in order."""
+        """Envelopes acknowledged since the last reset, in order (the latest ``history_size``)."""
         with self._lock:
             return list(self._acknowledged)
 
     @property
     def rejected(self) -> list[Envelope]:
-        """Envelopes rejected since the last reset, in order."""
+        """Envelopes rejected since the last reset, in order (the latest ``history_size``)."""
         with self._lock:
             return list(self._rejected)
 
@@ -204,7 +223,8 @@ class MemoryQueue:
 
 
 class MemoryTransport:
-    """A transport over a :class:`MemoryQueue` (a new one unless ``queue`` is given).
+    """A transport over a :class:`MemoryQueue` (a new one unless ``queue`` is given, keeping
+    ``history_size`` records).
 
     Each object is one consumer: the messages it receives are reserved for it until it
     acknowledges or rejects them, or until ``redeliver_timeout`` seconds pass. Closing it
@@ -230,13 +250,14 @@ class MemoryTransport:
         queue: MemoryQueue | None = None,
         serialize: bool = False,
         redeliver_timeout: float = DEFAULT_REDELIVER_TIMEOUT,
+        history_size: int = DEFAULT_HISTORY_SIZE,
     ) -> None:
         if not redeliver_timeout > 0:
             raise ConfigurationError(
                 f"redeliver_timeout must be a positive number of seconds, got {redeliver_timeout!r}"
             )
         self.serializer = serializer
-        self.queue = queue if queue is not None else MemoryQueue()
+        self.queue = queue if queue is not None else MemoryQueue(history_size)
         self.serialize = serialize
         self.redeliver_timeout = float(redeliver_timeout)
         # Identifies this consumer's reservations; the transport object itself would do, but
@@ -304,7 +325,8 @@ class MemoryTransport:
     # -- inspection for tests ------------------------------------------------------------------
     @property
     def sent(self) -> list[Envelope]:
-        """Every envelope sent to the queue since the last reset, in order, as it was stored.
+        """The envelopes sent to the queue since the last reset (the latest ``history_size``),
+        in order, as they were stored.
 
         That is, as a receiver gets it: with its :class:`TransportMessageIdStamp`, without
         non-sendable stamps and, with ``serialize``, decoded from its encoded form.
@@ -313,12 +335,14 @@ class MemoryTransport:
 
     @property
     def acknowledged(self) -> list[Envelope]:
-        """The envelopes acknowledged on the queue since the last reset, in order."""
+        """The envelopes acknowledged on the queue since the last reset, in order (the latest
+        ``history_size``)."""
         return self.queue.acknowledged
 
     @property
     def rejected(self) -> list[Envelope]:
-        """The envelopes rejected on the queue since the last reset, in order."""
+        """The envelopes rejected on the queue since the last reset, in order (the latest
+        ``history_size``)."""
         return self.queue.rejected
 
     def reset(self) -> None:
@@ -369,6 +393,9 @@ class MemoryTransportFactory:
             serialize=parse_bool("serialize", merged.get("serialize", False)),
             redeliver_timeout=parse_seconds(
                 "redeliver_timeout", merged.get("redeliver_timeout", DEFAULT_REDELIVER_TIMEOUT)
+            ),
+            history_size=parse_int(
+                "history_size", merged.get("history_size", DEFAULT_HISTORY_SIZE), minimum=0
             ),
         )
 
