@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from messenger_core.envelope import Envelope
 
 __all__ = [
+    "BrokerUnreachableError",
     "ConfigurationError",
     "DelayedMessageHandlingError",
     "HandlerFailedError",
@@ -35,6 +36,16 @@ class ConfigurationError(MessengerError):
 
 class TransportError(MessengerError):
     """A transport could not do what it was asked (broker down, connection lost...)."""
+
+
+class BrokerUnreachableError(TransportError):
+    """A transport never reached its broker within its reconnect budget.
+
+    Its message says what was tried, for how long, and what to check. A receiver raises it from
+    ``get()`` only when it never reached its broker (a start-up error: the broker is not there,
+    or the DSN is wrong), and a worker stops on it; an outage after the receiver worked is
+    waited out (``get()`` returns nothing meanwhile).
+    """
 
 
 class MessageDecodingError(MessengerError):

@@ -25,6 +25,7 @@ from messenger_core.bus import MessageBus
 from messenger_core.config import RetryStrategyConfig
 from messenger_core.envelope import Envelope
 from messenger_core.errors import (
+    BrokerUnreachableError,
     ConfigurationError,
     HandlerFailedError,
     MessageDecodingError,
@@ -279,6 +280,10 @@ class Worker:
                     if self._stopping:
                         return True
             except Exception as error:
+                if isinstance(error, BrokerUnreachableError) and not received:
+                    # get() found the broker never there (transports wait out later outages
+                    # themselves): a start-up error to show, not to wait out.
+                    raise
                 # The transport could not receive or settle (its broker is down, and it did not
                 # reconnect by itself): unsettled messages come back; serve the others meanwhile.
                 self._pause(name, f"receiving from or settling with {name} failed", error)

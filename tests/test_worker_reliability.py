@@ -18,6 +18,7 @@ import pytest
 
 from messenger_core import Envelope, Messenger, UnrecoverableMessageError
 from messenger_core.dsn import Dsn
+from messenger_core.errors import BrokerUnreachableError
 from messenger_core.failure_policy import Backoff, is_encoding_error
 from messenger_core.serialization.json import DECODING_ERROR_HEADER
 from messenger_core.serializer import Serializer
@@ -59,6 +60,8 @@ class FlakyTransport(MemoryTransport):
     def _check(self, operation: str) -> None:
         if operation in self.fail and self.outage.down:
             raise ConnectionError(f"{operation}: connection refused")
+        if f"{operation}-unreachable" in self.fail and self.outage.down:
+            raise BrokerUnreachableError(f"{operation}: never reached the broker, tried for 3 s")
 
     def get(self) -> list[Envelope]:
         self._check("get")
@@ -370,3 +373,41 @@ def test_backoff_grows_caps_spreads_and_resets() -> None:
     delays = {spread.next_delay("k") for _ in range(50)}
     assert all(8.0 <= d <= 12.0 for d in delays)
     assert len(delays) > 1
+
+
+# -- the broker was never there ----------------------------------------------------------------
+
+
+def test_a_broker_never_reached_by_get_stops_the_worker_with_its_error() -> None:
+    # Transports raise BrokerUnreachableError from get() only when they never reached their
+    # broker: a wrong DSN or a stopped server at start-up must be shown, not waited out.
+    messenger = make_messenger(
+        {"async": "flaky://?fail=get-unreachable", "failed": "memory://"}, Outage()
+    )
+    worker = quick_worker(messenger, ["async"])
+
+    with pytest.raises(BrokerUnreachableError, match="never reached the broker"):
+        worker.run(handle_signals=False, time_limit=30, sleep=0.005)
+
+
+def test_an_unreachable_broker_while_settling_pauses_the_receiver_only() -> None:
+    outage = Outage()
+    messenger = make_messenger(
+        {"async": "flaky://?fail=ack-unreachable&redeliver_timeout=0.05", "failed": "memory://"}, outage
+    )
+    handled: list[int] = []
+    messenger.handler(lambda m: handled.append(m.id), handles=Order, name="record")
+    messenger.route(Order, "async")
+    messenger.bus.dispatch(Order(1))
+    worker = quick_worker(messenger, ["async"])
+    thread = run_in_thread(worker)
+    try:
+        wait_for(lambda: worker.backoff.failures("async") >= 1)
+        assert thread.is_alive()
+        outage.down = False
+        wait_for(lambda: messenger.get_transport("async").message_count() == 0)
+    finally:
+        worker.stop()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert set(handled) == {1}

@@ -29,7 +29,7 @@ import redis
 from redis.exceptions import ReadOnlyError
 
 from messenger_core.dsn import mask_dsn
-from messenger_core.errors import TransportError
+from messenger_core.errors import BrokerUnreachableError
 
 __all__ = ["RETRYABLE", "Backoff", "ReconnectPolicy", "RedisUnreachableError"]
 
@@ -44,7 +44,7 @@ RETRYABLE: tuple[type[Exception], ...] = (
 """Errors that mean "the connection is gone or the server is not ready": worth another try."""
 
 
-class RedisUnreachableError(TransportError):
+class RedisUnreachableError(BrokerUnreachableError):
     """Redis could not be reached within an operation's reconnect budget."""
 
 

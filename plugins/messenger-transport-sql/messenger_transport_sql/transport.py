@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import StaticPool
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import ConfigurationError, TransportError
+from messenger_core.errors import BrokerUnreachableError, ConfigurationError, TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import DelayStamp, TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities
@@ -1012,7 +1012,7 @@ class SqlTransport:
             # engine checks its connections on checkout, if it was made that way.)
             self._engine.dispose()
 
-    def _unreachable(self, action: str) -> TransportError:
+    def _unreachable(self, action: str) -> BrokerUnreachableError:
         policy = self._reconnect
         if self._backend == "sqlite":
             check = (
@@ -1024,7 +1024,7 @@ class SqlTransport:
                 "check that the database server is running and reachable at the DSN's host "
                 "and port, and that the DSN's user, password and database name are right"
             )
-        return TransportError(
+        return BrokerUnreachableError(
             f"{self!r}: cannot {action}: the database did not answer (tried for "
             f"{policy.outage_duration:.1f} s; last error: {policy.last_error}); {check}"
         )
