@@ -129,7 +129,7 @@ class SqlTransport:
         url = engine.url.render_as_string(hide_password=True)
         self._description = description if description is not None else url
         self._identity = database_identity(engine.url)
-        self._table = build_table(self._options.table_name)
+        self._table = build_table(self._options.table_name, backend=self._backend)
         self._queue = self._options.queue_name
         self._redeliver = timedelta(seconds=self._options.redeliver_timeout)
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -361,8 +361,9 @@ class SqlTransport:
         if not rows:
             return []
         reserved_at = reserved[0]
-        # RETURNING gives no order: restore the queue's (available_at, id) order.
-        ordered = sorted(rows, key=lambda row: (row[3], row[0])) if len(rows) > 1 else rows
+        # RETURNING gives no order: restore the queue's (available_at, id) order. (As text:
+        # SQLite may hold a foreign producer's number there, which no string sorts with.)
+        ordered = sorted(rows, key=lambda row: (str(row[3]), row[0])) if len(rows) > 1 else rows
         envelopes = []
         for row_id, body, headers, _ in ordered:
             self._in_hand[row_id] = reserved_at
@@ -380,15 +381,14 @@ class SqlTransport:
                 "now": dt(now),
                 "redeliver_limit": dt(now - self._redeliver),
             }
+            sql = fast.reserve
             if acks and fast.reserve_acking is not None:
                 params["ids"] = acks
-                cursor = self._raw(connection, fast.reserve_acking, params, prepare=self._prepare)
-            else:
-                if acks:
-                    self._delete(connection, acks)
-                cursor = self._raw(connection, fast.reserve, params, prepare=self._prepare)
-            rows: Sequence[Any] = cursor.fetchall()
-            return rows
+                sql = fast.reserve_acking
+            elif acks:
+                self._delete(connection, acks)
+            cursor = self._raw(connection, sql, params, prepare=self._prepare)
+            return self._fetch_all(cursor, sql)
         if acks:
             self._delete(connection, acks)
         statements = self._core
@@ -842,6 +842,27 @@ class SqlTransport:
                 dialect=dialect,
             ) from error
         return cursor
+
+    def _fetch_all(self, cursor: Any, sql: Sql) -> Sequence[Any]:
+        """The rows of ``sql`` just run on ``cursor``; driver errors as :meth:`_raw` gives them.
+
+        (SQLite runs ``UPDATE ... RETURNING`` while the rows are fetched: its errors surface
+        here, and must be retried or reported like the statement's own.)
+        """
+        try:
+            rows: Sequence[Any] = cursor.fetchall()
+        except self._dbapi_error as error:
+            dialect: Any = self._engine.dialect
+            raise sa.exc.DBAPIError.instance(
+                sql.text,
+                None,
+                error,
+                self._dbapi_error,
+                hide_parameters=True,
+                connection_invalidated=dialect.is_disconnect(error, cursor.connection, cursor),
+                dialect=dialect,
+            ) from error
+        return rows
 
     def _run(
         self,
