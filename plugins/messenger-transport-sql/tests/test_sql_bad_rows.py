@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,29 +21,13 @@ from typing import Any
 import attrs
 import pytest
 from sql_test_support import Database
+from sql_worker_support import PING, WorkerWorld
 
 pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).parent
 DEEP = "[" * 100_000 + "]" * 100_000
-PING = "bad_rows_app.Ping"
 GOOD_HEADERS = json.dumps({"type": PING, "Content-Type": "application/json"})
-
-CONFIG = """\
-[messenger]
-app = "bad_rows_app:messenger"
-failure_transport = "failed"
-
-[messenger.transports.async]
-dsn = "{dsn_async}"
-retry_strategy = {{ max_retries = 0 }}
-
-[messenger.transports.failed]
-dsn = "{dsn_failed}"
-
-[messenger.routing]
-"{ping}" = "async"
-"""
 
 
 @attrs.frozen
@@ -184,42 +165,8 @@ def _error_details(headers: dict[str, str]) -> str:
 
 
 def test_bad_rows_are_parked_and_the_worker_keeps_going(database: Database, tmp_path: Path) -> None:
-    dsn = database.dsn()
-    config = tmp_path / "messenger.toml"
-    config.write_text(
-        CONFIG.format(
-            dsn_async=attrs.evolve(dsn, options={**dsn.options, "queue_name": "async"}),
-            dsn_failed=attrs.evolve(dsn, options={**dsn.options, "queue_name": "failed"}),
-            ping=PING,
-        )
-    )
-    log = tmp_path / "handled.log"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]),
-        "MESSENGER_BAD_ROWS_CONFIG": str(config),
-        "MESSENGER_BAD_ROWS_LOG": str(log),
-        "MESSENGER_STOP_SIGNAL_FILE": str(tmp_path / "stop-workers"),
-    }
-    for name in (
-        "MESSENGER_APP",
-        "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
-        "MESSENGER_DISABLED_PLUGINS",
-    ):
-        env.pop(name, None)
-
-    def messenger(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "messenger_core", "--config", str(config), *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    setup = messenger("setup-transports")
+    world = WorkerWorld(database, tmp_path)
+    setup = world.run("setup-transports")
     assert setup.returncode == 0, setup.stderr
     bad = _bad_rows(database.backend)
     _insert_rows(
@@ -227,11 +174,11 @@ def test_bad_rows_are_parked_and_the_worker_keeps_going(database: Database, tmp_
         [(row.body, row.headers) for row in bad] + [('{"id": "good"}', GOOD_HEADERS)],
     )
 
-    worker = messenger("consume", "async", "--limit", str(len(bad) + 1), "--time-limit", "90")
+    worker = world.run("consume", "async", "--limit", str(len(bad) + 1), "--time-limit", "90")
 
     output = worker.stdout + worker.stderr
     assert worker.returncode == 0, output
-    assert log.read_text().split() == ["good"], output
+    assert world.events() == ["handled good"], output
     parked = _parked(database)
     assert len(parked) == len(bad), output
     for row, found in zip(bad, parked, strict=True):
