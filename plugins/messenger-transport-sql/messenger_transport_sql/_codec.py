@@ -5,6 +5,12 @@ Symfony's serializers store too. A body that is not valid UTF-8 or contains NUL 
 (which PostgreSQL text cannot hold), such as ciphertext, is stored base64-encoded instead, with
 the header :data:`BODY_ENCODING_HEADER` set to ``base64``; reading it back removes the header and
 restores the exact bytes. ``headers`` holds a JSON object of the string headers.
+
+Reading a row never raises, whatever the columns hold (they may have been written by anyone):
+a row that cannot be read becomes an :class:`UndecodableMessage` with its raw columns and the
+reason, which the worker parks. SQLite hands the columns over as bytes (the transport reads
+them as BLOBs, since SQLite's TEXT may hold bytes that are not UTF-8); the other databases as
+text.
 """
 
 from __future__ import annotations
@@ -73,6 +79,8 @@ def _raw_bytes(value: object) -> bytes:
         return value
     if isinstance(value, bytearray | memoryview):
         return bytes(value)
+    if value is None:  # a NULL column (the table was altered by hand)
+        return b""
     text = value if isinstance(value, str) else str(value)
     return text.encode("utf-8", "surrogatepass")
 

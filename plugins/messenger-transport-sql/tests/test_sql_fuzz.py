@@ -81,6 +81,7 @@ def _storable_again(message: UndecodableMessage) -> None:
 @example(body="not base64!", headers=json.dumps({BODY_ENCODING_HEADER: "base64"}))
 @example(body="{}", headers='{"bad": "\\ud800"}')
 @example(body="{}", headers=b'{"type": "\xff"}')
+@example(body=None, headers=None)  # NULL columns of a table altered by hand
 def test_any_row_decodes_to_an_envelope_or_an_undecodable_message(body: Any, headers: Any) -> None:
     envelope = _decode(body, headers, make_serializer())
 
