@@ -13,6 +13,11 @@ For each database and run, on fresh tables:
 4. **consume, tuned**: another worker process consumes the other half with ``fetch_size`` =
    ``--fetch-size``.
 
+A reference for the defaults: the raw driver running Symfony Messenger's Doctrine transport's
+statements (per message: a transaction selecting and locking one row and marking it
+delivered, then the acknowledgement's delete), without PHP and without decoding, so an upper
+bound of what Symfony reaches on the same machine.
+
 The same three steps run with the raw driver (sqlite3, psycopg, PyMySQL) doing the same SQL by
 hand (same table layout, same statements, same transactions) with a pre-encoded body: the
 ratio transport/raw shows what the transport adds (serialization with the JSON serializer,
@@ -159,6 +164,21 @@ class Raw:
     def consume(self, count: int, fetch_size: int) -> float:
         raise NotImplementedError
 
+    def consume_symfony(self, count: int) -> float:
+        """Symfony's Doctrine transport's statements: per message, a transaction that selects
+        (and locks) one row and marks it delivered, then a delete on acknowledgement. (No PHP,
+        no decoding, and the fast index: an upper bound of Symfony's rate.)"""
+        raise NotImplementedError
+
+    def symfony_select(self) -> str:
+        p = self.placeholder
+        return (
+            f"SELECT id, body, headers, queue_name, created_at, available_at, delivered_at "
+            f"FROM {self.table} WHERE queue_name = {p} "
+            f"AND (delivered_at IS NULL OR delivered_at < {p}) AND available_at <= {p} "
+            "ORDER BY available_at ASC LIMIT 1"
+        )
+
     def close(self) -> None:
         self.connection.close()
 
@@ -220,6 +240,23 @@ class RawSqlite(Raw):
         cursor.execute(delete, (acked,))
         return count / (time.perf_counter() - started)
 
+    def consume_symfony(self, count: int) -> float:
+        cursor, table = self.connection.cursor(), self.table
+        started = time.perf_counter()
+        for _ in range(count):
+            now = utcnow()
+            cursor.execute("BEGIN IMMEDIATE")
+            row = cursor.execute(
+                self.symfony_select(),
+                ("default", sqlite_time(now - HOUR), sqlite_time(now)),
+            ).fetchone()
+            cursor.execute(
+                f"UPDATE {table} SET delivered_at = ? WHERE id = ?", (sqlite_time(now), row[0])
+            )
+            cursor.execute("COMMIT")
+            cursor.execute(f"DELETE FROM {table} WHERE id = ?", (row[0],))
+        return count / (time.perf_counter() - started)
+
 
 class RawPostgresql(Raw):
     def connect(self, dsn: Dsn) -> Any:
@@ -272,6 +309,20 @@ class RawPostgresql(Raw):
             received += len(rows)
             acked = [row[0] for row in rows]
         connection.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (acked,))
+        return count / (time.perf_counter() - started)
+
+    def consume_symfony(self, count: int) -> float:
+        connection, table = self.connection, self.table
+        select = self.symfony_select() + " FOR UPDATE SKIP LOCKED"
+        started = time.perf_counter()
+        for _ in range(count):
+            now = utcnow()
+            with connection.transaction():
+                row = connection.execute(select, ("default", now - HOUR, now)).fetchone()
+                connection.execute(
+                    f"UPDATE {table} SET delivered_at = %s WHERE id = %s", (now, row[0])
+                )
+            connection.execute(f"DELETE FROM {table} WHERE id = %s", (row[0],))
         return count / (time.perf_counter() - started)
 
 
@@ -339,6 +390,21 @@ class RawMysql(Raw):
             connection.commit()
         return count / (time.perf_counter() - started)
 
+    def consume_symfony(self, count: int) -> float:
+        connection, table = self.connection, self.table
+        select = self.symfony_select() + " FOR UPDATE SKIP LOCKED"
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for _ in range(count):
+                now = utcnow()
+                cursor.execute(select, ("default", now - HOUR, now))
+                row = cursor.fetchone()
+                cursor.execute(f"UPDATE {table} SET delivered_at = %s WHERE id = %s", (now, row[0]))
+                connection.commit()
+                cursor.execute(f"DELETE FROM {table} WHERE id = %s", (row[0],))
+                connection.commit()
+        return count / (time.perf_counter() - started)
+
 
 RAW: dict[str, type[Raw]] = {"sqlite": RawSqlite, "postgresql": RawPostgresql, "mysql": RawMysql}
 
@@ -358,6 +424,12 @@ def consume_in_child(kind: str, dsn: str, table: str, count: int, fetch_size: in
 def child(kind: str, dsn: str, table: str, count: int, fetch_size: int) -> None:
     if kind == "transport":
         rate = transport_consume(dsn, table, count, fetch_size)
+    elif kind.startswith("symfony:"):
+        raw = RAW[kind.removeprefix("symfony:")](dsn, table)
+        try:
+            rate = raw.consume_symfony(count)
+        finally:
+            raw.close()
     else:
         raw = RAW[kind](dsn, table)
         try:
@@ -391,6 +463,7 @@ def fresh_table(dsn: str) -> Iterator[str]:
 
 DEFAULTS = "consume, default options"
 TUNED = "consume, tuned"
+SYMFONY = "consume, Symfony's statements"
 
 
 def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, float]:
@@ -410,8 +483,10 @@ def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) 
             try:
                 figures["raw send"] = raw.send(n)
                 figures["raw batch send"] = raw.send_batch(n, batch)
+                raw.send_batch(n, batch)  # for Symfony's statements
             finally:
                 raw.close()
+            figures[SYMFONY] = consume_in_child(f"symfony:{database}", dsn, table, n, 1)
             # The raw driver's "defaults": one row per receive, as the transport's default.
             figures[f"raw {DEFAULTS}"] = consume_in_child(database, dsn, table, n, 1)
             figures[f"raw {TUNED}"] = consume_in_child(database, dsn, table, n, fetch)
@@ -455,6 +530,11 @@ def report(database: str, runs: list[dict[str, float]]) -> None:
         ours, raw = median(figure), median(f"raw {figure}")
         print(f"  {figure:24} {ours:10,.0f} {raw:11,.0f} {ours / raw:6.2f}")
     print(f"  default options / tuned: {median(DEFAULTS) / median(TUNED):.2f}")
+    symfony = median(SYMFONY)
+    print(
+        f"  Symfony's Doctrine statements by hand: {symfony:,.0f} "
+        f"(default options: {median(DEFAULTS) / symfony:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
