@@ -122,7 +122,10 @@ def _parse_headers(row_id: int, column: object) -> dict[str, str]:
             name.encode("utf-8")
             item.encode("utf-8")
     except Exception as error:  # RecursionError too: any content, one clear reason
-        reason = f"the headers column of row {row_id} is not a JSON object: {_describe(error)}"
+        reason = (
+            f"the headers column of row {row_id} is not a JSON object of headers: "
+            f"{_describe(error)}"
+        )
         raise _BadRowError(reason, _raw_headers(column)) from None
     return headers
 
