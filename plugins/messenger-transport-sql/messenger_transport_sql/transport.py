@@ -13,7 +13,8 @@ the rows are deleted in one statement within the next ``get()``'s transaction (o
 the very statement that reserves the next batch), or by :meth:`SqlTransport.keepalive`,
 :meth:`SqlTransport.flush` or :meth:`SqlTransport.close`, or by an ``ack()`` that finds more
 than ``fetch_size`` pending or the oldest pending for long. A crash before the delete means a
-redelivery, never a loss. With the default ``fetch_size`` of 1, ``ack()`` deletes at once.
+redelivery, never a loss. With a ``fetch_size`` of 1 (the default is 10), ``ack()`` deletes at
+once.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A worker stopped with SIGTERM hands back the messages it fetched but did not handle.
 
-With ``fetch_size`` above 1 one receive reserves a batch of rows. A worker stopping gracefully
+With ``fetch_size`` above 1 (the default is 10) one receive reserves a batch of rows. A worker stopping gracefully
 finishes the message in hand, acknowledges it, and releases the rest of the batch: a new
 consumer gets them at once, not after ``redeliver_timeout`` (an hour by default). Real
 processes, a real SIGTERM (issue 8, point 11).
@@ -67,7 +67,7 @@ def _wait_for(
 def test_sigterm_releases_the_rest_of_a_fetched_batch_at_once(
     database: Database, tmp_path: Path
 ) -> None:
-    world = WorkerWorld(database, tmp_path, fetch_size=10)
+    world = WorkerWorld(database, tmp_path)  # the default options: a batch of 10
     producer = database.transport(_serializer(), queue_name="async")
     producer.send_batch(
         [Envelope(Slow("first"))] + [Envelope(Ping(f"p{number}")) for number in range(5)]
