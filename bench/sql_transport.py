@@ -487,8 +487,9 @@ def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) 
             finally:
                 raw.close()
             figures[SYMFONY] = consume_in_child(f"symfony:{database}", dsn, table, n, 1)
-            # The raw driver's "defaults": one row per receive, as the transport's default.
-            figures[f"raw {DEFAULTS}"] = consume_in_child(database, dsn, table, n, 1)
+            # The raw driver with the transport's default fetch size.
+            default_fetch = SqlTransportOptions().fetch_size
+            figures[f"raw {DEFAULTS}"] = consume_in_child(database, dsn, table, n, default_fetch)
             figures[f"raw {TUNED}"] = consume_in_child(database, dsn, table, n, fetch)
 
     # Alternate which goes first, so that a drift of the machine's speed favours neither.
