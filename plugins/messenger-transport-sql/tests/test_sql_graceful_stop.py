@@ -1,9 +1,9 @@
 """A worker stopped with SIGTERM hands back the messages it fetched but did not handle.
 
-With ``fetch_size`` above 1 (the default is 10) one receive reserves a batch of rows. A worker stopping gracefully
-finishes the message in hand, acknowledges it, and releases the rest of the batch: a new
-consumer gets them at once, not after ``redeliver_timeout`` (an hour by default). Real
-processes, a real SIGTERM (issue 8, point 11).
+With ``fetch_size`` above 1 (the default is 10) one receive reserves a batch of rows. A worker
+stopping gracefully finishes the message in hand, acknowledges it, and releases the rest of
+the batch: a new consumer gets them at once, not after ``redeliver_timeout`` (an hour by
+default). Real processes, a real SIGTERM (issue 8, point 11).
 """
 
 from __future__ import annotations
