@@ -7,8 +7,16 @@ For each database and run, on fresh tables:
 
 1. **send**: ``--messages`` messages sent one by one (one transaction each);
 2. **batch send**: as many again with ``send_batch``, ``--batch-size`` per call;
-3. **consume**: one worker *process* (the real ``Worker``, what ``messenger consume`` runs)
-   receives, handles and acknowledges all of them, with ``fetch_size`` = ``--fetch-size``.
+3. **consume, default options**: one worker *process* (the real ``Worker``, what ``messenger
+   consume`` runs) receives, handles and acknowledges the first half of them with the
+   transport's default options (no option given: what a user gets out of the box);
+4. **consume, tuned**: another worker process consumes the other half with ``fetch_size`` =
+   ``--fetch-size``.
+
+A reference for the defaults: the raw driver running Symfony Messenger's Doctrine transport's
+statements (per message: a transaction selecting and locking one row and marking it
+delivered, then the acknowledgement's delete), without PHP and without decoding, so an upper
+bound of what Symfony reaches on the same machine.
 
 The same three steps run with the raw driver (sqlite3, psycopg, PyMySQL) doing the same SQL by
 hand (same table layout, same statements, same transactions) with a pre-encoded body: the
@@ -37,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from _workload import OrderPlaced, envelope, serializer
-from messenger_transport_sql import SqlTransport, SqlTransportFactory
+from messenger_transport_sql import SqlTransport, SqlTransportFactory, SqlTransportOptions
 
 from messenger_core import Messenger
 from messenger_core.dsn import Dsn
@@ -93,10 +101,15 @@ def transport_send_batch(dsn: str, table: str, count: int, batch_size: int) -> f
 
 
 def transport_consume(dsn: str, table: str, count: int, fetch_size: int) -> float:
-    """The real worker (``messenger consume``'s loop) handling every message, then acking it."""
-    options: dict[str, Any] = {"fetch_size": fetch_size}
-    if dsn.startswith("postgres"):
-        options["get_notify_timeout"] = 100
+    """The real worker (``messenger consume``'s loop) handling every message, then acking it.
+
+    ``fetch_size`` 0 gives the transport no option at all (its defaults).
+    """
+    options: dict[str, Any] = {}
+    if fetch_size:
+        options["fetch_size"] = fetch_size
+        if dsn.startswith("postgres"):
+            options["get_notify_timeout"] = 100
     handled = 0
 
     def on_order_placed(message: OrderPlaced) -> None:
@@ -150,6 +163,21 @@ class Raw:
 
     def consume(self, count: int, fetch_size: int) -> float:
         raise NotImplementedError
+
+    def consume_symfony(self, count: int) -> float:
+        """Symfony's Doctrine transport's statements: per message, a transaction that selects
+        (and locks) one row and marks it delivered, then a delete on acknowledgement. (No PHP,
+        no decoding, and the fast index: an upper bound of Symfony's rate.)"""
+        raise NotImplementedError
+
+    def symfony_select(self) -> str:
+        p = self.placeholder
+        return (
+            f"SELECT id, body, headers, queue_name, created_at, available_at, delivered_at "
+            f"FROM {self.table} WHERE queue_name = {p} "
+            f"AND (delivered_at IS NULL OR delivered_at < {p}) AND available_at <= {p} "
+            "ORDER BY available_at ASC LIMIT 1"
+        )
 
     def close(self) -> None:
         self.connection.close()
@@ -212,6 +240,23 @@ class RawSqlite(Raw):
         cursor.execute(delete, (acked,))
         return count / (time.perf_counter() - started)
 
+    def consume_symfony(self, count: int) -> float:
+        cursor, table = self.connection.cursor(), self.table
+        started = time.perf_counter()
+        for _ in range(count):
+            now = utcnow()
+            cursor.execute("BEGIN IMMEDIATE")
+            row = cursor.execute(
+                self.symfony_select(),
+                ("default", sqlite_time(now - HOUR), sqlite_time(now)),
+            ).fetchone()
+            cursor.execute(
+                f"UPDATE {table} SET delivered_at = ? WHERE id = ?", (sqlite_time(now), row[0])
+            )
+            cursor.execute("COMMIT")
+            cursor.execute(f"DELETE FROM {table} WHERE id = ?", (row[0],))
+        return count / (time.perf_counter() - started)
+
 
 class RawPostgresql(Raw):
     def connect(self, dsn: Dsn) -> Any:
@@ -264,6 +309,20 @@ class RawPostgresql(Raw):
             received += len(rows)
             acked = [row[0] for row in rows]
         connection.execute(f"DELETE FROM {table} WHERE id = ANY(%s)", (acked,))
+        return count / (time.perf_counter() - started)
+
+    def consume_symfony(self, count: int) -> float:
+        connection, table = self.connection, self.table
+        select = self.symfony_select() + " FOR UPDATE SKIP LOCKED"
+        started = time.perf_counter()
+        for _ in range(count):
+            now = utcnow()
+            with connection.transaction():
+                row = connection.execute(select, ("default", now - HOUR, now)).fetchone()
+                connection.execute(
+                    f"UPDATE {table} SET delivered_at = %s WHERE id = %s", (now, row[0])
+                )
+            connection.execute(f"DELETE FROM {table} WHERE id = %s", (row[0],))
         return count / (time.perf_counter() - started)
 
 
@@ -331,6 +390,21 @@ class RawMysql(Raw):
             connection.commit()
         return count / (time.perf_counter() - started)
 
+    def consume_symfony(self, count: int) -> float:
+        connection, table = self.connection, self.table
+        select = self.symfony_select() + " FOR UPDATE SKIP LOCKED"
+        started = time.perf_counter()
+        with connection.cursor() as cursor:
+            for _ in range(count):
+                now = utcnow()
+                cursor.execute(select, ("default", now - HOUR, now))
+                row = cursor.fetchone()
+                cursor.execute(f"UPDATE {table} SET delivered_at = %s WHERE id = %s", (now, row[0]))
+                connection.commit()
+                cursor.execute(f"DELETE FROM {table} WHERE id = %s", (row[0],))
+                connection.commit()
+        return count / (time.perf_counter() - started)
+
 
 RAW: dict[str, type[Raw]] = {"sqlite": RawSqlite, "postgresql": RawPostgresql, "mysql": RawMysql}
 
@@ -350,6 +424,12 @@ def consume_in_child(kind: str, dsn: str, table: str, count: int, fetch_size: in
 def child(kind: str, dsn: str, table: str, count: int, fetch_size: int) -> None:
     if kind == "transport":
         rate = transport_consume(dsn, table, count, fetch_size)
+    elif kind.startswith("symfony:"):
+        raw = RAW[kind.removeprefix("symfony:")](dsn, table)
+        try:
+            rate = raw.consume_symfony(count)
+        finally:
+            raw.close()
     else:
         raw = RAW[kind](dsn, table)
         try:
@@ -381,6 +461,11 @@ def fresh_table(dsn: str) -> Iterator[str]:
         engine.dispose()
 
 
+DEFAULTS = "consume, default options"
+TUNED = "consume, tuned"
+SYMFONY = "consume, Symfony's statements"
+
+
 def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, float]:
     n, batch, fetch = args.messages, args.batch_size, args.fetch_size
     figures: dict[str, float] = {}
@@ -389,7 +474,8 @@ def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) 
         with fresh_table(dsn) as table:
             figures["send"] = transport_send(dsn, table, n)
             figures["batch send"] = transport_send_batch(dsn, table, n, batch)
-            figures["consume"] = consume_in_child("transport", dsn, table, 2 * n, fetch)
+            figures[DEFAULTS] = consume_in_child("transport", dsn, table, n, 0)
+            figures[TUNED] = consume_in_child("transport", dsn, table, n, fetch)
 
     def theirs() -> None:
         with fresh_table(dsn) as table:
@@ -397,9 +483,14 @@ def one_run(database: str, dsn: str, args: argparse.Namespace, raw_first: bool) 
             try:
                 figures["raw send"] = raw.send(n)
                 figures["raw batch send"] = raw.send_batch(n, batch)
+                raw.send_batch(n, batch)  # for Symfony's statements
             finally:
                 raw.close()
-            figures["raw consume"] = consume_in_child(database, dsn, table, 2 * n, fetch)
+            figures[SYMFONY] = consume_in_child(f"symfony:{database}", dsn, table, n, 1)
+            # The raw driver with the transport's default fetch size.
+            default_fetch = SqlTransportOptions().fetch_size
+            figures[f"raw {DEFAULTS}"] = consume_in_child(database, dsn, table, n, default_fetch)
+            figures[f"raw {TUNED}"] = consume_in_child(database, dsn, table, n, fetch)
 
     # Alternate which goes first, so that a drift of the machine's speed favours neither.
     for step in (theirs, ours) if raw_first else (ours, theirs):
@@ -420,8 +511,9 @@ def main(argv: list[str] | None = None) -> None:
         dsns = {**DEFAULT_DSNS, "sqlite": f"sqlite:///{Path(directory) / 'bench.db'}"}
         print(
             f"{args.messages} messages one by one, {args.messages} in batches of "
-            f"{args.batch_size}, consumed by one process with fetch_size {args.fetch_size}; "
-            f"median of {args.runs} runs, messages/s"
+            f"{args.batch_size}; half of them consumed by one process with the default "
+            f"options (fetch_size {SqlTransportOptions().fetch_size}), the other half by "
+            f"another with fetch_size {args.fetch_size}; median of {args.runs} runs, messages/s"
         )
         for database in args.databases.split(","):
             runs = [
@@ -434,10 +526,16 @@ def main(argv: list[str] | None = None) -> None:
 def report(database: str, runs: list[dict[str, float]]) -> None:
     median: Callable[[str], float] = lambda key: statistics.median(run[key] for run in runs)  # noqa: E731
     print(f"\n{database}")
-    print(f"  {'':12} {'transport':>10} {'raw driver':>11} {'ratio':>6}")
-    for figure in ("send", "batch send", "consume"):
+    print(f"  {'':24} {'transport':>10} {'raw driver':>11} {'ratio':>6}")
+    for figure in ("send", "batch send", DEFAULTS, TUNED):
         ours, raw = median(figure), median(f"raw {figure}")
-        print(f"  {figure:12} {ours:10,.0f} {raw:11,.0f} {ours / raw:6.2f}")
+        print(f"  {figure:24} {ours:10,.0f} {raw:11,.0f} {ours / raw:6.2f}")
+    print(f"  default options / tuned: {median(DEFAULTS) / median(TUNED):.2f}")
+    symfony = median(SYMFONY)
+    print(
+        f"  Symfony's Doctrine statements by hand: {symfony:,.0f} "
+        f"(default options: {median(DEFAULTS) / symfony:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

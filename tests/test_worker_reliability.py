@@ -393,7 +393,8 @@ def test_a_broker_never_reached_by_get_stops_the_worker_with_its_error() -> None
 def test_an_unreachable_broker_while_settling_pauses_the_receiver_only() -> None:
     outage = Outage()
     messenger = make_messenger(
-        {"async": "flaky://?fail=ack-unreachable&redeliver_timeout=0.05", "failed": "memory://"}, outage
+        {"async": "flaky://?fail=ack-unreachable&redeliver_timeout=0.05", "failed": "memory://"},
+        outage,
     )
     handled: list[int] = []
     messenger.handler(lambda m: handled.append(m.id), handles=Order, name="record")

@@ -19,7 +19,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 
 __all__ = ["FastSql", "Sql", "Statements", "build_fast_sql", "build_statements"]
 
@@ -65,7 +64,7 @@ def build_statements(
     waiting = sa.and_(c.queue_name == queue, not_reserved)
     fifo = (c.available_at, c.id)
     by_ids = _by_ids(table, dialect)
-    columns = _reserved_columns(table)
+    columns = _reserved_columns(table, dialect)
     limit = _literal_limit(fetch_size)
 
     pick = sa.select(c.id).where(waiting, c.available_at <= now).order_by(*fifo).limit(limit)
@@ -95,7 +94,8 @@ def build_statements(
     if dialect.insert_executemany_returning:
         insert_returning = insert.returning(c.id, sort_by_parameter_order=in_order)
     row_id = sa.bindparam("row_id", type_=c.id.type)
-    listing = sa.select(c.id, c.body, c.headers).where(waiting).order_by(*fifo)
+    content = _content_columns(table, dialect)
+    listing = sa.select(*content).where(waiting).order_by(*fifo)
     return Statements(
         insert=insert,
         insert_returning=insert_returning,
@@ -115,7 +115,7 @@ def build_statements(
         count=sa.select(sa.func.count()).select_from(table).where(waiting),
         list_all=listing,
         list_limited=listing.limit(sa.bindparam("limit")),
-        find=sa.select(c.id, c.body, c.headers).where(c.id == row_id, c.queue_name == queue),
+        find=sa.select(*content).where(c.id == row_id, c.queue_name == queue),
         next_due=sa.select(
             sa.func.min(sa.case((c.delivered_at.is_(None), c.available_at))),
             sa.func.min(c.delivered_at),
@@ -129,10 +129,23 @@ def _literal_limit(fetch_size: int) -> sa.ColumnElement[Any]:
     return sa.literal_column(str(int(fetch_size)))
 
 
-def _reserved_columns(table: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
+def _content_columns(table: sa.Table, dialect: sa.Dialect) -> tuple[sa.ColumnElement[Any], ...]:
+    """``id``, ``body`` and ``headers`` as received rows are decoded from.
+
+    SQLite's TEXT holds whatever bytes were written (a foreign producer, a corrupted file): read
+    as text, one row of invalid UTF-8 would make the driver fail the whole fetch, before any row
+    can be told apart. Read as BLOBs, bad bytes reach the row decoder, which parks that row.
+    """
     c = table.c
+    if dialect.name == "sqlite":
+        return (c.id, sa.cast(c.body, sa.LargeBinary()), sa.cast(c.headers, sa.LargeBinary()))
+    return (c.id, c.body, c.headers)
+
+
+def _reserved_columns(table: sa.Table, dialect: sa.Dialect) -> tuple[sa.ColumnElement[Any], ...]:
     # available_at only serves to sort the returned rows: skip parsing it into a datetime.
-    return (c.id, c.body, c.headers, sa.type_coerce(c.available_at, sa.String()))
+    available_at = sa.type_coerce(table.c.available_at, sa.String())
+    return (*_content_columns(table, dialect), available_at)
 
 
 def _by_ids(table: sa.Table, dialect: sa.Dialect) -> sa.ColumnElement[bool]:
@@ -143,6 +156,9 @@ def _by_ids(table: sa.Table, dialect: sa.Dialect) -> sa.ColumnElement[bool]:
 
 
 def _ids_array() -> sa.BindParameter[Any]:
+    # PostgreSQL's dialect is imported only where it serves: not in SQLite or MySQL workers.
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415  (lazy, see above)
+
     return sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger()))
 
 
@@ -253,9 +269,11 @@ def build_fast_sql(
         sa.update(table)
         .where(c.id == pick.c.id)
         .values(delivered_at=now)
-        .returning(*_reserved_columns(table))
+        .returning(*_reserved_columns(table, dialect))
         .add_cte(acked)
     )
+    from sqlalchemy.dialects import postgresql  # noqa: PLC0415  (lazy, see above)
+
     text_array = postgresql.ARRAY(sa.Text())
     time_array = postgresql.ARRAY(sa.DateTime())
     arrays = ("bodies", "headers_list", "created_at_list", "available_at_list")

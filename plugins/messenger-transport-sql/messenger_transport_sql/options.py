@@ -57,9 +57,11 @@ class SqlTransportOptions:
     delivered again (its consumer is presumed dead)."""
     auto_setup: bool = True
     """Create the table (and PostgreSQL's notify trigger) on first use if it is missing."""
-    fetch_size: int = 1
-    """How many messages one ``get()`` reserves at most. Raise it (e.g. 100) for throughput;
-    acknowledgements are then deleted in batches (see the README's delivery guarantees)."""
+    fetch_size: int = 10
+    """How many messages one ``get()`` reserves at most; above 1, acknowledgements are deleted
+    in batches. Symfony reserves 1: 10 consumes several times faster, at the price of up to 10
+    messages waiting ``redeliver_timeout`` after a crash (none after a graceful stop); see the
+    README's delivery guarantees."""
     use_notify: bool = True
     """PostgreSQL: wait for LISTEN/NOTIFY when the queue is empty instead of polling."""
     check_delayed_interval: int = 60_000

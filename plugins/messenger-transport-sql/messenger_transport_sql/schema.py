@@ -15,12 +15,18 @@ transport works with both).
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.sql.elements import quoted_name
 
-__all__ = ["RESERVE_INDEX", "build_table", "doctrine_index_name", "postgresql_notify_ddl"]
+__all__ = [
+    "RESERVE_INDEX",
+    "build_table",
+    "doctrine_index_name",
+    "postgresql_notify_ddl",
+    "table_options",
+]
 
 RESERVE_INDEX = ("queue_name", "available_at", "id")
 """Columns of the one index added to Symfony's layout: it hands the oldest rows of a queue over
@@ -28,8 +34,46 @@ in order, where Symfony's single-column indexes make the database sort all avail
 every receive (PostgreSQL: 30,000 instead of 4,000 messages/s with 20,000 waiting)."""
 
 _BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY = rowid
-_LONGTEXT = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+def _is_mysql(dialect: sa.Dialect) -> bool:
+    return dialect.name in ("mysql", "mariadb")
+
+
+class _LongText(sa.types.TypeDecorator[str]):
+    """TEXT; LONGTEXT on MySQL, whose TEXT holds 64 KiB only.
+
+    (Not ``with_variant(mysql.LONGTEXT())``: that would import the MySQL dialect into every
+    SQLite and PostgreSQL worker.)
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if _is_mysql(dialect):
+            from sqlalchemy.dialects import mysql  # noqa: PLC0415  (lazy, see above)
+
+            return dialect.type_descriptor(mysql.LONGTEXT())
+        return dialect.type_descriptor(sa.Text())
+
+
+class _DateTime(sa.types.TypeDecorator[Any]):
+    """DATETIME; with microseconds (``DATETIME(6)``) on MySQL, which keeps seconds otherwise."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if _is_mysql(dialect):
+            from sqlalchemy.dialects import mysql  # noqa: PLC0415  (lazy, see above)
+
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
+
+
+_LONGTEXT = _LongText()
+_DATETIME = _DateTime()
 
 
 def doctrine_index_name(table_name: str, *columns: str) -> str:
@@ -41,8 +85,31 @@ def doctrine_index_name(table_name: str, *columns: str) -> str:
     return f"IDX_{digest}".upper()[:30]
 
 
-def build_table(table_name: str, metadata: sa.MetaData | None = None) -> sa.Table:
-    """The messages table named ``table_name`` (a new ``MetaData`` unless one is given)."""
+def table_options(backend: str | None, *, autoincrement: bool = False) -> dict[str, Any]:
+    """The dialect-specific ``sa.Table`` options for ``backend`` (``None``: every backend's).
+
+    SQLAlchemy imports the dialect of each option it is given: a transport passes its backend,
+    so that a SQLite worker does not load the MySQL dialect for a table it will never create
+    there.
+    """
+    options: dict[str, Any] = {}
+    if autoincrement and backend in (None, "sqlite"):
+        options["sqlite_autoincrement"] = True
+    if backend in (None, "mysql"):
+        options.update(
+            mysql_engine="InnoDB", mysql_charset="utf8mb4", mysql_collate="utf8mb4_unicode_ci"
+        )
+    return options
+
+
+def build_table(
+    table_name: str, metadata: sa.MetaData | None = None, *, backend: str | None = None
+) -> sa.Table:
+    """The messages table named ``table_name`` (a new ``MetaData`` unless one is given).
+
+    ``backend`` (``sqlite``, ``postgresql`` or ``mysql``) keeps only that database's table
+    options; by default the table carries them all, for any database.
+    """
     table = sa.Table(
         table_name,
         metadata if metadata is not None else sa.MetaData(),
@@ -53,10 +120,7 @@ def build_table(table_name: str, metadata: sa.MetaData | None = None) -> sa.Tabl
         sa.Column("created_at", _DATETIME, nullable=False),
         sa.Column("available_at", _DATETIME, nullable=False),
         sa.Column("delivered_at", _DATETIME, nullable=True),
-        sqlite_autoincrement=True,
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        **table_options(backend, autoincrement=True),
     )
     for columns in (("queue_name",), ("available_at",), ("delivered_at",), RESERVE_INDEX):
         # Unquoted, as Doctrine writes them: PostgreSQL folds them to lower case.

@@ -21,7 +21,6 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from messenger_core.dsn import Dsn, mask_dsn
 from messenger_core.errors import ConfigurationError, TransportError
@@ -38,6 +37,7 @@ from messenger_transport_sql.options import (
     POSTGRESQL_OPTIONS,
     parse_options,
 )
+from messenger_transport_sql.schema import table_options
 
 __all__ = [
     "DEFAULT_SIGNAL_NAME",
@@ -113,17 +113,20 @@ def parse_stop_signal_options(options: Mapping[str, Any], backend: str) -> SqlSt
     )
 
 
-def build_stop_signal_table(table_name: str, metadata: sa.MetaData | None = None) -> sa.Table:
-    """The stop-signal table: ``name`` (primary key) and ``requested_at`` (Unix seconds)."""
+def build_stop_signal_table(
+    table_name: str, metadata: sa.MetaData | None = None, *, backend: str | None = None
+) -> sa.Table:
+    """The stop-signal table: ``name`` (primary key) and ``requested_at`` (Unix seconds).
+
+    ``backend`` keeps only that database's table options (see :func:`table_options`).
+    """
     return sa.Table(
         table_name,
         metadata if metadata is not None else sa.MetaData(),
         sa.Column("name", sa.String(_NAME_LENGTH), primary_key=True),
         # A double keeps microseconds: a stop requested just after a worker started counts.
         sa.Column("requested_at", sa.Double(), nullable=False),
-        mysql_engine="InnoDB",
-        mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_unicode_ci",
+        **table_options(backend),
     )
 
 
@@ -156,8 +159,8 @@ class SqlStopSignal(PollingStopSignal):
             if description is not None
             else engine.url.render_as_string(hide_password=True)
         )
-        self._table = build_stop_signal_table(self._options.table_name)
         self._backend = "mysql" if engine.dialect.name == "mariadb" else engine.dialect.name
+        self._table = build_stop_signal_table(self._options.table_name, backend=self._backend)
         self._table_checked = False
 
     @classmethod
@@ -200,17 +203,25 @@ class SqlStopSignal(PollingStopSignal):
         """
         values = {"name": self._options.name, "requested_at": when}
         statement: sa.Executable
+        # Each dialect's module is imported where it serves (a worker on SQLite never needs
+        # PostgreSQL's or MySQL's).
         if self._backend == "postgresql":
+            from sqlalchemy.dialects import postgresql  # noqa: PLC0415  (lazy, see above)
+
             upsert = postgresql.insert(self._table).values(values)
             statement = upsert.on_conflict_do_update(
                 index_elements=["name"], set_={"requested_at": upsert.excluded.requested_at}
             )
         elif self._backend == "sqlite":
+            from sqlalchemy.dialects import sqlite  # noqa: PLC0415  (lazy, see above)
+
             sqlite_upsert = sqlite.insert(self._table).values(values)
             statement = sqlite_upsert.on_conflict_do_update(
                 index_elements=["name"], set_={"requested_at": sqlite_upsert.excluded.requested_at}
             )
         else:
+            from sqlalchemy.dialects import mysql  # noqa: PLC0415  (lazy, see above)
+
             mysql_upsert = mysql.insert(self._table).values(values)
             statement = mysql_upsert.on_duplicate_key_update(
                 requested_at=mysql_upsert.inserted.requested_at

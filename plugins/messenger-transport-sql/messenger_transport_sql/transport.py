@@ -13,7 +13,8 @@ the rows are deleted in one statement within the next ``get()``'s transaction (o
 the very statement that reserves the next batch), or by :meth:`SqlTransport.keepalive`,
 :meth:`SqlTransport.flush` or :meth:`SqlTransport.close`, or by an ``ack()`` that finds more
 than ``fetch_size`` pending or the oldest pending for long. A crash before the delete means a
-redelivery, never a loss. With the default ``fetch_size`` of 1, ``ack()`` deletes at once.
+redelivery, never a loss. With a ``fetch_size`` of 1 (the default is 10), ``ack()`` deletes at
+once.
 
 When the database goes away (see :mod:`messenger_transport_sql.reconnect`) the transport
 reconnects with backoff: ``get()`` returns nothing until it is back, ``ack()`` and ``reject()``
@@ -135,7 +136,7 @@ class SqlTransport:
         self._description = description if description is not None else url
         self._identity = database_identity(engine.url)
         self._reconnect = ReconnectPolicy(self._description, self._options.reconnect_timeout)
-        self._table = build_table(self._options.table_name)
+        self._table = build_table(self._options.table_name, backend=self._backend)
         self._queue = self._options.queue_name
         self._redeliver = timedelta(seconds=self._options.redeliver_timeout)
         self._dbapi_error: type[Exception] = engine.dialect.loaded_dbapi.Error
@@ -389,8 +390,9 @@ class SqlTransport:
         if not rows:
             return []
         reserved_at = reserved[0]
-        # RETURNING gives no order: restore the queue's (available_at, id) order.
-        ordered = sorted(rows, key=lambda row: (row[3], row[0])) if len(rows) > 1 else rows
+        # RETURNING gives no order: restore the queue's (available_at, id) order. (As text:
+        # SQLite may hold a foreign producer's number there, which no string sorts with.)
+        ordered = sorted(rows, key=lambda row: (str(row[3]), row[0])) if len(rows) > 1 else rows
         envelopes = []
         for row_id, body, headers, _ in ordered:
             self._in_hand[row_id] = reserved_at
@@ -408,15 +410,14 @@ class SqlTransport:
                 "now": dt(now),
                 "redeliver_limit": dt(now - self._redeliver),
             }
+            sql = fast.reserve
             if acks and fast.reserve_acking is not None:
                 params["ids"] = acks
-                cursor = self._raw(connection, fast.reserve_acking, params, prepare=self._prepare)
-            else:
-                if acks:
-                    self._delete(connection, acks)
-                cursor = self._raw(connection, fast.reserve, params, prepare=self._prepare)
-            rows: Sequence[Any] = cursor.fetchall()
-            return rows
+                sql = fast.reserve_acking
+            elif acks:
+                self._delete(connection, acks)
+            cursor = self._raw(connection, sql, params, prepare=self._prepare)
+            return self._fetch_all(cursor, sql)
         if acks:
             self._delete(connection, acks)
         statements = self._core
@@ -907,6 +908,27 @@ class SqlTransport:
                 dialect=dialect,
             ) from error
         return cursor
+
+    def _fetch_all(self, cursor: Any, sql: Sql) -> Sequence[Any]:
+        """The rows of ``sql`` just run on ``cursor``; driver errors as :meth:`_raw` gives them.
+
+        (SQLite runs ``UPDATE ... RETURNING`` while the rows are fetched: its errors surface
+        here, and must be retried or reported like the statement's own.)
+        """
+        try:
+            rows: Sequence[Any] = cursor.fetchall()
+        except self._dbapi_error as error:
+            dialect: Any = self._engine.dialect
+            raise sa.exc.DBAPIError.instance(
+                sql.text,
+                None,
+                error,
+                self._dbapi_error,
+                hide_parameters=True,
+                connection_invalidated=dialect.is_disconnect(error, cursor.connection, cursor),
+                dialect=dialect,
+            ) from error
+        return rows
 
     def _run(
         self,

@@ -23,11 +23,13 @@ from messenger_core.dsn import Dsn
 from messenger_core.errors import ConfigurationError, TransportError
 
 
-def test_defaults_are_symfony_s() -> None:
+def test_defaults_are_symfony_s_but_for_the_fetch_size() -> None:
     options = parse_options({}, "postgresql")
     assert options == SqlTransportOptions()
     assert (options.table_name, options.queue_name) == ("messenger_messages", "default")
-    assert (options.redeliver_timeout, options.auto_setup, options.fetch_size) == (3600, True, 1)
+    assert (options.redeliver_timeout, options.auto_setup) == (3600, True)
+    # Symfony reserves one row per receive; ten consume several times faster (README).
+    assert options.fetch_size == 10
     assert (options.use_notify, options.check_delayed_interval) == (True, 60_000)
 
 

@@ -87,7 +87,7 @@ def test_queues_share_a_table_without_seeing_each_other(database: Database) -> N
 
 # -- acknowledging ---------------------------------------------------------------------------
 def test_with_fetch_size_1_an_ack_deletes_at_once(database: Database) -> None:
-    transport = database.transport()
+    transport = database.transport(fetch_size=1)
     transport.send(order(1))
     transport.ack(_receive(transport, 1)[0])
     assert _rows(database) == []
@@ -188,7 +188,7 @@ def test_find_and_all_do_not_reserve(database: Database) -> None:
 
 
 def test_received_messages_are_not_listed_nor_counted(database: Database) -> None:
-    transport = database.transport()
+    transport = database.transport(fetch_size=1)
     transport.send_batch([order(1), order(2)])
     _receive(transport, 1)
     assert _ids(transport.all()) == [2]

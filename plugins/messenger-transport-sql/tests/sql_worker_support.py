@@ -1,0 +1,111 @@
+"""Running ``messenger consume`` on a test's table, with the application ``sql_worker_app``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+from sql_test_support import Database
+
+HERE = Path(__file__).parent
+PING = "sql_worker_app.Ping"
+SLOW = "sql_worker_app.Slow"
+
+_CONFIG = """\
+[messenger]
+app = "sql_worker_app:messenger"
+failure_transport = "failed"
+
+[messenger.transports.async]
+dsn = "{dsn_async}"
+retry_strategy = {{ max_retries = 0 }}
+
+[messenger.transports.failed]
+dsn = "{dsn_failed}"
+
+[messenger.routing]
+"{ping}" = "async"
+"{slow}" = "async"
+"""
+
+
+class WorkerWorld:
+    """A ``messenger.toml`` with queues ``async`` and ``failed`` on the test's table."""
+
+    def __init__(self, database: Database, root: Path, **async_options: Any) -> None:
+        dsn = database.dsn()
+        self.root = root
+        self.config = root / "messenger.toml"
+        self.log = root / "handled.log"
+        async_dsn = attrs.evolve(
+            dsn,
+            options={
+                **dsn.options,
+                "queue_name": "async",
+                **{k: str(v) for k, v in async_options.items()},
+            },
+        )
+        failed_dsn = attrs.evolve(dsn, options={**dsn.options, "queue_name": "failed"})
+        self.config.write_text(
+            _CONFIG.format(dsn_async=async_dsn, dsn_failed=failed_dsn, ping=PING, slow=SLOW)
+        )
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
+            "MESSENGER_SQL_APP_CONFIG": str(self.config),
+            "MESSENGER_SQL_APP_LOG": str(self.log),
+            "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        # The outer environment must not pick another application or block the SQL plugin.
+        for name in (
+            "MESSENGER_APP",
+            "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
+            "MESSENGER_DISABLED_PLUGINS",
+        ):
+            self.env.pop(name, None)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run a ``messenger`` command to its end."""
+        return subprocess.run(
+            self.command(*args),
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """Start a ``messenger`` command in the background (output in ``worker.log``)."""
+        with (self.root / "worker.log").open("w") as sink:
+            return subprocess.Popen(
+                self.command(*args),
+                env=self.env,
+                cwd=self.root,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+
+    def output(self) -> str:
+        path = self.root / "worker.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def events(self) -> list[str]:
+        """The handlers' log lines."""
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def release(self) -> None:
+        """Let the waiting :class:`Slow` handler finish."""
+        self.log.with_name(self.log.name + ".release").touch()
