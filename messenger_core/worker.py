@@ -48,6 +48,7 @@ from messenger_core.stamps import (
     RedeliveryStamp,
     SentToFailureTransportStamp,
     Stamp,
+    TransportMessageIdStamp,
 )
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
@@ -55,7 +56,14 @@ from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver,
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
 
-__all__ = ["Worker", "WorkerInterrupted", "WorkerLimits", "WorkerStats", "parse_memory_limit"]
+__all__ = [
+    "Worker",
+    "WorkerInterrupted",
+    "WorkerLimits",
+    "WorkerStats",
+    "describe_message",
+    "parse_memory_limit",
+]
 
 logger = logging.getLogger("messenger.worker")
 
@@ -99,15 +107,37 @@ class WorkerLimits:
     time_limit: float | None = None
     """Seconds since the worker started."""
 
+    def describe(self) -> str:
+        """The limits in force, for the start-up log line."""
+        parts = []
+        if self.limit is not None:
+            parts.append(_plural(self.limit, "message"))
+        if self.failure_limit is not None:
+            parts.append(_plural(self.failure_limit, "failure"))
+        if self.memory_limit is not None:
+            parts.append(f"memory {_size(self.memory_limit)}")
+        if self.time_limit is not None:
+            parts.append(f"{self.time_limit:g}s")
+        return ", ".join(parts) or "none"
+
 
 @attrs.define
 class WorkerStats:
-    """What a worker did; updated as it runs."""
+    """What a worker did; updated as it runs.
+
+    Every received message ends up counted once as ``handled`` or ``failed``; a failed one is
+    then ``retried`` (a copy re-sent with a delay), ``parked`` (stored in the failure
+    transport), ``rejected`` (failed for good with no failure transport: dropped), or, when
+    storing the copy failed, none of those (:attr:`unsettled`: it comes back later).
+    """
 
     received: int = 0
     handled: int = 0
     failed: int = 0
+    """Failed attempts: ``retried + parked + rejected + unsettled``."""
     retried: int = 0
+    parked: int = 0
+    rejected: int = 0
     started_at: float = attrs.field(factory=time.time)
     stop_reason: str | None = None
 
@@ -115,6 +145,23 @@ class WorkerStats:
     def elapsed(self) -> float:
         """Seconds since the worker started."""
         return time.time() - self.started_at
+
+    @property
+    def unsettled(self) -> int:
+        """Failed messages left on their transport (storing the retry or failure copy
+        failed): they come back when their reservation expires."""
+        return self.failed - self.retried - self.parked - self.rejected
+
+    def summary(self) -> str:
+        """``3 handled, 54 retried, 5 parked, 0 rejected`` (and any unsettled)."""
+        text = (
+            f"{self.handled} handled, {self.retried} retried, {self.parked} parked, "
+            f"{self.rejected} rejected"
+        )
+        unsettled = self.unsettled
+        if unsettled:
+            text += f", {unsettled} left on the transport for later"
+        return text
 
 
 class Worker:
@@ -199,7 +246,7 @@ class Worker:
             "messenger_message_received", "messenger_message_handled"
         )
         hooks.worker_started(self)
-        logger.info("worker consuming %s", ", ".join(self.transport_names))
+        logger.info("%s", _start_line(self, limits))
         try:
             while not self._stopping:
                 if self._consume_once(limits):
@@ -221,10 +268,7 @@ class Worker:
             self._flush_receivers()
             hooks.worker_stopped(self)
             logger.info(
-                "worker stopped (%s): %d handled, %d failed",
-                self.stats.stop_reason or "stopped",
-                self.stats.handled,
-                self.stats.failed,
+                "worker stopped (%s): %s", self.stats.stop_reason or "stopped", self.stats.summary()
             )
         return self.stats
 
@@ -407,6 +451,7 @@ class Worker:
     def _park(self, transport_name: str, envelope: Envelope, error: BaseException) -> None:
         failure_name = self.failure_transport_for(transport_name)
         if failure_name is None:
+            self.stats.rejected += 1
             logger.error(
                 "%s from %s failed for good and no failure transport is configured; "
                 "it is rejected: %s",
@@ -420,6 +465,7 @@ class Worker:
             copy = copy.with_(SentToFailureTransportStamp(original_receiver_name=transport_name))
         copy = _with_history(copy, ErrorDetailsStamp.from_exception(error))
         self.messenger.get_transport(failure_name).send(copy)
+        self.stats.parked += 1
         logger.error(
             "%s from %s failed for good and was stored in failure transport %s: %s",
             _describe(envelope),
@@ -514,11 +560,51 @@ def _with_history(envelope: Envelope, *stamps: Stamp) -> Envelope:
     return envelope
 
 
-def _describe(envelope: Envelope) -> str:
+def describe_message(envelope: Envelope) -> str:
+    """The message's type and, where the transport gave one, its id: ``OrderPlaced (id 42)``."""
     message = envelope.message
     if isinstance(message, UndecodableMessage):
-        return f"undecodable message ({message.headers.get('type', 'no type header')})"
-    return type(message).__qualname__
+        kind = message.headers.get("type")
+        text = f"undecodable message of type {kind}" if kind else "undecodable message"
+    else:
+        text = type(message).__qualname__
+    stamp = envelope.last(TransportMessageIdStamp)
+    return f"{text} (id {stamp.id})" if stamp is not None else text
+
+
+_describe = describe_message
+
+
+def _start_line(worker: Worker, limits: WorkerLimits) -> str:
+    """What is consumed, on which bus(es) with how many handlers, and the limits in force."""
+    consumed = ", ".join(worker.transport_names)
+    if len(worker.transport_names) > 1:
+        consumed += " (in priority order)"
+    if worker.queues:
+        consumed += f", queues {', '.join(worker.queues)}"
+    forced = worker.forced_bus
+    buses = [forced.name] if forced else worker.messenger.config.bus_names
+    registry = worker.messenger.handlers
+    counts = {name: len({id(d.callable) for d in registry if d.runs_on(name)}) for name in buses}
+    listed = ", ".join(f"{name} ({_plural(n, 'handler')})" for name, n in counts.items())
+    on = f"bus {listed}" if len(buses) == 1 else f"buses {listed}"
+    if forced:
+        on += " for every message (--bus)"
+    text = f"worker consuming {consumed}; {on}; limits: {limits.describe()}"
+    if worker.keepalive_interval:
+        text += f"; keepalive every {worker.keepalive_interval:g}s"
+    return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _size(size: int) -> str:
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size} bytes"
 
 
 def _now() -> datetime:

@@ -230,7 +230,7 @@ def test_a_worker_retries_a_message_whose_async_handler_failed_then_acknowledges
     )
 
     assert attempts == [7, 7]
-    assert (stats.handled, stats.retried) == (1, 1)
+    assert (stats.handled, stats.retried, stats.parked) == (1, 1, 0)
     for name in ("async", "failed"):
         transport = messenger.get_transport(name)
         assert isinstance(transport, MemoryTransport)
