@@ -72,7 +72,7 @@ class HandlerDescriptor:
     options: HandlerOptions
     order: int = attrs.field(default=0, eq=False)
     """Registration order, to keep equal priorities in the order they were registered."""
-    call: Callable[[Any], Any] = attrs.field(eq=False, repr=False)
+    call: Callable[[Any], Any] = attrs.field(init=False, eq=False, repr=False)
     """What the bus calls: ``callable`` itself, or for an ``async def`` handler a function
     that runs it to completion (decided once, here, so a sync handler costs nothing more)."""
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from messenger_core._describe import describe_message
 from messenger_core.bus import MessageBus
 from messenger_core.config import RetryStrategyConfig
 from messenger_core.envelope import Envelope
@@ -48,7 +49,6 @@ from messenger_core.stamps import (
     RedeliveryStamp,
     SentToFailureTransportStamp,
     Stamp,
-    TransportMessageIdStamp,
 )
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
@@ -259,7 +259,7 @@ class Worker:
                     time.sleep(sleep)
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
-            logger.warning("worker interrupted; the current message was not acknowledged")
+            logger.warning("worker interrupted: stopping at once")
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -354,6 +354,14 @@ class Worker:
             failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
             self._failed(envelope, transport_name, receiver, error, failed)
             return
+        except WorkerInterrupted:
+            logger.warning(
+                "%s from %s was interrupted and not acknowledged: it comes back when its "
+                "reservation expires",
+                _describe(envelope),
+                transport_name,
+            )
+            raise
         finally:
             if keepalive:
                 keepalive.clear()
@@ -539,7 +547,13 @@ class _Keepalive:
             try:
                 receiver.keepalive(envelope, self.interval * 2)
             except Exception as error:
-                logger.warning("keepalive for %s failed: %s", _describe(envelope), error)
+                received = envelope.last(ReceivedStamp)
+                logger.warning(
+                    "keepalive for %s from %s failed: %s",
+                    _describe(envelope),
+                    received.transport_name if received else "its transport",
+                    error,
+                )
 
 
 _DEFAULT_RETRY = RetryStrategyConfig()
@@ -558,18 +572,6 @@ def _with_history(envelope: Envelope, *stamps: Stamp) -> Envelope:
             drop = set(map(id, kept[:-HISTORY]))
             envelope = Envelope(envelope.message, [s for s in envelope.stamps if id(s) not in drop])
     return envelope
-
-
-def describe_message(envelope: Envelope) -> str:
-    """The message's type and, where the transport gave one, its id: ``OrderPlaced (id 42)``."""
-    message = envelope.message
-    if isinstance(message, UndecodableMessage):
-        kind = message.headers.get("type")
-        text = f"undecodable message of type {kind}" if kind else "undecodable message"
-    else:
-        text = type(message).__qualname__
-    stamp = envelope.last(TransportMessageIdStamp)
-    return f"{text} (id {stamp.id})" if stamp is not None else text
 
 
 _describe = describe_message

@@ -546,7 +546,9 @@ def test_sigterm_finishes_and_acknowledges_the_current_message_then_stops() -> N
     assert signal.getsignal(signal.SIGTERM) is before  # restored
 
 
-def test_a_second_signal_stops_at_once_without_settling_the_message() -> None:
+def test_a_second_signal_stops_at_once_without_settling_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     messenger = make_messenger()
     reached: list[str] = []
 
@@ -558,9 +560,14 @@ def test_a_second_signal_stops_at_once_without_settling_the_message() -> None:
         reached.append("after the second signal")
 
     messenger.bus.dispatch(PlaceOrder(1))
-    stats = run(messenger.worker(["async"]), handle_signals=True)
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        stats = run(messenger.worker(["async"]), handle_signals=True)
 
     assert reached == ["after the first signal"]
+    assert any(
+        re.match(r"PlaceOrder \(id \w+\) from async was interrupted and not acknowledged", line)
+        for line in worker_lines(caplog)
+    )
     assert stats.stop_reason == "interrupted"
     transport = memory(messenger, "async")
     assert transport.acknowledged == []
@@ -858,3 +865,61 @@ def test_messages_are_described_with_their_transport_id() -> None:
     assert describe_message(plain) == "PlaceOrder"
     assert describe_message(with_id) == "PlaceOrder (id 1700000000000-0)"
     assert describe_message(undecodable) == "undecodable message of type shop.PlaceOrder (id 7)"
+
+
+class FailingKeepaliveTransport(MemoryTransport):
+    def keepalive(self, envelope: Envelope, seconds: float | None = None) -> None:
+        raise ConnectionError("the database went away")
+
+
+class FailingKeepaliveFactory:
+    def create(
+        self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
+    ) -> FailingKeepaliveTransport:
+        return FailingKeepaliveTransport(serializer)
+
+
+def test_a_failed_keepalive_names_the_message_its_id_and_its_transport(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = make_messenger(
+        {"async": "failing://", "failed": "memory://"},
+        transports={"failing": FailingKeepaliveFactory()},
+    )
+
+    @messenger.handler
+    def slow(message: PlaceOrder) -> None:
+        deadline = time.monotonic() + 20
+        while not any("keepalive for" in line for line in worker_lines(caplog)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+
+    messenger.bus.dispatch(PlaceOrder(1))
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        run(messenger.worker(["async"], keepalive_interval=0.02), limit=1)
+
+    [line, *_] = [line for line in worker_lines(caplog) if "keepalive for" in line]
+    assert re.match(
+        r"keepalive for PlaceOrder \(id \w+\) from async failed: the database went away", line
+    )
+
+
+def test_the_logging_middleware_names_a_received_message_with_its_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = make_messenger(
+        {"async": {"dsn": "memory://", "retry_strategy": FAST_RETRY}, "failed": "memory://"},
+        buses={DEFAULT_BUS: {"middleware": ["logging"]}},
+    )
+    messenger.handler(lambda m: None, handles=PlaceOrder, name="place")
+    messenger.bus.dispatch(PlaceOrder(1))
+
+    with caplog.at_level(logging.DEBUG, logger="messenger.bus"):
+        run(messenger.worker(["async"]), limit=1)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "messenger.bus"]
+    assert any(
+        re.match(rf"bus {DEFAULT_BUS}: PlaceOrder \(id \w+\) from transport 'async' handled", x)
+        for x in lines
+    ), lines
