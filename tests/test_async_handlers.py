@@ -21,6 +21,7 @@ from messenger_core import (
     HandledStamp,
     HandlerFailedError,
     Messenger,
+    handler,
 )
 from messenger_core.handlers import AsyncHandlerError
 from messenger_core.transports.memory import MemoryTransport
@@ -114,6 +115,21 @@ def test_a_class_with_async_call_registered_as_class_or_instance(messenger: Mess
     assert calls == ["class 1", "class 2"]
     assert messenger.bus.query(GetPrice("four")) == 4
     assert all(d.is_async for d in messenger.handlers)
+
+
+def test_marked_async_methods_of_a_registered_instance(messenger: Messenger) -> None:
+    class Shop:
+        def __init__(self, currency: str) -> None:
+            self.currency = currency
+
+        @handler
+        async def price(self, message: GetPrice) -> str:
+            await asyncio.sleep(0)
+            return f"3 {self.currency}"
+
+    messenger.register_handlers(Shop("EUR"))
+
+    assert messenger.bus.query(GetPrice("apple")) == "3 EUR"
 
 
 def test_an_async_function_through_functools_partial(messenger: Messenger) -> None:
