@@ -66,13 +66,18 @@ class HandleMessageMiddleware:
                 call, name, none_stamp = sole
                 try:
                     result = call(message)
-                    if result is not None and isawaitable(result):
-                        result = run_to_completion(result, name)
                 except Exception as error:
                     raise HandlerFailedError(envelope, [(name, error)]) from error
-                stamp = (
-                    none_stamp if result is None else HandledStamp(handler_name=name, result=result)
-                )
+                if result is None:  # the common case pays no more than this test
+                    stamp = none_stamp
+                else:
+                    if isawaitable(result):
+                        result = _awaited(envelope, name, result)
+                    stamp = (
+                        none_stamp
+                        if result is None
+                        else HandledStamp(handler_name=name, result=result)
+                    )
                 envelope = new_envelope(message, (stamps[0], stamp))
                 return envelope if last else next(envelope)
             generation = registry.generation
@@ -138,6 +143,15 @@ class HandleMessageMiddleware:
         if failures:
             raise HandlerFailedError(envelope, failures) from failures[0][1]
         return envelope
+
+
+def _awaited(envelope: Envelope, name: str, awaitable: Any) -> Any:
+    """What a handler's awaitable (a coroutine of an ``async def`` one) gives, as a handler
+    failure if it raises."""
+    try:
+        return run_to_completion(awaitable, name)
+    except Exception as error:
+        raise HandlerFailedError(envelope, [(name, error)]) from error
 
 
 def _handled(
