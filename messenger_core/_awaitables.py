@@ -17,6 +17,7 @@ import atexit
 import contextlib
 import functools
 import inspect
+import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
@@ -84,15 +85,22 @@ def _refuse_inside_a_running_loop(name: str) -> None:
 
 
 class _Loop:
-    """One thread's private runner; closed when its thread ends or the process exits."""
+    """One thread's private runner; closed when its thread ends or the process exits.
+
+    A forked child (a pre-forking process manager) gets a new one: an event loop must not be
+    shared across a fork, and the child leaves the parent's alone.
+    """
 
     def __init__(self) -> None:
         # A loop factory keeps the loop private: the thread's current event loop is not set.
         self.runner = asyncio.Runner(loop_factory=asyncio.new_event_loop)
         self.thread = threading.current_thread()
+        self.pid = os.getpid()
         _LOOPS.add(self)
 
     def close(self) -> None:
+        if self.pid != os.getpid():
+            return
         # A no-op once closed; closing at exit or from __del__ must never raise.
         with contextlib.suppress(Exception):
             self.runner.close()
@@ -107,7 +115,7 @@ _LOCAL = threading.local()
 
 def _runner() -> asyncio.Runner:
     loop: _Loop | None = getattr(_LOCAL, "loop", None)
-    if loop is None:
+    if loop is None or loop.pid != os.getpid():
         loop = _LOCAL.loop = _Loop()
     return loop.runner
 

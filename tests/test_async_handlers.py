@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import threading
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator, Iterator
@@ -342,3 +343,27 @@ def test_generator_handlers_are_refused_at_registration(messenger: Messenger) ->
     with pytest.raises(ConfigurationError, match="is a generator function"):
         messenger.handler(GeneratorCall())
     assert len(messenger.handlers) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_runs_async_handlers_on_a_loop_of_its_own(messenger: Messenger) -> None:
+    @messenger.handler
+    async def loop_id(message: GetPrice) -> int:
+        await asyncio.sleep(0)
+        return id(asyncio.get_running_loop())
+
+    in_parent = messenger.bus.query(GetPrice("a"))
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave at once without running the parent's atexit
+        try:
+            in_child = messenger.bus.query(GetPrice("b"))
+            os.write(write, b"new" if in_child != in_parent else b"same")
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    with os.fdopen(read, "rb") as answer:
+        assert answer.read() == b"new"
+    assert status == 0
+    assert messenger.bus.query(GetPrice("c")) == in_parent  # the parent's loop is untouched
