@@ -6,7 +6,7 @@ and serializer protocols in :mod:`messenger_core.transport` and :mod:`messenger_
 
 from messenger_core._version import version as _version
 from messenger_core.app import Messenger
-from messenger_core.bus import DEFAULT_BUS, MessageBus, QueryError
+from messenger_core.bus import DEFAULT_BUS, MessageBus, Query, QueryError
 from messenger_core.config import MessengerConfig, load_config
 from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
@@ -68,6 +68,7 @@ __all__ = [
     "MessengerError",
     "NoHandlerForMessageError",
     "NonSendableStamp",
+    "Query",
     "QueryError",
     "ReceivedStamp",
     "RecoverableMessageError",

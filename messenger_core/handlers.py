@@ -3,6 +3,10 @@
 A handler is any callable taking the message: a function, a bound method, or an instance of a
 class with ``__call__``. Its message type comes from the annotation of its first parameter (a
 union registers it for each member) unless ``handles=`` says otherwise.
+
+``async def`` handlers (functions, methods, ``async def __call__``) are recognised when they are
+registered and run to completion on a private event loop (see :mod:`messenger_core._awaitables`);
+so is an awaitable a synchronous handler returns.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any, TypeVar, Union, overload
 
 import attrs
 
+from messenger_core._awaitables import AsyncHandlerError, sync_call
 from messenger_core.errors import ConfigurationError
 from messenger_core.message_types import type_name_of
 
 __all__ = [
     "ANY_MESSAGE",
+    "AsyncHandlerError",
     "HandlerDescriptor",
     "HandlerOptions",
     "HandlerRegistry",
@@ -66,6 +72,18 @@ class HandlerDescriptor:
     options: HandlerOptions
     order: int = attrs.field(default=0, eq=False)
     """Registration order, to keep equal priorities in the order they were registered."""
+    call: Callable[[Any], Any] = attrs.field(init=False, eq=False, repr=False)
+    """What the bus calls: ``callable`` itself, or for an ``async def`` handler a function
+    that runs it to completion (decided once, here, so a sync handler costs nothing more)."""
+
+    @call.default
+    def _call(self) -> Callable[[Any], Any]:
+        return sync_call(self.callable, self.name)
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the handler is ``async def`` (run on a private event loop)."""
+        return self.call is not self.callable
 
     def runs_on(self, bus_name: str) -> bool:
         """Whether this handler takes part in dispatches on ``bus_name``."""
@@ -153,6 +171,18 @@ def _callable_name(target: Callable[..., Any]) -> str:
     return f"{type_name_of(type(target))}.__call__"
 
 
+def _refuse_generators(target: Callable[..., Any], name: str) -> None:
+    # Calling a generator function runs none of its body: the message would be acknowledged
+    # as handled by a handler that did nothing.
+    function = target if inspect.isroutine(target) else type(target).__call__
+    if inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function):
+        kind = "an async generator" if inspect.isasyncgenfunction(function) else "a generator"
+        raise ConfigurationError(
+            f"handler {name} is {kind} function (it contains yield), so calling it would run "
+            "none of its body; make it a plain function (or async def) without yield"
+        )
+
+
 def _first_parameter_annotation(target: Callable[..., Any], name: str) -> Any:
     function = target.__call__ if not inspect.isroutine(target) else target  # type: ignore[operator]
     try:
@@ -207,6 +237,7 @@ class HandlerRegistry:
         if not callable(target):
             raise ConfigurationError(f"a handler must be callable, got {target!r}")
         name = options.name or _callable_name(target)
+        _refuse_generators(target, name)
         handles = options.handles
         if handles is None:
             annotation = _first_parameter_annotation(target, name)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from messenger_core._describe import describe_message
 from messenger_core.bus import MessageBus
 from messenger_core.config import RetryStrategyConfig
 from messenger_core.envelope import Envelope
@@ -53,6 +54,7 @@ __all__ = [
     "WorkerInterrupted",
     "WorkerLimits",
     "WorkerStats",
+    "describe_message",
     "parse_memory_limit",
 ]
 
@@ -95,15 +97,37 @@ class WorkerLimits:
     time_limit: float | None = None
     """Seconds since the worker started."""
 
+    def describe(self) -> str:
+        """The limits in force, for the start-up log line."""
+        parts = []
+        if self.limit is not None:
+            parts.append(_plural(self.limit, "message"))
+        if self.failure_limit is not None:
+            parts.append(_plural(self.failure_limit, "failure"))
+        if self.memory_limit is not None:
+            parts.append(f"memory {_size(self.memory_limit)}")
+        if self.time_limit is not None:
+            parts.append(f"{self.time_limit:g}s")
+        return ", ".join(parts) or "none"
+
 
 @attrs.define
 class WorkerStats:
-    """What a worker did; updated as it runs."""
+    """What a worker did; updated as it runs.
+
+    Every received message ends up counted once as ``handled`` or ``failed``; a failed one is
+    then ``retried`` (a copy re-sent with a delay), ``parked`` (stored in the failure
+    transport), ``rejected`` (failed for good with no failure transport: dropped), or, when
+    storing the copy failed, none of those (:attr:`unsettled`: it comes back later).
+    """
 
     received: int = 0
     handled: int = 0
     failed: int = 0
+    """Failed attempts: ``retried + parked + rejected + unsettled``."""
     retried: int = 0
+    parked: int = 0
+    rejected: int = 0
     started_at: float = attrs.field(factory=time.time)
     stop_reason: str | None = None
 
@@ -111,6 +135,23 @@ class WorkerStats:
     def elapsed(self) -> float:
         """Seconds since the worker started."""
         return time.time() - self.started_at
+
+    @property
+    def unsettled(self) -> int:
+        """Failed messages left on their transport (storing the retry or failure copy
+        failed): they come back when their reservation expires."""
+        return self.failed - self.retried - self.parked - self.rejected
+
+    def summary(self) -> str:
+        """``3 handled, 54 retried, 5 parked, 0 rejected`` (and any unsettled)."""
+        text = (
+            f"{self.handled} handled, {self.retried} retried, {self.parked} parked, "
+            f"{self.rejected} rejected"
+        )
+        unsettled = self.unsettled
+        if unsettled:
+            text += f", {unsettled} left on the transport for later"
+        return text
 
 
 class Worker:
@@ -198,7 +239,7 @@ class Worker:
             "messenger_message_received", "messenger_message_handled"
         )
         hooks.worker_started(self)
-        logger.info("worker consuming %s", ", ".join(self.transport_names))
+        logger.info("%s", _start_line(self, limits))
         try:
             while not self._stopping:
                 if self._consume_once(limits):
@@ -211,7 +252,7 @@ class Worker:
                     self._idle(sleep)
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
-            logger.warning("worker interrupted; the current message was not acknowledged")
+            logger.warning("worker interrupted: stopping at once")
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -220,10 +261,7 @@ class Worker:
             self._flush_receivers()
             hooks.worker_stopped(self)
             logger.info(
-                "worker stopped (%s): %d handled, %d failed",
-                self.stats.stop_reason or "stopped",
-                self.stats.handled,
-                self.stats.failed,
+                "worker stopped (%s): %s", self.stats.stop_reason or "stopped", self.stats.summary()
             )
         return self.stats
 
@@ -354,6 +392,14 @@ class Worker:
             failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
             self._failed(envelope, transport_name, receiver, error, failed)
             return
+        except WorkerInterrupted:
+            logger.warning(
+                "%s from %s was interrupted and not acknowledged: it comes back when its "
+                "reservation expires",
+                _describe(envelope),
+                transport_name,
+            )
+            raise
         finally:
             if keepalive:
                 keepalive.clear()
@@ -449,6 +495,7 @@ class Worker:
     ) -> None:
         failure_name = self.failure_transport_for(transport_name)
         if failure_name is None:
+            self.stats.rejected += 1
             logger.error(
                 "%s from %s failed for good and no failure transport is configured; "
                 "it is rejected: %s",
@@ -462,6 +509,7 @@ class Worker:
         else:
             copy = quarantined_copy(envelope, transport_name, error, encoding_error)
         self.messenger.get_transport(failure_name).send(copy)
+        self.stats.parked += 1
         logger.error(
             "%s from %s failed for good and was stored in failure transport %s%s: %s",
             _describe(envelope),
@@ -538,17 +586,51 @@ class _Keepalive:
             try:
                 receiver.keepalive(envelope, self.interval * 2)
             except Exception as error:
-                logger.warning("keepalive for %s failed: %s", _describe(envelope), error)
+                received = envelope.last(ReceivedStamp)
+                logger.warning(
+                    "keepalive for %s from %s failed: %s",
+                    _describe(envelope),
+                    received.transport_name if received else "its transport",
+                    error,
+                )
 
 
 _DEFAULT_RETRY = RetryStrategyConfig()
 
 
-def _describe(envelope: Envelope) -> str:
-    message = envelope.message
-    if isinstance(message, UndecodableMessage):
-        return f"undecodable message ({message.headers.get('type', 'no type header')})"
-    return type(message).__qualname__
+_describe = describe_message
+
+
+def _start_line(worker: Worker, limits: WorkerLimits) -> str:
+    """What is consumed, on which bus(es) with how many handlers, and the limits in force."""
+    consumed = ", ".join(worker.transport_names)
+    if len(worker.transport_names) > 1:
+        consumed += " (in priority order)"
+    if worker.queues:
+        consumed += f", queues {', '.join(worker.queues)}"
+    forced = worker.forced_bus
+    buses = [forced.name] if forced else worker.messenger.config.bus_names
+    registry = worker.messenger.handlers
+    counts = {name: len({id(d.callable) for d in registry if d.runs_on(name)}) for name in buses}
+    listed = ", ".join(f"{name} ({_plural(n, 'handler')})" for name, n in counts.items())
+    on = f"bus {listed}" if len(buses) == 1 else f"buses {listed}"
+    if forced:
+        on += " for every message (--bus)"
+    text = f"worker consuming {consumed}; {on}; limits: {limits.describe()}"
+    if worker.keepalive_interval:
+        text += f"; keepalive every {worker.keepalive_interval:g}s"
+    return text
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _size(size: int) -> str:
+    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size} bytes"
 
 
 def _peak_memory() -> int:

@@ -18,6 +18,7 @@ from messenger_core import (
     MessageBus,
     Messenger,
     NoHandlerForMessageError,
+    Query,
     QueryError,
     SentStamp,
     hookimpl,
@@ -25,6 +26,7 @@ from messenger_core import (
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.middleware.add_bus_name import AddBusNameStampMiddleware
 from messenger_core.middleware.handle import HandleMessageMiddleware
+from messenger_core.serialization.json import JsonSerializer
 
 
 @attrs.frozen
@@ -185,6 +187,71 @@ def test_query_of_a_routed_message_says_it_was_not_handled_here() -> None:
     with pytest.raises(QueryError, match="routed to a transport"):
         messenger.bus.query(PriceQuery("apple"))
     assert len(sent) == 1
+
+
+@attrs.frozen
+class GetPrice(Query[int]):
+    sku: str
+
+
+@attrs.frozen
+class GetTags(Query[list[str]]):
+    sku: str
+
+
+def test_a_query_class_is_an_ordinary_message_at_run_time() -> None:
+    messenger = Messenger(autoload=False)
+
+    @messenger.handler
+    def price(message: GetPrice) -> int:
+        return len(message.sku)
+
+    @messenger.handler
+    def tags(message: GetTags) -> list[str]:
+        return [message.sku]
+
+    assert messenger.bus.query(GetPrice(sku="apple")) == 5
+    assert messenger.bus.query(GetTags(sku="apple")) == ["apple"]
+    assert not hasattr(GetPrice(sku="x"), "__dict__")  # Query adds no instance dict to slots
+    # It travels through the json serializer like any message.
+    messenger.registry.register(GetPrice)
+    serializer = JsonSerializer(messenger.registry)
+    decoded = serializer.decode(serializer.encode(Envelope(GetPrice(sku="pear"), [])))
+    assert decoded.message == GetPrice(sku="pear")
+
+
+def test_query_returns_checks_the_result_type_at_run_time() -> None:
+    messenger = Messenger(autoload=False)
+    results: dict[str, Any] = {"apple": 3, "pear": "3", "fig": True, "kiwi": None}
+
+    @messenger.handler
+    def price(message: PriceQuery) -> Any:
+        return results[message.sku]
+
+    assert messenger.bus.query(PriceQuery("apple"), returns=int) == 3
+    assert messenger.bus.query(PriceQuery("apple"), returns=float) == 3  # int is a float too
+    assert messenger.bus.query(PriceQuery("pear"), returns=str) == "3"
+    assert messenger.bus.query(PriceQuery("kiwi"), returns=type(None)) is None
+    assert messenger.bus.query(PriceQuery("kiwi"), returns=int | None) is None  # type: ignore[arg-type]
+    with pytest.raises(
+        QueryError,
+        match=r"query PriceQuery returned str, not int as returns= says; fix the handler "
+        r"\(.*price\) or returns=",
+    ):
+        messenger.bus.query(PriceQuery("pear"), returns=int)
+    with pytest.raises(QueryError, match="returned NoneType, not int"):
+        messenger.bus.query(PriceQuery("kiwi"), returns=int)
+
+
+def test_query_returns_checks_a_parameterised_type_by_its_class() -> None:
+    messenger = Messenger(autoload=False)
+    messenger.handler(lambda m: ["a"], handles=PriceQuery, name="tags")
+
+    assert messenger.bus.query(PriceQuery("x"), returns=list[str]) == ["a"]
+    with pytest.raises(QueryError, match="returned list, not dict"):
+        messenger.bus.query(PriceQuery("x"), returns=dict[str, int])
+    with pytest.raises(TypeError, match=r"returns=\.\.\.\) takes a class such as int"):
+        messenger.bus.query(PriceQuery("x"), returns="int")  # type: ignore[call-overload]
 
 
 def test_a_message_without_handler_raises_unless_the_bus_allows_it() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -115,10 +116,16 @@ def test_consume_handles_retries_and_parks_then_failed_show_lists_it(
     assert code == 0
     assert handled(fx) == [fx.OrderPlaced(order_id=n) for n in range(3)]
     assert "\r" not in err  # not a terminal: plain log lines
-    assert "worker consuming async" in err
-    assert "Flaky from async failed, retry 1" in err
+    assert "worker consuming async; buses messenger.bus.default (" in err
+    assert "; limits: 5 messages\n" in err
+    assert re.search(r"Flaky \(id \w+\) from async failed, retry 1", err)
+    assert re.search(r"Flaky \(id \w+\) from async failed for good and was stored", err)
     assert "stored in failure transport failed" in err
-    assert "worker stopped (message limit of 5 reached): 3 handled, 2 failed" in err
+    # One retry and one parked message are told apart, not "2 failed".
+    assert (
+        "worker stopped (message limit of 5 reached): 3 handled, 1 retried, 1 parked, "
+        "0 rejected\n" in err
+    )
     assert "handled OrderPlaced" not in err  # that needs -v
     assert len(ids_in(fx, "failed")) == 1
 
@@ -146,7 +153,7 @@ def test_consume_verbose_logs_one_line_per_message(
     code, _, err = run(capsys, *APP, "consume", "async", "--limit", "2", "-v")
 
     assert code == 0
-    assert err.count("handled OrderPlaced from async in ") == 2
+    assert len(re.findall(r"handled OrderPlaced \(id \w+\) from async in ", err)) == 2
 
 
 def test_consume_quiet_logs_only_problems(
@@ -177,10 +184,10 @@ def test_consume_on_a_terminal_shows_a_live_line(
     assert code == 0
     assert "\r" in text
     last = text.rstrip("\n").rsplit("\r", 1)[-1]
-    assert last.startswith("async: handled 3, failed 2, ")
+    assert last.startswith("async: 3 handled, 1 retried, 1 parked, 0 rejected, ")
     assert " msg/s, memory " in last
     assert "MiB" in last
-    assert "handled OrderPlaced from async" in text  # -v: a line per message, above the status
+    assert "handled OrderPlaced (id " in text  # -v: a line per message, above the status
     assert text.endswith("\n")
 
 
@@ -196,7 +203,7 @@ def test_consume_all_skips_failure_and_sync_transports(
     code, _, err = run(capsys, *APP, "consume", "--all", "--limit", "2")
 
     assert code == 0
-    assert "worker consuming async, priority\n" in err
+    assert "worker consuming async, priority (in priority order); " in err
     assert sorted(m.order_id for m in fx.HANDLED) == [1, 2]
 
 
@@ -523,7 +530,11 @@ def test_stats_json_is_exact(fx: ModuleType, capsys: pytest.CaptureFixture[str])
 
     assert code == 0
     assert json.loads(out) == {
-        "transports": {"async": {"count": 2}, "priority": {"count": 0}, "failed": {"count": 0}},
+        "transports": {
+            "async": {"count": 2},
+            "priority": {"count": 0},
+            "failed": {"count": 0, "failure_transport": True},
+        },
         "uncountable_transports": ["direct"],
     }
     code, out, _ = run(capsys, *APP, "stats", "direct", "async", "--format", "json")
@@ -540,11 +551,11 @@ def test_stats_text(fx: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
 
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["Transport", "Count"]
+    assert lines[0].split() == ["Transport", "Count", "Messages"]
     assert [line.split() for line in lines[2:5]] == [
-        ["async", "1"],
-        ["priority", "0"],
-        ["failed", "0"],
+        ["async", "1", "waiting"],
+        ["priority", "0", "waiting"],
+        ["failed", "0", "parked", "(failure", "transport)"],
     ]
     assert lines[5] == "Cannot count the messages of: direct."
 
@@ -727,7 +738,7 @@ def test_pyproject_tool_messenger_alone_is_the_application(
 
     assert code == 0
     assert json.loads(out) == {
-        "transports": {"jobs": {"count": 0}, "failed": {"count": 0}},
+        "transports": {"jobs": {"count": 0}, "failed": {"count": 0, "failure_transport": True}},
         "uncountable_transports": [],
     }
     assert run(capsys, "failed", "show")[1] == "No messages in failure transport 'failed'.\n"

@@ -6,7 +6,9 @@ Retries and the failure transport are in ``test_retry.py``. Every worker here co
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -26,6 +28,8 @@ from messenger_core import (
     HandledStamp,
     Messenger,
     ReceivedStamp,
+    TransportMessageIdStamp,
+    UndecodableMessage,
     UnrecoverableMessageError,
     hookimpl,
 )
@@ -34,7 +38,13 @@ from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.serializer import Serializer
 from messenger_core.stop_signal import FileStopSignal, StopSignal
 from messenger_core.transports.memory import MemoryTransport
-from messenger_core.worker import Worker, WorkerStats, parse_memory_limit
+from messenger_core.worker import (
+    Worker,
+    WorkerLimits,
+    WorkerStats,
+    describe_message,
+    parse_memory_limit,
+)
 
 
 @attrs.frozen
@@ -536,7 +546,9 @@ def test_sigterm_finishes_and_acknowledges_the_current_message_then_stops() -> N
     assert signal.getsignal(signal.SIGTERM) is before  # restored
 
 
-def test_a_second_signal_stops_at_once_without_settling_the_message() -> None:
+def test_a_second_signal_stops_at_once_without_settling_the_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     messenger = make_messenger()
     reached: list[str] = []
 
@@ -548,9 +560,14 @@ def test_a_second_signal_stops_at_once_without_settling_the_message() -> None:
         reached.append("after the second signal")
 
     messenger.bus.dispatch(PlaceOrder(1))
-    stats = run(messenger.worker(["async"]), handle_signals=True)
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        stats = run(messenger.worker(["async"]), handle_signals=True)
 
     assert reached == ["after the first signal"]
+    assert any(
+        re.match(r"PlaceOrder \(id \w+\) from async was interrupted and not acknowledged", line)
+        for line in worker_lines(caplog)
+    )
     assert stats.stop_reason == "interrupted"
     transport = memory(messenger, "async")
     assert transport.acknowledged == []
@@ -731,3 +748,178 @@ def test_without_a_keepalive_interval_there_is_no_keepalive() -> None:
     run(messenger.worker(["async"]), limit=1)
 
     assert transport.keepalives == []
+
+
+# -- what the worker says ----------------------------------------------------------------------
+
+
+def worker_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "messenger.worker"]
+
+
+def test_the_start_line_names_transports_buses_handlers_and_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger, _ = two_buses()
+    messenger.handler(lambda m: None, handles=Refund, name="everywhere")  # on every bus
+    messenger.add_transport("high", MemoryTransport(memory(messenger, "async").serializer))
+
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        run(messenger.worker(["high", "async"]), limit=1, failure_limit=2, time_limit=0.05)
+        run(messenger.worker(["async"], bus=EVENTS, keepalive_interval=5), time_limit=0.05)
+
+    first, second = (line for line in worker_lines(caplog) if line.startswith("worker consuming"))
+    assert first == (
+        "worker consuming high, async (in priority order); buses "
+        f"{DEFAULT_BUS} (2 handlers), {COMMANDS} (2 handlers), {EVENTS} (2 handlers); "
+        "limits: 1 message, 2 failures, 0.05s"
+    )
+    assert second == (
+        f"worker consuming async; bus {EVENTS} (2 handlers) for every message (--bus); "
+        "limits: 0.05s; keepalive every 5s"
+    )
+
+
+def test_the_start_line_says_when_no_limit_is_set() -> None:
+    limits = WorkerLimits()
+    assert limits.describe() == "none"
+    assert WorkerLimits(memory_limit=parse_memory_limit("128M")).describe() == "memory 128M"
+    assert WorkerLimits(memory_limit=1000).describe() == "memory 1000 bytes"
+
+
+def test_the_stop_line_tells_handled_retried_parked_and_rejected_apart(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = make_messenger(
+        {
+            "async": {"dsn": "memory://", "retry_strategy": {**FAST_RETRY, "max_retries": 1}},
+            "failed": "memory://",
+        }
+    )
+
+    @messenger.handler
+    def place(message: PlaceOrder) -> None:
+        if message.order_id == 0:
+            raise ValueError("no stock")
+
+    for order_id in (0, 1, 2):
+        messenger.bus.dispatch(PlaceOrder(order_id))
+
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        # 1 and 2 handled; 0 fails, is retried once, fails again and is parked.
+        stats = run(messenger.worker(["async"]), limit=4)
+
+    assert (stats.received, stats.handled, stats.failed) == (4, 2, 2)
+    assert (stats.retried, stats.parked, stats.rejected, stats.unsettled) == (1, 1, 0, 0)
+    lines = worker_lines(caplog)
+    assert lines[-1] == (
+        "worker stopped (message limit of 4 reached): 2 handled, 1 retried, 1 parked, 0 rejected"
+    )
+    # Each per-message line names the message, its id on the transport and the transport.
+    [retry] = [line for line in lines if "retry 1" in line]
+    assert re.match(r"PlaceOrder \(id \w+\) from async failed, retry 1: .*no stock", retry)
+    [parked] = [line for line in lines if "for good" in line]
+    assert re.match(r"PlaceOrder \(id \w+\) from async failed for good and was stored", parked)
+
+
+def test_a_message_failed_for_good_without_failure_transport_counts_as_rejected(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = Messenger(
+        {"transports": {"async": {"dsn": "memory://", "retry_strategy": FAST_RETRY}}},
+        autoload=False,
+    )
+    messenger.route(PlaceOrder, "async")
+
+    @messenger.handler
+    def place(message: PlaceOrder) -> None:
+        raise UnrecoverableMessageError("cancelled")
+
+    messenger.bus.dispatch(PlaceOrder(1))
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        stats = run(messenger.worker(["async"]), limit=1)
+
+    assert (stats.failed, stats.retried, stats.parked, stats.rejected) == (1, 0, 0, 1)
+    lines = worker_lines(caplog)
+    assert re.match(r"PlaceOrder \(id \w+\) from async failed for good and no failure", lines[1])
+    assert lines[-1].endswith(": 0 handled, 0 retried, 0 parked, 1 rejected")
+
+
+def test_the_summary_counts_failures_left_on_the_transport() -> None:
+    stats = WorkerStats(received=9, handled=3, failed=6, retried=2, parked=1, rejected=1)
+
+    assert stats.unsettled == 2
+    assert stats.summary() == (
+        "3 handled, 2 retried, 1 parked, 1 rejected, 2 left on the transport for later"
+    )
+
+
+def test_messages_are_described_with_their_transport_id() -> None:
+    plain = Envelope(PlaceOrder(1), [])
+    with_id = plain.with_(TransportMessageIdStamp(id="1700000000000-0"))
+    undecodable = Envelope(
+        UndecodableMessage(body=b"{", headers={"type": "shop.PlaceOrder"}, reason="bad JSON"),
+        [TransportMessageIdStamp(id="7")],
+    )
+
+    assert describe_message(plain) == "PlaceOrder"
+    assert describe_message(with_id) == "PlaceOrder (id 1700000000000-0)"
+    assert describe_message(undecodable) == "undecodable message of type shop.PlaceOrder (id 7)"
+
+
+class FailingKeepaliveTransport(MemoryTransport):
+    def keepalive(self, envelope: Envelope, seconds: float | None = None) -> None:
+        raise ConnectionError("the database went away")
+
+
+class FailingKeepaliveFactory:
+    def create(
+        self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
+    ) -> FailingKeepaliveTransport:
+        return FailingKeepaliveTransport(serializer)
+
+
+def test_a_failed_keepalive_names_the_message_its_id_and_its_transport(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = make_messenger(
+        {"async": "failing://", "failed": "memory://"},
+        transports={"failing": FailingKeepaliveFactory()},
+    )
+
+    @messenger.handler
+    def slow(message: PlaceOrder) -> None:
+        deadline = time.monotonic() + 20
+        while not any("keepalive for" in line for line in worker_lines(caplog)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+
+    messenger.bus.dispatch(PlaceOrder(1))
+    with caplog.at_level(logging.INFO, logger="messenger.worker"):
+        run(messenger.worker(["async"], keepalive_interval=0.02), limit=1)
+
+    [line, *_] = [line for line in worker_lines(caplog) if "keepalive for" in line]
+    assert re.match(
+        r"keepalive for PlaceOrder \(id \w+\) from async failed: the database went away", line
+    )
+
+
+def test_the_logging_middleware_names_a_received_message_with_its_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    messenger = make_messenger(
+        {"async": {"dsn": "memory://", "retry_strategy": FAST_RETRY}, "failed": "memory://"},
+        buses={DEFAULT_BUS: {"middleware": ["logging"]}},
+    )
+    messenger.handler(lambda m: None, handles=PlaceOrder, name="place")
+    messenger.bus.dispatch(PlaceOrder(1))
+
+    with caplog.at_level(logging.DEBUG, logger="messenger.bus"):
+        run(messenger.worker(["async"]), limit=1)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "messenger.bus"]
+    assert any(
+        re.match(rf"bus {DEFAULT_BUS}: PlaceOrder \(id \w+\) from transport 'async' handled", x)
+        for x in lines
+    ), lines

@@ -22,9 +22,9 @@ from messenger_core.cli.stop_workers import stop_signal_of
 from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
 from messenger_core.hookspecs import hookimpl
-from messenger_core.transport import Receiver, UndecodableMessage
+from messenger_core.transport import Receiver
 from messenger_core.transports.sync import SyncTransport
-from messenger_core.worker import Worker
+from messenger_core.worker import Worker, describe_message
 
 __all__ = ["consumable_transports", "register"]
 
@@ -37,8 +37,12 @@ SIGINT (Ctrl-C) arrives, or `messenger stop-workers` is run. The current message
 finished and acknowledged first; a second signal stops at once without acknowledging it (it
 comes back later). Exit code 0 on such a stop.
 
-On a terminal a live line shows the messages handled and failed, the rate and the memory
-used; -v adds one log line per message. Otherwise log lines go to stderr."""
+A start-up log line names the transports, the bus(es) with their number of handlers and the
+limits. On a terminal a live line shows the messages handled, retried (failed, sent again
+later), parked (failed for good, stored in the failure transport) and rejected (failed for
+good, no failure transport), the rate and the memory used; -v adds one log line per message,
+with its type, id and transport. Otherwise log lines go to stderr. The stop line gives the same
+counts."""
 
 
 def register(commands: Commands) -> None:
@@ -219,7 +223,9 @@ class _Reporter:
     def messenger_message_handled(self, envelope: Envelope, transport_name: str) -> None:
         if self.per_message:
             took = (time.perf_counter() - self._started) * 1000
-            logger.info("handled %s from %s in %.1f ms", _kind(envelope), transport_name, took)
+            logger.info(
+                "handled %s from %s in %.1f ms", describe_message(envelope), transport_name, took
+            )
 
     @hookimpl
     def messenger_worker_idle(self, worker: Worker) -> None:
@@ -247,14 +253,6 @@ class _Reporter:
             rate = stats.received / max(stats.elapsed, 1e-3)
         names = ", ".join(self.worker.transport_names)
         status.update(
-            f"{names}: handled {stats.handled}, failed {stats.failed}, {rate:.1f} msg/s, "
-            f"memory {peak_memory() / 2**20:.0f} MiB",
+            f"{names}: {stats.summary()}, {rate:.1f} msg/s, memory {peak_memory() / 2**20:.0f} MiB",
             force=True,
         )
-
-
-def _kind(envelope: Envelope) -> str:
-    message = envelope.message
-    if isinstance(message, UndecodableMessage):
-        return f"undecodable message ({message.headers.get('type', 'no type header')})"
-    return type(message).__qualname__

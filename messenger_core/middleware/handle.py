@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from inspect import isawaitable
 from typing import Any
 
+from messenger_core._awaitables import run_to_completion
 from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import HandlerFailedError, NoHandlerForMessageError
 from messenger_core.handlers import HandlerDescriptor, HandlerRegistry
@@ -19,6 +21,10 @@ class HandleMessageMiddleware:
     Each success adds a ``HandledStamp``. A failing handler does not stop the others; the
     failures are raised together in a :class:`HandlerFailedError` whose envelope carries the
     successes' stamps. A handler already recorded on the envelope (a retry) is skipped.
+
+    An ``async def`` handler runs to completion before its ``HandledStamp`` is added, and so
+    does an awaitable a synchronous handler returns: no message counts as handled while its
+    handler's body has not run.
     """
 
     @classmethod
@@ -62,9 +68,16 @@ class HandleMessageMiddleware:
                     result = call(message)
                 except Exception as error:
                     raise HandlerFailedError(envelope, [(name, error)]) from error
-                stamp = (
-                    none_stamp if result is None else HandledStamp(handler_name=name, result=result)
-                )
+                if result is None:  # the common case pays no more than this test
+                    stamp = none_stamp
+                else:
+                    if isawaitable(result):
+                        result = _awaited(envelope, name, result)
+                    stamp = (
+                        none_stamp
+                        if result is None
+                        else HandledStamp(handler_name=name, result=result)
+                    )
                 envelope = new_envelope(message, (stamps[0], stamp))
                 return envelope if last else next(envelope)
             generation = registry.generation
@@ -82,7 +95,7 @@ class HandleMessageMiddleware:
             if len(handlers) == 1 and handlers[0].options.from_transport is None:
                 only = handlers[0]
                 none_stamp = none_stamps.get(only.name) or _handled(only, None, none_stamps)
-                sole = (only.callable, only.name, none_stamp)
+                sole = (only.call, only.name, none_stamp)
                 registry.remember(sole_handlers, type(message), sole, generation)
             return next(run_all(envelope, handlers))
 
@@ -110,7 +123,9 @@ class HandleMessageMiddleware:
             if descriptor.name in done:
                 continue
             try:
-                result = descriptor.callable(message)
+                result = descriptor.call(message)
+                if result is not None and isawaitable(result):
+                    result = run_to_completion(result, descriptor.name)
             except Exception as error:
                 failures.append((descriptor.name, error))
                 continue
@@ -128,6 +143,15 @@ class HandleMessageMiddleware:
         if failures:
             raise HandlerFailedError(envelope, failures) from failures[0][1]
         return envelope
+
+
+def _awaited(envelope: Envelope, name: str, awaitable: Any) -> Any:
+    """What a handler's awaitable (a coroutine of an ``async def`` one) gives, as a handler
+    failure if it raises."""
+    try:
+        return run_to_completion(awaitable, name)
+    except Exception as error:
+        raise HandlerFailedError(envelope, [(name, error)]) from error
 
 
 def _handled(

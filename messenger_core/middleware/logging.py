@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from messenger_core._describe import describe_message
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError
 from messenger_core.middleware import MiddlewareContext, Next
@@ -28,7 +29,7 @@ class LoggingMiddleware:
             raise ConfigurationError(f"logging middleware: unknown level {level!r}")
 
     def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
-        name = type(envelope.message).__qualname__
+        name = describe_message(envelope)  # with the transport's id of a received message
         origin = envelope.last(ReceivedStamp)
         source = f" from transport {origin.transport_name!r}" if origin else ""
         try:
