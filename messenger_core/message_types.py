@@ -6,18 +6,48 @@ and never imported from the name, so nothing on the wire can make the process im
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from messenger_core.errors import ConfigurationError
 from messenger_core.stamps import BUILTIN_STAMPS, Stamp
 
-__all__ = ["MessageTypeRegistry", "type_name_of"]
+__all__ = ["MessageTypeRegistry", "default_names_of", "script_module_name", "type_name_of"]
 
 
 def type_name_of(cls: type[Any]) -> str:
-    """The default wire name of a class: ``module.QualName``."""
+    """A class's ``module.QualName``."""
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def script_module_name() -> str | None:
+    """The module name of the running script when imported (``shop`` for ``python shop.py``
+    and ``python -m shop``); ``None`` when there is no script (an interactive session)."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    file = getattr(main, "__file__", None)
+    return Path(file).stem if isinstance(file, str) else None
+
+
+def default_names_of(cls: type[Any]) -> tuple[str, ...]:
+    """The wire name a class gets unless registered under another, then its aliases.
+
+    ``module.QualName``. A class defined in the running script (module ``__main__``) is named
+    after the module the script is when imported (``shop.OrderPlaced`` for ``python shop.py``),
+    which is the name a worker importing that script (``--app shop:messenger``) gives it, so
+    the two understand each other; ``__main__.OrderPlaced`` stays an alias.
+    """
+    name = type_name_of(cls)
+    if cls.__module__ == "__main__":
+        script = script_module_name()
+        if script and script != "__main__":
+            return (f"{script}.{cls.__qualname__}", name)
+    return (name,)
 
 
 class _NameTable:
@@ -35,7 +65,11 @@ class _NameTable:
     def register(self, cls: type[Any], name: str | None, aliases: tuple[str, ...]) -> None:
         with self._lock:
             current = self.names.get(cls)
-            canonical = name or current or type_name_of(cls)
+            if name is None and current is None:
+                canonical, *defaults = default_names_of(cls)
+                aliases = (*defaults, *aliases)
+            else:
+                canonical = name or current or type_name_of(cls)
             if current is not None and current != canonical and cls not in self._implicit:
                 raise ConfigurationError(
                     f"{self._kind} class {type_name_of(cls)} is already registered as "

@@ -13,13 +13,11 @@ its routes may name it ``__main__.OrderPlaced`` or, as the same file is named wh
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
-from messenger_core.message_types import type_name_of
+from messenger_core.message_types import script_module_name, type_name_of
 
 __all__ = ["ANY_ROUTE", "RouteKey", "Router", "route_key_name", "route_names_of"]
 
@@ -27,18 +25,6 @@ ANY_ROUTE = "*"
 
 RouteKey = str | type[Any]
 """What a route is keyed by: a message class, its ``module.QualName``, or ``"*"``."""
-
-
-def script_module_name() -> str | None:
-    """The module name of the running script when imported (``shop`` for ``python shop.py``
-    and ``python -m shop``); ``None`` when there is no script (an interactive session)."""
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    name = getattr(spec, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    file = getattr(main, "__file__", None)
-    return Path(file).stem if isinstance(file, str) else None
 
 
 def route_names_of(cls: type[Any]) -> tuple[str, ...]:
