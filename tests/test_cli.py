@@ -1113,3 +1113,40 @@ def test_plugins_flags_two_claimants_and_a_plugin_for_another_core(
     shadow = next(line for line in out.splitlines() if "messenger-shadow" in line)
     assert "(disabled by MESSENGER_DISABLED_PLUGINS)" in shadow
     sys.modules.pop(module, None)
+
+
+ASYNC_APP = """
+import attrs
+from messenger_core import Messenger
+
+
+@attrs.frozen
+class Ping:
+    n: int
+
+
+def create():
+    messenger = Messenger({})
+
+    @messenger.handler
+    async def pong(message: Ping) -> None:
+        pass
+
+    @messenger.handler
+    def log_ping(message: Ping) -> None:
+        pass
+
+    return messenger
+"""
+
+
+def test_debug_marks_async_handlers(
+    fx: ModuleType, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "async_debug_app.py").write_text(ASYNC_APP, encoding="utf-8")
+
+    code, out, _ = run(capsys, "--app", "async_debug_app:create", "debug")
+
+    assert code == 0
+    assert "pong  [priority=0, async]" in out
+    assert "log_ping  [priority=0]" in out

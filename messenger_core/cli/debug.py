@@ -100,6 +100,8 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
 def _options(descriptor: HandlerDescriptor, handles: Any) -> str:
     options = descriptor.options
     parts = [f"priority={options.priority}"]
+    if descriptor.is_async:
+        parts.append("async")  # run to completion on the worker's private event loop
     if options.bus is not None:
         parts.append(f"bus={options.bus}")
     if options.from_transport is not None:
