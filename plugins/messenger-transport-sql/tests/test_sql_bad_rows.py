@@ -76,7 +76,7 @@ def _bad_rows(backend: str) -> list[BadRow]:
             "deep body",
             DEEP,
             GOOD_HEADERS,
-            "recursion depth",
+            "nested too deeply",
             _body_is(DEEP.encode()),
         ),
     ]
