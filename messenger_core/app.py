@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import logging
-import pkgutil
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
 
 from messenger_core import diagnostics
 from messenger_core.bus import MessageBus
@@ -28,24 +26,14 @@ from messenger_core.handlers import (
     HandlerDescriptor,
     HandlerOptions,
     HandlerRegistry,
-    handler_options_of,
+    handler,
+    make_handler_options,
 )
-from messenger_core.handlers import (
-    handler as mark,
-)
-from messenger_core.handlers import make_handler_options as handler_options
 from messenger_core.hooks import Hooks
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.middleware import Middleware, MiddlewareContext
-from messenger_core.middleware.add_bus_name import AddBusNameStampMiddleware
-from messenger_core.middleware.dispatch_after_current_bus import (
-    DispatchAfterCurrentBusMiddleware,
-    RootDispatch,
-)
-from messenger_core.middleware.failed_message_processing import FailedMessageProcessingMiddleware
-from messenger_core.middleware.handle import HandleMessageMiddleware
-from messenger_core.middleware.reject_redelivered import RejectRedeliveredMessageMiddleware
-from messenger_core.middleware.send import SendMessageMiddleware
+from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
+from messenger_core.middleware.stack import build_stack
 from messenger_core.plugins import (
     MIDDLEWARE_GROUP,
     SERIALIZERS_GROUP,
@@ -53,9 +41,10 @@ from messenger_core.plugins import (
     PluginRegistry,
 )
 from messenger_core.routing import Router
+from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
 from messenger_core.stop_signal import FileStopSignal, StopSignal
-from messenger_core.transport import StopSignalFactory, Transport
+from messenger_core.transport import StopSignalFactory, Transport, TransportFactory
 
 if TYPE_CHECKING:
     from messenger_core.worker import Worker
@@ -66,6 +55,32 @@ logger = logging.getLogger("messenger")
 worker_logger = logging.getLogger("messenger.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- BEGIN local Protocol declarations (issue 10.4) ----------------------------------------------
+# protocols-fastpath declares these two in messenger_core/transport.py and
+# messenger_core/stop_signal.py; until that is merged they are declared here. At the merge,
+# delete this block and import ApplicationBoundFactory from messenger_core.transport and
+# ClosableStopSignal from messenger_core.stop_signal.
+@runtime_checkable
+class ApplicationBoundFactory(Protocol):
+    """A transport factory that needs the application to build its transports."""
+
+    def for_application(self, messenger: Messenger) -> TransportFactory:
+        """The factory to use for ``messenger``'s transports."""
+        ...
+
+
+@runtime_checkable
+class ClosableStopSignal(Protocol):
+    """A stop signal holding connections, released by :meth:`close`."""
+
+    def close(self) -> None:
+        """Release the signal's connections."""
+        ...
+
+
+# -- END local Protocol declarations -------------------------------------------------------------
 
 
 class Messenger:
@@ -82,7 +97,9 @@ class Messenger:
         messenger.bus.dispatch(OrderPlaced(order_id=1))
 
     Embedding applications can pass factories explicitly (``transports={"memory": ...}``) and
-    ``autoload=False`` to load no third-party entry point at all.
+    ``autoload=False`` to load no third-party entry point at all. ``plugins`` are pluggy
+    plugins (objects with ``@hookimpl`` methods), like those of the ``messenger.plugins``
+    entry-point group; :attr:`factories` resolves transport, serializer and middleware names.
     """
 
     def __init__(
@@ -101,14 +118,17 @@ class Messenger:
         elif not isinstance(config, MessengerConfig):
             config = structure_config(config)
         self.config: MessengerConfig = config
-        self.plugins = PluginRegistry(autoload=autoload)
+        self.factories = PluginRegistry(autoload=autoload)
+        """Transport, serializer and middleware factories by name (explicit or entry points)."""
         for scheme, factory in (transports or {}).items():
-            self.plugins.register_transport(scheme, factory)
+            self.factories.register_transport(scheme, factory)
         for name, factory in (serializers or {}).items():
-            self.plugins.register_serializer(name, factory)
+            self.factories.register_serializer(name, factory)
         for name, factory in (middleware or {}).items():
-            self.plugins.register_middleware(name, factory)
-        self.hooks = Hooks(plugins, autoload=self.plugins.autoload, disabled=self.plugins.disabled)
+            self.factories.register_middleware(name, factory)
+        self.hooks = Hooks(
+            plugins, autoload=self.factories.autoload, disabled=self.factories.disabled
+        )
         self.registry = MessageTypeRegistry()
         self.handlers = HandlerRegistry()
         self.router = Router(self.config.routing)
@@ -122,6 +142,17 @@ class Messenger:
         self._lock = threading.RLock()
         self.hooks.register_types(self.registry)
         self.hooks.configure(self)
+
+    @property
+    def plugins(self) -> PluginRegistry:
+        """Deprecated name of :attr:`factories` (``plugins=`` of the constructor is pluggy's)."""
+        warnings.warn(
+            "Messenger.plugins is deprecated: it is the factory registry, now named "
+            "Messenger.factories",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.factories
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> Messenger:
@@ -160,13 +191,13 @@ class Messenger:
         Inside a class body, it only marks the method: register the class (or an instance)
         afterwards with ``messenger.handler(TheClass)`` or :meth:`register_handlers`.
         """
-        options = handler_options(bus, from_transport, priority, handles, name)
-        marker = mark(
+        options = make_handler_options(bus, from_transport, priority, handles, name)
+        marker = handler(
             bus=bus, from_transport=from_transport, priority=priority, handles=handles, name=name
         )
 
         def register(obj: F) -> F:
-            if _is_method_in_class_body(obj):
+            if is_method_in_class_body(obj):
                 return marker(obj)
             # Bound methods and slotted or frozen instances take no attributes: no mark then.
             with contextlib.suppress(AttributeError):
@@ -187,24 +218,7 @@ class Messenger:
 
         Marked classes are instantiated with no arguments; classes with marked methods too.
         """
-        found: list[HandlerDescriptor] = []
-        # A module named twice (a package and its submodule) or an object bound to two names
-        # is still registered once.
-        seen_modules: set[str] = set()
-        seen: set[int] = set()
-        for module in modules:
-            for each in _walk_modules(module):
-                if each.__name__ in seen_modules:
-                    continue
-                seen_modules.add(each.__name__)
-                for _, obj in inspect.getmembers(each):
-                    if getattr(obj, "__module__", None) != each.__name__ or id(obj) in seen:
-                        continue  # imported from elsewhere: its own module registers it
-                    seen.add(id(obj))
-                    marked_function = inspect.isfunction(obj) and handler_options_of(obj)
-                    if marked_function or (inspect.isclass(obj) and _has_marks(obj)):
-                        found += self._register(obj, handler_options_of(obj))
-        return found
+        return scan_modules(modules, self._register)
 
     def _register(self, obj: Any, options: HandlerOptions | None) -> list[HandlerDescriptor]:
         descriptors = self.handlers.add(obj, options)
@@ -268,24 +282,31 @@ class Messenger:
         ]
         if not bus_config.default_middleware:
             return user
-        return [
-            AddBusNameStampMiddleware(bus_name),
-            RejectRedeliveredMessageMiddleware(),
-            DispatchAfterCurrentBusMiddleware(self.root_dispatch),
-            FailedMessageProcessingMiddleware(),
-            *user,
-            *self.hooks.bus_middleware(self, bus_name),
-            SendMessageMiddleware(self.router, self.get_transport),
-            HandleMessageMiddleware(bus_name, self.handlers, bus_config.allow_no_handlers),
-        ]
+        plugged = self.hooks.bus_middleware(self, bus_name)
+        return build_stack(self._middleware_context(bus_name), [*user, *plugged])
+
+    def _middleware_context(
+        self, bus_name: str, options: Mapping[str, Any] | None = None
+    ) -> MiddlewareContext:
+        return MiddlewareContext(
+            messenger=self,
+            bus_name=bus_name,
+            options=options if options is not None else {},
+            config=self.config,
+            handlers=self.handlers,
+            router=self.router,
+            transports=self.get_transport,
+            hooks=self.hooks,
+            root_dispatch=self.root_dispatch,
+        )
 
     def _named_middleware(self, bus_name: str, index: int, config: MiddlewareConfig) -> Middleware:
         where = f"messenger.buses.{bus_name!r}.middleware[{index}]"
         try:
-            factory = self.plugins.load(MIDDLEWARE_GROUP, config.name)
+            factory = self.factories.load(MIDDLEWARE_GROUP, config.name)
         except ConfigurationError as error:
             raise ConfigurationError(f"{where}: {error}") from error.__cause__
-        context = MiddlewareContext(messenger=self, bus_name=bus_name, options=config.options)
+        context = self._middleware_context(bus_name, config.options)
         try:
             middleware: Middleware = factory(context)
         except ConfigurationError as error:
@@ -335,7 +356,7 @@ class Messenger:
     def serializer(self, name: str | None = None) -> Serializer:
         """A serializer by name (default: the configured default, ``json``)."""
         name = name or self.config.serializer
-        factory = self.plugins.load(SERIALIZERS_GROUP, name)
+        factory = self.factories.load(SERIALIZERS_GROUP, name)
         if isinstance(factory, type):
             factory = factory()
         return factory(self.registry, {})  # type: ignore[no-any-return]
@@ -346,17 +367,17 @@ class Messenger:
         except ConfigurationError as error:
             raise ConfigurationError(f"transport {name!r}: {error}") from None
         try:
-            factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
+            factory = self.factories.load(TRANSPORTS_GROUP, dsn.scheme)
         except ConfigurationError as error:
             raise ConfigurationError(f"transport {name!r}: {error}") from error.__cause__
         if isinstance(factory, type):
             factory = factory()
-        bind = getattr(factory, "for_application", None)
-        if bind is not None:
-            factory = bind(self)
+        if isinstance(factory, ApplicationBoundFactory):
+            factory = factory.for_application(self)
         serializer = self.serializer(config.serializer)
         try:
-            transport: Transport = factory.create(dsn, dsn.with_options(config.options), serializer)
+            # The factory merges these over the DSN's query options (see TransportFactory).
+            transport: Transport = factory.create(dsn, config.options, serializer)
         except ConfigurationError as error:
             where = "" if str(dsn) in str(error) else f" ({dsn})"
             raise ConfigurationError(f"transport {name!r}{where}: {error}") from None
@@ -387,7 +408,7 @@ class Messenger:
         dsn = Dsn.parse(text)
         if dsn.scheme == "file":
             return FileStopSignal(dsn.path)
-        factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
+        factory = self.factories.load(TRANSPORTS_GROUP, dsn.scheme)
         if isinstance(factory, type):
             factory = factory()
         if not isinstance(factory, StopSignalFactory):
@@ -396,7 +417,8 @@ class Messenger:
                 "signal; use file:///path, or a store whose plugin supports it (redis://, "
                 "sqlite://, postgresql://, mysql://)"
             )
-        signal: StopSignal = factory.create_stop_signal(dsn, dict(dsn.options))
+        # No options besides the DSN's own, which the factory reads (see TransportFactory).
+        signal: StopSignal = factory.create_stop_signal(dsn, {})
         return signal
 
     def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
@@ -430,9 +452,8 @@ class Messenger:
             transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
             transport.close()
-        close_signal = getattr(self._stop_signal, "close", None)
-        if close_signal is not None:
-            close_signal()
+        if isinstance(self._stop_signal, ClosableStopSignal):
+            self._stop_signal.close()
 
     def __enter__(self) -> Messenger:
         return self
@@ -462,31 +483,3 @@ class _LazyMapping(Mapping[str, MessageBus]):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-def _is_method_in_class_body(obj: object) -> bool:
-    """A plain function defined in a class body (its first parameter is ``self``)."""
-    if not inspect.isfunction(obj) or "." not in obj.__qualname__:
-        return False
-    if obj.__qualname__.rsplit(".", 2)[-2] == "<locals>":
-        return False
-    parameters = list(inspect.signature(obj).parameters)
-    return bool(parameters) and parameters[0] == "self"
-
-
-def _has_marks(cls: type[Any]) -> bool:
-    if handler_options_of(cls) is not None:
-        return True
-    return any(
-        handler_options_of(inspect.getattr_static(cls, name, None)) is not None for name in dir(cls)
-    )
-
-
-def _walk_modules(module: types.ModuleType | str) -> Iterator[types.ModuleType]:
-    if isinstance(module, str):
-        module = importlib.import_module(module)
-    yield module
-    for info in pkgutil.walk_packages(
-        getattr(module, "__path__", []), prefix=f"{module.__name__}."
-    ):
-        yield importlib.import_module(info.name)
