@@ -17,6 +17,7 @@ import pluggy
 import pytest
 
 import messenger_core
+import messenger_core.plugins
 from messenger_core import (
     DEFAULT_BUS,
     ConfigurationError,
@@ -26,7 +27,6 @@ from messenger_core import (
     SentStamp,
     hookimpl,
 )
-from messenger_core import plugins as plugins_module
 from messenger_core._requirements import _satisfies_simply, core_requirement_problem
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
@@ -793,6 +793,6 @@ def test_a_plugin_installed_after_a_first_load_is_found(fake: FakeDistributions)
 
 
 def test_the_core_does_not_touch_stevedores_private_cache() -> None:
-    source = Path(plugins_module.__file__).read_text()
+    source = Path(messenger_core.plugins.__file__).read_text()
     assert "ENTRY_POINT_CACHE" not in source
     assert "_cache" not in source
