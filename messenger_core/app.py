@@ -9,18 +9,11 @@ import types
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from messenger_core import diagnostics
 from messenger_core.bus import MessageBus
-from messenger_core.config import (
-    MessengerConfig,
-    MiddlewareConfig,
-    TransportConfig,
-    load_config,
-    structure_config,
-)
-from messenger_core.dsn import Dsn
+from messenger_core.config import MessengerConfig, TransportConfig, load_config, structure_config
 from messenger_core.errors import ConfigurationError
 from messenger_core.handlers import (
     HandlerDescriptor,
@@ -35,52 +28,29 @@ from messenger_core.middleware import Middleware, MiddlewareContext
 from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
 from messenger_core.middleware.stack import build_stack
 from messenger_core.plugins import (
-    MIDDLEWARE_GROUP,
     SERIALIZERS_GROUP,
-    TRANSPORTS_GROUP,
     PluginRegistry,
 )
 from messenger_core.routing import Router
 from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
-from messenger_core.stop_signal import FileStopSignal, StopSignal
-from messenger_core.transport import StopSignalFactory, Transport, TransportFactory
+from messenger_core.stop_signal import StopSignal
+from messenger_core.transport import Transport
+from messenger_core.wiring import (
+    ClosableStopSignal,
+    configured_stop_signal,
+    create_transport,
+    named_middleware,
+)
 
 if TYPE_CHECKING:
     from messenger_core.worker import Worker
 
 __all__ = ["Messenger"]
 
-logger = logging.getLogger("messenger")
 worker_logger = logging.getLogger("messenger.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-# -- BEGIN local Protocol declarations (issue 10.4) ----------------------------------------------
-# protocols-fastpath declares these two in messenger_core/transport.py and
-# messenger_core/stop_signal.py; until that is merged they are declared here. At the merge,
-# delete this block and import ApplicationBoundFactory from messenger_core.transport and
-# ClosableStopSignal from messenger_core.stop_signal.
-@runtime_checkable
-class ApplicationBoundFactory(Protocol):
-    """A transport factory that needs the application to build its transports."""
-
-    def for_application(self, messenger: Messenger) -> TransportFactory:
-        """The factory to use for ``messenger``'s transports."""
-        ...
-
-
-@runtime_checkable
-class ClosableStopSignal(Protocol):
-    """A stop signal holding connections, released by :meth:`close`."""
-
-    def close(self) -> None:
-        """Release the signal's connections."""
-        ...
-
-
-# -- END local Protocol declarations -------------------------------------------------------------
 
 
 class Messenger:
@@ -277,7 +247,9 @@ class Messenger:
     def _middleware_for(self, bus_name: str) -> list[Middleware]:
         bus_config = self.config.bus(bus_name)
         user = [
-            self._named_middleware(bus_name, index, m)
+            named_middleware(
+                self.factories, self._middleware_context(bus_name, m.options), index, m
+            )
             for index, m in enumerate(bus_config.middleware)
         ]
         if not bus_config.default_middleware:
@@ -288,6 +260,7 @@ class Messenger:
     def _middleware_context(
         self, bus_name: str, options: Mapping[str, Any] | None = None
     ) -> MiddlewareContext:
+        """What a middleware factory of ``bus_name`` gets (the bus's options for one entry)."""
         return MiddlewareContext(
             messenger=self,
             bus_name=bus_name,
@@ -299,24 +272,6 @@ class Messenger:
             hooks=self.hooks,
             root_dispatch=self.root_dispatch,
         )
-
-    def _named_middleware(self, bus_name: str, index: int, config: MiddlewareConfig) -> Middleware:
-        where = f"messenger.buses.{bus_name!r}.middleware[{index}]"
-        try:
-            factory = self.factories.load(MIDDLEWARE_GROUP, config.name)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"{where}: {error}") from error.__cause__
-        context = self._middleware_context(bus_name, config.options)
-        try:
-            middleware: Middleware = factory(context)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"{where} ({config.name!r}): {error}") from error
-        except Exception as error:
-            raise ConfigurationError(
-                f"{where}: middleware {config.name!r} of bus {bus_name!r} could not be built: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        return middleware
 
     # -- transports -------------------------------------------------------------------------
     @property
@@ -337,7 +292,7 @@ class Messenger:
                         raise ConfigurationError(
                             f"no transport named {name!r} (configured: {known})"
                         )
-                    transport = self._create_transport(name, config)
+                    transport = create_transport(self, name, config, self.serializer)
                     self._transports[name] = transport
         return transport
 
@@ -349,7 +304,7 @@ class Messenger:
             if isinstance(transport, str):
                 transport = TransportConfig(dsn=transport)
             if isinstance(transport, TransportConfig):
-                transport = self._create_transport(name, transport)
+                transport = create_transport(self, name, transport, self.serializer)
             self._transports[name] = transport
             return transport
 
@@ -361,29 +316,6 @@ class Messenger:
             factory = factory()
         return factory(self.registry, {})  # type: ignore[no-any-return]
 
-    def _create_transport(self, name: str, config: TransportConfig) -> Transport:
-        try:
-            dsn = Dsn.parse(config.dsn)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"transport {name!r}: {error}") from None
-        try:
-            factory = self.factories.load(TRANSPORTS_GROUP, dsn.scheme)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"transport {name!r}: {error}") from error.__cause__
-        if isinstance(factory, type):
-            factory = factory()
-        if isinstance(factory, ApplicationBoundFactory):
-            factory = factory.for_application(self)
-        serializer = self.serializer(config.serializer)
-        try:
-            # The factory merges these over the DSN's query options (see TransportFactory).
-            transport: Transport = factory.create(dsn, config.options, serializer)
-        except ConfigurationError as error:
-            where = "" if str(dsn) in str(error) else f" ({dsn})"
-            raise ConfigurationError(f"transport {name!r}{where}: {error}") from None
-        logger.debug("transport %s created from %s", name, dsn)
-        return transport
-
     # -- consuming --------------------------------------------------------------------------
     @property
     def stop_signal(self) -> StopSignal:
@@ -394,32 +326,12 @@ class Messenger:
         application's file in the temporary directory (see :mod:`messenger_core.stop_signal`).
         """
         if self._stop_signal is None:
-            self._stop_signal = self._configured_stop_signal()
+            self._stop_signal = configured_stop_signal(self.factories, self.config)
         return self._stop_signal
 
     @stop_signal.setter
     def stop_signal(self, signal: StopSignal) -> None:
         self._stop_signal = signal
-
-    def _configured_stop_signal(self) -> StopSignal:
-        text = self.config.stop_signal
-        if text is None:
-            return FileStopSignal.for_application(self.config)
-        dsn = Dsn.parse(text)
-        if dsn.scheme == "file":
-            return FileStopSignal(dsn.path)
-        factory = self.factories.load(TRANSPORTS_GROUP, dsn.scheme)
-        if isinstance(factory, type):
-            factory = factory()
-        if not isinstance(factory, StopSignalFactory):
-            raise ConfigurationError(
-                f"messenger.stop_signal: the {dsn.scheme}:// transport cannot keep a stop "
-                "signal; use file:///path, or a store whose plugin supports it (redis://, "
-                "sqlite://, postgresql://, mysql://)"
-            )
-        # No options besides the DSN's own, which the factory reads (see TransportFactory).
-        signal: StopSignal = factory.create_stop_signal(dsn, {})
-        return signal
 
     def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
         """A worker consuming ``transport_names`` (highest priority first).
