@@ -108,6 +108,19 @@ def test_a_middleware_factory_gets_the_applications_services() -> None:
     assert context.messenger is messenger  # kept, deprecated
 
 
+def test_a_context_built_by_hand_with_the_application_takes_the_services_from_it() -> None:
+    messenger = Messenger(autoload=False)
+
+    context = MiddlewareContext(messenger=messenger, bus_name=DEFAULT_BUS)
+
+    assert context.config is messenger.config
+    assert context.handlers is messenger.handlers
+    assert context.router is messenger.router
+    assert context.hooks is messenger.hooks
+    assert context.root_dispatch is messenger.root_dispatch
+    assert context.transports == messenger.get_transport
+
+
 def test_configuration_options_win_over_the_dsn_query_through_a_real_factory() -> None:
     messenger = Messenger(
         {

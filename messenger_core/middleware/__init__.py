@@ -80,17 +80,25 @@ class MiddlewareContext:
     options: Mapping[str, Any] = attrs.field(factory=dict)
     """The ``options`` table of the bus's configuration entry for this middleware."""
     # -- services (added for issue 10.3; owned by app-wiring) --
-    config: MessengerConfig
+    # The application passes each; a context built by hand with only ``messenger`` (as before
+    # they existed) takes them from it.
+    config: MessengerConfig = attrs.field(default=attrs.Factory(lambda c: c.messenger.config, True))
     """The application's configuration (``config.bus(bus_name)`` for this bus's)."""
-    handlers: HandlerRegistry
+    handlers: HandlerRegistry = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.handlers, True)
+    )
     """The handlers of every bus."""
-    router: Router
+    router: Router = attrs.field(default=attrs.Factory(lambda c: c.messenger.router, True))
     """Which transports each message class is sent to."""
-    transports: Callable[[str], Transport]
+    transports: Callable[[str], Transport] = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.get_transport, True)
+    )
     """The transport of a name, connected on first use (a ``ConfigurationError`` if unknown)."""
-    hooks: Hooks
+    hooks: Hooks = attrs.field(default=attrs.Factory(lambda c: c.messenger.hooks, True))
     """The application's plugin hooks."""
-    root_dispatch: RootDispatch
+    root_dispatch: RootDispatch = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.root_dispatch, True)
+    )
     """The application's record of outermost dispatches (shared by all its buses)."""
 
 
