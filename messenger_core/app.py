@@ -27,10 +27,7 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.middleware import Middleware, MiddlewareContext
 from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
 from messenger_core.middleware.stack import build_stack
-from messenger_core.plugins import (
-    SERIALIZERS_GROUP,
-    PluginRegistry,
-)
+from messenger_core.plugins import SERIALIZERS_GROUP, PluginRegistry
 from messenger_core.routing import Router
 from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
