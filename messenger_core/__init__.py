@@ -4,7 +4,7 @@ The names most applications need are importable from here; plugin authors find t
 and serializer protocols in :mod:`messenger_core.transport` and :mod:`messenger_core.serializer`.
 """
 
-from messenger_core._version import version as _version
+from messenger_core import _version
 from messenger_core.app import Messenger
 from messenger_core.bus import DEFAULT_BUS, MessageBus, Query, QueryError
 from messenger_core.config import MessengerConfig, load_config
@@ -43,7 +43,7 @@ from messenger_core.stamps import (
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
-__version__: str = _version()
+__version__: str = _version.core_version()
 """This distribution's version (from its installed metadata; ``0+unknown`` from source)."""
 
 __all__ = [

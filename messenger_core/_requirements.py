@@ -10,9 +10,7 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
-from messenger_core._version import DISTRIBUTION as CORE_DISTRIBUTION
-from messenger_core._version import UNKNOWN_VERSION
-from messenger_core._version import version as core_version
+from messenger_core._version import CORE_DISTRIBUTION, UNKNOWN_VERSION, core_version
 
 __all__ = ["core_requirement_problem", "normalize_name"]
 

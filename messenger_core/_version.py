@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from importlib import metadata
 
-__all__ = ["DISTRIBUTION", "UNKNOWN_VERSION", "version"]
+__all__ = ["CORE_DISTRIBUTION", "UNKNOWN_VERSION", "core_version"]
 
-DISTRIBUTION = "messenger-core"
+CORE_DISTRIBUTION = "messenger-core"
 UNKNOWN_VERSION = "0+unknown"
 """The version reported when the package runs from source without being installed."""
 
 
-def version() -> str:
+def core_version() -> str:
     """The version in the installed metadata, else :data:`UNKNOWN_VERSION`."""
     try:
-        return metadata.version(DISTRIBUTION)
+        return metadata.version(CORE_DISTRIBUTION)
     except metadata.PackageNotFoundError:
         return UNKNOWN_VERSION

@@ -3,66 +3,48 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
-import inspect
 import logging
-import pkgutil
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from messenger_core import diagnostics
 from messenger_core.bus import MessageBus
-from messenger_core.config import (
-    MessengerConfig,
-    MiddlewareConfig,
-    TransportConfig,
-    load_config,
-    structure_config,
-)
-from messenger_core.dsn import Dsn
+from messenger_core.config import MessengerConfig, TransportConfig, load_config, structure_config
 from messenger_core.errors import ConfigurationError
 from messenger_core.handlers import (
     HandlerDescriptor,
     HandlerOptions,
     HandlerRegistry,
-    handler_options_of,
+    handler,
+    make_handler_options,
 )
-from messenger_core.handlers import (
-    handler as mark,
-)
-from messenger_core.handlers import make_handler_options as handler_options
 from messenger_core.hooks import Hooks
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.middleware import Middleware, MiddlewareContext
-from messenger_core.middleware.add_bus_name import AddBusNameStampMiddleware
-from messenger_core.middleware.dispatch_after_current_bus import (
-    DispatchAfterCurrentBusMiddleware,
-    RootDispatch,
-)
-from messenger_core.middleware.failed_message_processing import FailedMessageProcessingMiddleware
-from messenger_core.middleware.handle import HandleMessageMiddleware
-from messenger_core.middleware.reject_redelivered import RejectRedeliveredMessageMiddleware
-from messenger_core.middleware.send import SendMessageMiddleware
-from messenger_core.plugins import (
-    MIDDLEWARE_GROUP,
-    SERIALIZERS_GROUP,
-    TRANSPORTS_GROUP,
-    PluginRegistry,
-)
+from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
+from messenger_core.middleware.stack import build_stack
+from messenger_core.plugins import SERIALIZERS_GROUP, PluginRegistry
 from messenger_core.routing import Router
+from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
-from messenger_core.stop_signal import FileStopSignal, StopSignal
-from messenger_core.transport import StopSignalFactory, Transport
+from messenger_core.stop_signal import StopSignal
+from messenger_core.transport import Transport
+from messenger_core.wiring import (
+    ClosableStopSignal,
+    configured_stop_signal,
+    create_transport,
+    named_middleware,
+)
 
 if TYPE_CHECKING:
     from messenger_core.worker import Worker
 
 __all__ = ["Messenger"]
 
-logger = logging.getLogger("messenger")
 worker_logger = logging.getLogger("messenger.worker")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -82,7 +64,9 @@ class Messenger:
         messenger.bus.dispatch(OrderPlaced(order_id=1))
 
     Embedding applications can pass factories explicitly (``transports={"memory": ...}``) and
-    ``autoload=False`` to load no third-party entry point at all.
+    ``autoload=False`` to load no third-party entry point at all. ``plugins`` are pluggy
+    plugins (objects with ``@hookimpl`` methods), like those of the ``messenger.plugins``
+    entry-point group; :attr:`factories` resolves transport, serializer and middleware names.
     """
 
     def __init__(
@@ -101,14 +85,17 @@ class Messenger:
         elif not isinstance(config, MessengerConfig):
             config = structure_config(config)
         self.config: MessengerConfig = config
-        self.plugins = PluginRegistry(autoload=autoload)
+        self.factories = PluginRegistry(autoload=autoload)
+        """Transport, serializer and middleware factories by name (explicit or entry points)."""
         for scheme, factory in (transports or {}).items():
-            self.plugins.register_transport(scheme, factory)
+            self.factories.register_transport(scheme, factory)
         for name, factory in (serializers or {}).items():
-            self.plugins.register_serializer(name, factory)
+            self.factories.register_serializer(name, factory)
         for name, factory in (middleware or {}).items():
-            self.plugins.register_middleware(name, factory)
-        self.hooks = Hooks(plugins, autoload=self.plugins.autoload, disabled=self.plugins.disabled)
+            self.factories.register_middleware(name, factory)
+        self.hooks = Hooks(
+            plugins, autoload=self.factories.autoload, disabled=self.factories.disabled
+        )
         self.registry = MessageTypeRegistry()
         self.handlers = HandlerRegistry()
         self.router = Router(self.config.routing)
@@ -122,6 +109,17 @@ class Messenger:
         self._lock = threading.RLock()
         self.hooks.register_types(self.registry)
         self.hooks.configure(self)
+
+    @property
+    def plugins(self) -> PluginRegistry:
+        """Deprecated name of :attr:`factories` (``plugins=`` of the constructor is pluggy's)."""
+        warnings.warn(
+            "Messenger.plugins is deprecated: it is the factory registry, now named "
+            "Messenger.factories",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.factories
 
     @classmethod
     def from_config(cls, path: str | Path, **kwargs: Any) -> Messenger:
@@ -160,13 +158,13 @@ class Messenger:
         Inside a class body, it only marks the method: register the class (or an instance)
         afterwards with ``messenger.handler(TheClass)`` or :meth:`register_handlers`.
         """
-        options = handler_options(bus, from_transport, priority, handles, name)
-        marker = mark(
+        options = make_handler_options(bus, from_transport, priority, handles, name)
+        marker = handler(
             bus=bus, from_transport=from_transport, priority=priority, handles=handles, name=name
         )
 
         def register(obj: F) -> F:
-            if _is_method_in_class_body(obj):
+            if is_method_in_class_body(obj):
                 return marker(obj)
             # Bound methods and slotted or frozen instances take no attributes: no mark then.
             with contextlib.suppress(AttributeError):
@@ -187,24 +185,7 @@ class Messenger:
 
         Marked classes are instantiated with no arguments; classes with marked methods too.
         """
-        found: list[HandlerDescriptor] = []
-        # A module named twice (a package and its submodule) or an object bound to two names
-        # is still registered once.
-        seen_modules: set[str] = set()
-        seen: set[int] = set()
-        for module in modules:
-            for each in _walk_modules(module):
-                if each.__name__ in seen_modules:
-                    continue
-                seen_modules.add(each.__name__)
-                for _, obj in inspect.getmembers(each):
-                    if getattr(obj, "__module__", None) != each.__name__ or id(obj) in seen:
-                        continue  # imported from elsewhere: its own module registers it
-                    seen.add(id(obj))
-                    marked_function = inspect.isfunction(obj) and handler_options_of(obj)
-                    if marked_function or (inspect.isclass(obj) and _has_marks(obj)):
-                        found += self._register(obj, handler_options_of(obj))
-        return found
+        return scan_modules(modules, self._register)
 
     def _register(self, obj: Any, options: HandlerOptions | None) -> list[HandlerDescriptor]:
         descriptors = self.handlers.add(obj, options)
@@ -263,39 +244,31 @@ class Messenger:
     def _middleware_for(self, bus_name: str) -> list[Middleware]:
         bus_config = self.config.bus(bus_name)
         user = [
-            self._named_middleware(bus_name, index, m)
+            named_middleware(
+                self.factories, self._middleware_context(bus_name, m.options), index, m
+            )
             for index, m in enumerate(bus_config.middleware)
         ]
         if not bus_config.default_middleware:
             return user
-        return [
-            AddBusNameStampMiddleware(bus_name),
-            RejectRedeliveredMessageMiddleware(),
-            DispatchAfterCurrentBusMiddleware(self.root_dispatch),
-            FailedMessageProcessingMiddleware(),
-            *user,
-            *self.hooks.bus_middleware(self, bus_name),
-            SendMessageMiddleware(self.router, self.get_transport),
-            HandleMessageMiddleware(bus_name, self.handlers, bus_config.allow_no_handlers),
-        ]
+        plugged = self.hooks.bus_middleware(self, bus_name)
+        return build_stack(self._middleware_context(bus_name), [*user, *plugged])
 
-    def _named_middleware(self, bus_name: str, index: int, config: MiddlewareConfig) -> Middleware:
-        where = f"messenger.buses.{bus_name!r}.middleware[{index}]"
-        try:
-            factory = self.plugins.load(MIDDLEWARE_GROUP, config.name)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"{where}: {error}") from error.__cause__
-        context = MiddlewareContext(messenger=self, bus_name=bus_name, options=config.options)
-        try:
-            middleware: Middleware = factory(context)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"{where} ({config.name!r}): {error}") from error
-        except Exception as error:
-            raise ConfigurationError(
-                f"{where}: middleware {config.name!r} of bus {bus_name!r} could not be built: "
-                f"{type(error).__name__}: {error}"
-            ) from error
-        return middleware
+    def _middleware_context(
+        self, bus_name: str, options: Mapping[str, Any] | None = None
+    ) -> MiddlewareContext:
+        """What a middleware factory of ``bus_name`` gets (the bus's options for one entry)."""
+        return MiddlewareContext(
+            messenger=self,
+            bus_name=bus_name,
+            options=options if options is not None else {},
+            config=self.config,
+            handlers=self.handlers,
+            router=self.router,
+            transports=self.get_transport,
+            hooks=self.hooks,
+            root_dispatch=self.root_dispatch,
+        )
 
     # -- transports -------------------------------------------------------------------------
     @property
@@ -316,7 +289,7 @@ class Messenger:
                         raise ConfigurationError(
                             f"no transport named {name!r} (configured: {known})"
                         )
-                    transport = self._create_transport(name, config)
+                    transport = create_transport(self, name, config, self.serializer)
                     self._transports[name] = transport
         return transport
 
@@ -328,40 +301,17 @@ class Messenger:
             if isinstance(transport, str):
                 transport = TransportConfig(dsn=transport)
             if isinstance(transport, TransportConfig):
-                transport = self._create_transport(name, transport)
+                transport = create_transport(self, name, transport, self.serializer)
             self._transports[name] = transport
             return transport
 
     def serializer(self, name: str | None = None) -> Serializer:
         """A serializer by name (default: the configured default, ``json``)."""
         name = name or self.config.serializer
-        factory = self.plugins.load(SERIALIZERS_GROUP, name)
+        factory = self.factories.load(SERIALIZERS_GROUP, name)
         if isinstance(factory, type):
             factory = factory()
         return factory(self.registry, {})  # type: ignore[no-any-return]
-
-    def _create_transport(self, name: str, config: TransportConfig) -> Transport:
-        try:
-            dsn = Dsn.parse(config.dsn)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"transport {name!r}: {error}") from None
-        try:
-            factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
-        except ConfigurationError as error:
-            raise ConfigurationError(f"transport {name!r}: {error}") from error.__cause__
-        if isinstance(factory, type):
-            factory = factory()
-        bind = getattr(factory, "for_application", None)
-        if bind is not None:
-            factory = bind(self)
-        serializer = self.serializer(config.serializer)
-        try:
-            transport: Transport = factory.create(dsn, dsn.with_options(config.options), serializer)
-        except ConfigurationError as error:
-            where = "" if str(dsn) in str(error) else f" ({dsn})"
-            raise ConfigurationError(f"transport {name!r}{where}: {error}") from None
-        logger.debug("transport %s created from %s", name, dsn)
-        return transport
 
     # -- consuming --------------------------------------------------------------------------
     @property
@@ -373,31 +323,12 @@ class Messenger:
         application's file in the temporary directory (see :mod:`messenger_core.stop_signal`).
         """
         if self._stop_signal is None:
-            self._stop_signal = self._configured_stop_signal()
+            self._stop_signal = configured_stop_signal(self.factories, self.config)
         return self._stop_signal
 
     @stop_signal.setter
     def stop_signal(self, signal: StopSignal) -> None:
         self._stop_signal = signal
-
-    def _configured_stop_signal(self) -> StopSignal:
-        text = self.config.stop_signal
-        if text is None:
-            return FileStopSignal.for_application(self.config)
-        dsn = Dsn.parse(text)
-        if dsn.scheme == "file":
-            return FileStopSignal(dsn.path)
-        factory = self.plugins.load(TRANSPORTS_GROUP, dsn.scheme)
-        if isinstance(factory, type):
-            factory = factory()
-        if not isinstance(factory, StopSignalFactory):
-            raise ConfigurationError(
-                f"messenger.stop_signal: the {dsn.scheme}:// transport cannot keep a stop "
-                "signal; use file:///path, or a store whose plugin supports it (redis://, "
-                "sqlite://, postgresql://, mysql://)"
-            )
-        signal: StopSignal = factory.create_stop_signal(dsn, dict(dsn.options))
-        return signal
 
     def worker(self, transport_names: Sequence[str], **options: Any) -> Worker:
         """A worker consuming ``transport_names`` (highest priority first).
@@ -430,9 +361,8 @@ class Messenger:
             transports, self._transports = list(self._transports.values()), {}
         for transport in transports:
             transport.close()
-        close_signal = getattr(self._stop_signal, "close", None)
-        if close_signal is not None:
-            close_signal()
+        if isinstance(self._stop_signal, ClosableStopSignal):
+            self._stop_signal.close()
 
     def __enter__(self) -> Messenger:
         return self
@@ -462,31 +392,3 @@ class _LazyMapping(Mapping[str, MessageBus]):
 
     def __len__(self) -> int:
         return len(self._names)
-
-
-def _is_method_in_class_body(obj: object) -> bool:
-    """A plain function defined in a class body (its first parameter is ``self``)."""
-    if not inspect.isfunction(obj) or "." not in obj.__qualname__:
-        return False
-    if obj.__qualname__.rsplit(".", 2)[-2] == "<locals>":
-        return False
-    parameters = list(inspect.signature(obj).parameters)
-    return bool(parameters) and parameters[0] == "self"
-
-
-def _has_marks(cls: type[Any]) -> bool:
-    if handler_options_of(cls) is not None:
-        return True
-    return any(
-        handler_options_of(inspect.getattr_static(cls, name, None)) is not None for name in dir(cls)
-    )
-
-
-def _walk_modules(module: types.ModuleType | str) -> Iterator[types.ModuleType]:
-    if isinstance(module, str):
-        module = importlib.import_module(module)
-    yield module
-    for info in pkgutil.walk_packages(
-        getattr(module, "__path__", []), prefix=f"{module.__name__}."
-    ):
-        yield importlib.import_module(info.name)

@@ -30,10 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from messenger_core._requirements import normalize_name as _normalize
-from messenger_core._version import DISTRIBUTION as CORE_DISTRIBUTION
-from messenger_core._version import version as core_version
+from messenger_core._requirements import normalize_name
+from messenger_core._version import CORE_DISTRIBUTION, core_version
 from messenger_core.errors import ConfigurationError
+from messenger_core.middleware.stack import DEFAULT_STACK
 
 if TYPE_CHECKING:
     from stevedore import DriverManager
@@ -76,22 +76,13 @@ BUILTINS: Mapping[str, Mapping[str, str]] = {
     },
     SERIALIZERS_GROUP: {"json": "messenger_core.serialization.json:JsonSerializerFactory"},
     MIDDLEWARE_GROUP: {
-        "dispatch_after_current_bus": "messenger_core.middleware.dispatch_after_current_bus:"
-        "DispatchAfterCurrentBusMiddleware",
-        "reject_redelivered": "messenger_core.middleware.reject_redelivered:"
-        "RejectRedeliveredMessageMiddleware",
+        **{step.name: step.entry_point for step in DEFAULT_STACK},
         "logging": "messenger_core.middleware.logging:LoggingMiddleware",
-        "add_bus_name_stamp": "messenger_core.middleware.add_bus_name:"
-        "AddBusNameStampMiddleware.from_context",
-        "failed_message_processing": "messenger_core.middleware.failed_message_processing:"
-        "FailedMessageProcessingMiddleware",
-        "send_message": "messenger_core.middleware.send:SendMessageMiddleware.from_context",
-        "handle_message": "messenger_core.middleware.handle:HandleMessageMiddleware.from_context",
     },
     PLUGINS_GROUP: {},
 }
 """The core's built-ins by group: the entry points ``messenger-core`` declares (a test keeps
-the two equal)."""
+the two equal). The default middleware's come from :mod:`messenger_core.middleware.stack`."""
 
 # Schemes served by this project's own plugins, whose distribution is not named after them.
 _PROJECT_TRANSPORTS = {
@@ -141,7 +132,7 @@ class EntryPointInfo:
     @property
     def is_core(self) -> bool:
         """Declared by ``messenger-core`` itself."""
-        return _normalize(self.distribution or "") == CORE_DISTRIBUTION
+        return normalize_name(self.distribution or "") == CORE_DISTRIBUTION
 
     def load(self) -> Any:
         """Import the object the entry point names."""
@@ -150,12 +141,12 @@ class EntryPointInfo:
 
 def is_disabled(info: EntryPointInfo, disabled: Iterable[str]) -> bool:
     """Whether ``MESSENGER_DISABLED_PLUGINS`` items ``disabled`` block this entry point."""
-    distribution = _normalize(info.distribution or "")
+    distribution = normalize_name(info.distribution or "")
     for item in disabled:
         if item == info.name:
             return True
         owner, colon, name = item.rpartition(":")
-        if colon and _normalize(owner) == distribution and name in {info.name, "*"}:
+        if colon and normalize_name(owner) == distribution and name in {info.name, "*"}:
             return True
     return False
 
@@ -208,7 +199,7 @@ def conflicts(infos: Iterable[EntryPointInfo]) -> dict[tuple[str, str], list[Ent
     return {
         key: each
         for key, each in claims.items()
-        if len({_normalize(i.distribution or "?") for i in each}) > 1
+        if len({normalize_name(i.distribution or "?") for i in each}) > 1
     }
 
 
@@ -350,7 +341,7 @@ class PluginRegistry:
             )
         if not usable:
             raise ConfigurationError(self._not_found(group, name))
-        if len({_normalize(i.distribution or "?") for i in usable}) > 1:
+        if len({normalize_name(i.distribution or "?") for i in usable}) > 1:
             raise _conflict_error(group, name, usable)
         return _load(usable[0])
 

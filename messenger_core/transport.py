@@ -204,8 +204,8 @@ class TransportFactory(Protocol):
     def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> Transport:
         """A transport for ``dsn``.
 
-        ``options`` are the DSN's query options overridden by the configuration's explicit
-        options; raise :class:`~messenger_core.errors.ConfigurationError` for unknown ones.
+        ``options`` are the configuration's, unmerged: merge once, ``dsn.with_options(options)``
+        (they win over the DSN's query); raise a ``ConfigurationError`` for unknown ones.
         """
         ...
 

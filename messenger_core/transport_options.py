@@ -1,10 +1,11 @@
 """Helpers for transport plugins to validate their options.
 
-A transport factory receives its options merged (the DSN's query string overridden by the
-configuration): a value is a string when it came from the DSN and a typed value (``bool``,
-``int``, ``float``, ``str``) when it came from TOML or a dict. Each helper here accepts both
-forms and returns the typed value, or raises :class:`~messenger_core.errors.ConfigurationError`
-naming the option, what it must be and what it got::
+A transport factory merges its options once, ``dsn.with_options(options)`` (the DSN's query
+string overridden by the configuration's): a value is a string when it came from the DSN and a
+typed value (``bool``, ``int``, ``float``, ``str``) when it came from TOML or a dict. Each
+helper here accepts both forms and returns the typed value, or raises
+:class:`~messenger_core.errors.ConfigurationError` naming the option, what it must be and what
+it got::
 
     from messenger_core.transport_options import (
         parse_bool, parse_int, parse_seconds, reject_unknown_options,

@@ -969,7 +969,7 @@ from messenger_core import Messenger
 def create():
     good = create_app()
     config = {**CONFIG, "buses": {"messenger.bus.default": {"middleware": ["loging"]}}}
-    memory = good.plugins.load("messenger.transports", "memory")
+    memory = good.factories.load("messenger.transports", "memory")
     messenger = Messenger(config, transports={"memory": memory})
     for descriptor in good.handlers:
         messenger.handler(descriptor.callable, handles=descriptor.handles)

@@ -106,7 +106,7 @@ def test_the_readmes_embedding_call_dispatches_and_consumes(source_only: Path) -
     messenger.worker(["async"]).run(limit=1)
     assert HANDLED == [7], HANDLED
     # The core's built-ins without entry points, even with autoload on.
-    assert "sync" in Messenger(config).plugins.names("messenger.transports")
+    assert "sync" in Messenger(config).factories.names("messenger.transports")
     assert "stevedore" not in sys.modules
     print("ok")
     """,

@@ -17,6 +17,7 @@ import pluggy
 import pytest
 
 import messenger_core
+import messenger_core.plugins
 from messenger_core import (
     DEFAULT_BUS,
     ConfigurationError,
@@ -26,7 +27,6 @@ from messenger_core import (
     SentStamp,
     hookimpl,
 )
-from messenger_core import plugins as plugins_module
 from messenger_core._requirements import _satisfies_simply, core_requirement_problem
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
@@ -160,7 +160,10 @@ def test_a_plugin_transport_is_found_by_scheme_and_only_it_is_imported(
     assert type(transport).__module__ == used
     assert [e.message for e in transport.sent] == [Ping()]
     assert transport.dsn.host == "broker"
-    assert transport.options == {"batch": "5"}
+    # The DSN's query options reach the factory in the DSN; it merges the (here no) explicit
+    # ones over them once (issue 10.7: the application no longer merges them too).
+    assert transport.dsn.with_options(transport.options) == {"batch": "5"}
+    assert transport.options == {}
     assert envelope.last(SentStamp) == SentStamp(sender_name="q")
     assert unused not in sys.modules
 
@@ -177,7 +180,10 @@ def test_config_options_override_the_dsn_query(fake: FakeDistributions) -> None:
 
     transport: Any = messenger.get_transport("q")
 
-    assert transport.options == {"batch": 50, "x": "1"}
+    # The factory is given the configuration's options and merges them over the DSN's query
+    # once (see TransportFactory.create); the application does not merge them too.
+    assert transport.options == {"batch": 50}
+    assert transport.dsn.with_options(transport.options) == {"batch": 50, "x": "1"}
 
 
 def test_an_unknown_scheme_names_it_suggests_the_closest_and_the_package(
@@ -427,7 +433,7 @@ def test_disable_plugin_autoload(fake: FakeDistributions, monkeypatch: pytest.Mo
         transports={"list": ListFactory()},
     )
 
-    assert messenger.plugins.autoload is False
+    assert messenger.factories.autoload is False
     assert "demo" not in messenger.hooks.plugin_names()
     assert hooks not in sys.modules
     with pytest.raises(ConfigurationError) as caught:
@@ -472,14 +478,14 @@ def test_disabled_plugins(fake: FakeDistributions, monkeypatch: pytest.MonkeyPat
         serializers={"json": stub_serializer},
     )
 
-    assert messenger.plugins.disabled == {"fakeq", "blocked"}
+    assert messenger.factories.disabled == {"fakeq", "blocked"}
     assert "blocked" not in messenger.hooks.plugin_names()
     assert blocked not in sys.modules
     assert sys.modules[allowed].CALLS == ["configure"]
     with pytest.raises(ConfigurationError, match="listed in MESSENGER_DISABLED_PLUGINS"):
         messenger.get_transport("off")
     assert type(messenger.get_transport("on")).__module__ == transport
-    assert "fakeq" not in messenger.plugins.names(TRANSPORTS_GROUP)
+    assert "fakeq" not in messenger.factories.names(TRANSPORTS_GROUP)
 
 
 # -- embedding without entry points --------------------------------------------------------------
@@ -542,7 +548,7 @@ def test_autoload_false_keeps_the_core_built_ins() -> None:
     envelope = messenger.bus.dispatch(Ping())
 
     assert [s.result for s in envelope.all(HandledStamp)] == ["handled"]
-    assert "sync" in messenger.plugins.names(TRANSPORTS_GROUP)
+    assert "sync" in messenger.factories.names(TRANSPORTS_GROUP)
 
 
 # -- the core's own entry points -------------------------------------------------------------
@@ -787,6 +793,6 @@ def test_a_plugin_installed_after_a_first_load_is_found(fake: FakeDistributions)
 
 
 def test_the_core_does_not_touch_stevedores_private_cache() -> None:
-    source = Path(plugins_module.__file__).read_text()
+    source = Path(messenger_core.plugins.__file__).read_text()
     assert "ENTRY_POINT_CACHE" not in source
     assert "_cache" not in source

@@ -150,15 +150,15 @@ def test_toml_blocks_are_valid_configuration(block: Block, tmp_path: Path) -> No
 
     config = load_config(path)
 
-    plugins = Messenger(autoload=True).plugins
-    schemes = plugins.names(TRANSPORTS_GROUP)
+    factories = Messenger(autoload=True).factories
+    schemes = factories.names(TRANSPORTS_GROUP)
     for name, transport in config.transports.items():
         scheme = Dsn.parse(transport.dsn).scheme
         assert scheme in schemes, f"{block.id}: transport {name}: no plugin for {scheme}://"
     if config.stop_signal is not None:
         scheme = Dsn.parse(config.stop_signal).scheme
         assert scheme == "file" or scheme in schemes, f"{block.id}: stop_signal {scheme}://"
-    middleware = plugins.names(MIDDLEWARE_GROUP)
+    middleware = factories.names(MIDDLEWARE_GROUP)
     for bus, bus_config in config.buses.items():
         for each in bus_config.middleware:
             assert each.name in middleware, f"{block.id}: bus {bus}: middleware {each.name}"

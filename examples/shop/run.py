@@ -77,17 +77,17 @@ def main() -> int:
 def place_orders(count: int) -> None:
     """Dispatch ``count`` orders from this process, as a web shop would."""
     sys.path.insert(0, str(HERE))
-    from shop.app import messenger as app  # noqa: PLC0415  (needs the fresh var/ first)
+    import shop.app  # noqa: PLC0415  (needs the fresh var/ first)
     from shop.messages import OrderPlaced  # noqa: PLC0415
 
     for order_id in range(1, count + 1):
         customer, email = CUSTOMERS[order_id % len(CUSTOMERS)]
         sku, price = PRODUCTS[order_id % len(PRODUCTS)]
         quantity = 1 + order_id % 3
-        app.bus.dispatch(
+        shop.app.messenger.bus.dispatch(
             OrderPlaced(order_id, customer, email, sku, quantity, total_cents=price * quantity)
         )
-    app.close()
+    shop.app.messenger.close()
 
 
 def consume_until_done(environment: dict[str, str]) -> None:

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from messenger_core._version import version
+from messenger_core._version import core_version
 from messenger_core.cli.app_loader import APP_VARIABLE, AppLoader
 from messenger_core.cli.command import (
     Command,
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options, rest = _parse_global_options(arguments)
         verbosity = -1 if options.quiet else options.verbose
         if options.version:
-            stdout.write(f"{PROG} {version()}\n")
+            stdout.write(f"{PROG} {core_version()}\n")
             return 0
         with _logging(stderr, verbosity), _importable(Path.cwd()):
             loader = AppLoader(app=options.app, config=options.config)

@@ -17,9 +17,9 @@ on envelopes received from a transport, or only adds its ``wrap_stamps``) may se
 ``noop_for_bare_messages = True``: the bus leaves it out of such dispatches.
 
 Middleware published in the ``messenger.middleware`` entry-point group is a *factory*, not a
-middleware: a callable taking a :class:`MiddlewareContext` (the application, the bus name, and
-the ``options`` table of the bus's configuration entry) and returning a middleware; usually the
-middleware class itself. It is called once per bus when the bus is built (on its first
+middleware: a callable taking a :class:`MiddlewareContext` (the bus name, the ``options`` table
+of the bus's configuration entry, and the application's services) and returning a middleware;
+usually the middleware class itself. It is called once per bus when the bus is built (on its first
 dispatch, or for every bus when a worker is built); a :class:`ConfigurationError` it raises for
 bad options stops the start, with the key path added. ``plugins/_middleware_template`` is a
 copy-me example, and CONTRIBUTING.md ("Writing a middleware plugin") the full description.
@@ -36,6 +36,12 @@ from messenger_core.envelope import Envelope
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
+    from messenger_core.config import MessengerConfig
+    from messenger_core.handlers import HandlerRegistry
+    from messenger_core.hooks import Hooks
+    from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
+    from messenger_core.routing import Router
+    from messenger_core.transport import Transport
 
 __all__ = [
     "Middleware",
@@ -60,11 +66,40 @@ class Middleware(Protocol):
 
 @attrs.frozen(kw_only=True)
 class MiddlewareContext:
-    """What a middleware factory is given: the application, the bus and its options."""
+    """What a middleware factory is given: the bus, its options, and the services it may need.
+
+    Take the services (``handlers``, ``router``, ``transports``, ...) rather than the
+    application: ``messenger`` is kept for factories written against older versions and is
+    deprecated.
+    """
 
     messenger: Messenger
+    """Deprecated: the whole application; use the services below."""
     bus_name: str
+    """The bus the middleware is built for."""
     options: Mapping[str, Any] = attrs.field(factory=dict)
+    """The ``options`` table of the bus's configuration entry for this middleware."""
+    # -- services (added for issue 10.3; owned by app-wiring) --
+    # The application passes each; a context built by hand with only ``messenger`` (as before
+    # they existed) takes them from it.
+    config: MessengerConfig = attrs.field(default=attrs.Factory(lambda c: c.messenger.config, True))
+    """The application's configuration (``config.bus(bus_name)`` for this bus's)."""
+    handlers: HandlerRegistry = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.handlers, True)
+    )
+    """The handlers of every bus."""
+    router: Router = attrs.field(default=attrs.Factory(lambda c: c.messenger.router, True))
+    """Which transports each message class is sent to."""
+    transports: Callable[[str], Transport] = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.get_transport, True)
+    )
+    """The transport of a name, connected on first use (a ``ConfigurationError`` if unknown)."""
+    hooks: Hooks = attrs.field(default=attrs.Factory(lambda c: c.messenger.hooks, True))
+    """The application's plugin hooks."""
+    root_dispatch: RootDispatch = attrs.field(
+        default=attrs.Factory(lambda c: c.messenger.root_dispatch, True)
+    )
+    """The application's record of outermost dispatches (shared by all its buses)."""
 
 
 class MiddlewareFactory(Protocol):

@@ -41,7 +41,7 @@ class DispatchAfterCurrentBusMiddleware:
 
     def __init__(self, context: MiddlewareContext | RootDispatch | None = None) -> None:
         if isinstance(context, MiddlewareContext):
-            self.root: RootDispatch = context.messenger.root_dispatch
+            self.root: RootDispatch = context.root_dispatch
         else:
             self.root = context or RootDispatch()
 

@@ -30,8 +30,8 @@ class HandleMessageMiddleware:
     @classmethod
     def from_context(cls, context: MiddlewareContext) -> HandleMessageMiddleware:
         """The factory named ``handle_message`` in configuration."""
-        bus = context.messenger.config.bus(context.bus_name)
-        return cls(context.bus_name, context.messenger.handlers, bus.allow_no_handlers)
+        bus = context.config.bus(context.bus_name)
+        return cls(context.bus_name, context.handlers, bus.allow_no_handlers)
 
     def __init__(self, bus_name: str, handlers: HandlerRegistry, allow_no_handlers: bool = False):
         self.bus_name = bus_name

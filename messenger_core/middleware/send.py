@@ -24,7 +24,7 @@ class SendMessageMiddleware:
     @classmethod
     def from_context(cls, context: MiddlewareContext) -> SendMessageMiddleware:
         """The factory named ``send_message`` in configuration."""
-        return cls(context.messenger.router, context.messenger.get_transport)
+        return cls(context.router, context.transports)
 
     def __init__(self, router: Router, senders: Callable[[str], Sender]) -> None:
         self.router = router

@@ -80,10 +80,11 @@ class SyncTransportFactory:
         return SyncTransportFactory(messenger)
 
     def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> SyncTransport:
-        """A sync transport; it takes no options."""
-        if options:
+        """A sync transport; it takes no options (in the DSN or in ``options``)."""
+        merged = dsn.with_options(options)
+        if merged:
             raise ConfigurationError(
-                f"the sync:// transport takes no options, got {sorted(options)}"
+                f"the sync:// transport takes no options, got {sorted(merged)}"
             )
         if self.messenger is None:
             raise ConfigurationError("the sync:// transport needs the application: use Messenger")

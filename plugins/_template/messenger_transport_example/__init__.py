@@ -133,6 +133,8 @@ class ExampleTransportFactory:
         self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
     ) -> ExampleTransport:
         """A transport over the directory named by the DSN's path."""
+        # The configuration's options win over the DSN's query; the factory merges them, once.
+        options = dsn.with_options(options)
         # The helpers of messenger_core.transport_options word errors as every transport does.
         reject_unknown_options(options, _OPTIONS, transport="example", dsn=dsn)
         if not dsn.path or dsn.path == "/":

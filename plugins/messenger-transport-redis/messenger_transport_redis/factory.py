@@ -28,7 +28,7 @@ class RedisTransportFactory:
     ) -> RedisTransport:
         """A transport for ``dsn``; it connects on first use.
 
-        ``options`` are the DSN's query options overridden by the configuration's; unknown
+        ``options`` (the configuration's) override the DSN's query options, merged here; unknown
         options, bad values and DSNs that cannot work raise
         :class:`~messenger_core.errors.ConfigurationError`. The DSN's path is
         ``/<stream>[/<group>[/<consumer>]]``, except for a unix socket (``redis:///path.sock``),

@@ -27,7 +27,7 @@ class SqlTransportFactory:
     def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> SqlTransport:
         """A transport for ``dsn``, with its own engine and connection.
 
-        ``options`` are the DSN's query options overridden by the configuration's; unknown
+        ``options`` (the configuration's) override the DSN's query options, merged here; unknown
         options, bad values, unsupported DSNs and missing drivers raise
         :class:`~messenger_core.errors.ConfigurationError`.
         """
