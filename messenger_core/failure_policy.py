@@ -119,10 +119,11 @@ class FailurePolicy:
         # 1. Retry or park?
         retry = should_retry(self._strategies[transport_name], failed, error)
         self.messenger.hooks.message_failed(failed, transport_name, error, retry)
+        retried: Envelope | None = None
         try:
             try:
                 if retry:
-                    self._send_retry(received, transport_name, failed, error)  # 2.
+                    retried = self._send_retry(received, transport_name, failed, error)  # 2.
                 else:
                     self._park(transport_name, failed, error)  # 3.
             except Exception as storing_error:
@@ -147,15 +148,17 @@ class FailurePolicy:
             return
         worker.backoff.reset(transport_name)
         receiver.reject(received)
+        if retried is not None:
+            # Announced once settled: a plugin's error is not taken for a failed store.
+            self.messenger.hooks.message_retried(retried, transport_name, retry_count_of(retried))
 
     def _send_retry(
         self, received: Envelope, transport_name: str, failed: Envelope, error: BaseException
-    ) -> None:
-        """Step 2: send the retry copy to the message's own transport."""
+    ) -> Envelope:
+        """Step 2: send the retry copy to the message's own transport; return the copy."""
         copy = retry_copy(self._strategies[transport_name], failed, error)
         self.messenger.get_transport(transport_name).send(copy)
         self.worker.stats.retried += 1
-        self.messenger.hooks.message_retried(copy, transport_name, retry_count_of(copy))
         logger.warning(
             "%s from %s failed, retry %d: %s",
             describe_message(received),
@@ -163,6 +166,7 @@ class FailurePolicy:
             retry_count_of(copy),
             error,
         )
+        return copy
 
     def _park(
         self,

@@ -145,7 +145,6 @@ class Worker:
         )
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
-        previous = install_stop_handlers(self) if handle_signals else {}
         self.stats = WorkerStats()
         self._stopping = False
         hooks = self.messenger.hooks
@@ -156,6 +155,8 @@ class Worker:
         )
         hooks.worker_started(self)
         logger.info("%s", _start_line(self, limits))
+        # Installed last, so that the ``finally`` below always puts the previous ones back.
+        previous = install_stop_handlers(self) if handle_signals else {}
         try:
             while not self._stopping:
                 if self._consume_once(limits):
