@@ -1,6 +1,8 @@
 """What becomes of a message whose handling failed, and how the worker waits out an outage.
 
-Read top to bottom, the worker's policy for one failed message is:
+The worker hands every failed message to its :class:`FailurePolicy`, which settles it step by
+step, top to bottom in :meth:`FailurePolicy.settle` (Symfony's retry listener, then its
+failure-transport listener):
 
 1. **Retry or park?** :func:`should_retry`: a message that could not be decoded, or that every
    failing handler called unrecoverable, is parked at once; a ``RecoverableMessageError`` is
@@ -13,18 +15,24 @@ Read top to bottom, the worker's policy for one failed message is:
    string with a lone surrogate): retrying cannot help, so its raw form is parked instead
    (:func:`quarantined_copy`, an ``UndecodableMessage`` with the reason), never retried forever.
 5. **The store is down** (sending the copy raised anything else): the original is left
-   unsettled, so it comes back, and only its receiver pauses for a :class:`Backoff` interval;
-   the worker keeps serving its other transports and stops at once on SIGTERM.
+   unsettled, so it comes back (at once from a
+   :class:`~messenger_core.transport.ReleasingReceiver`), and only its receiver pauses for a
+   :class:`Backoff` interval; the worker keeps serving its other transports and stops at once
+   on SIGTERM.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Hashable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import attrs
 
+from messenger_core._describe import describe_message
+from messenger_core.config import RetryStrategyConfig
 from messenger_core.envelope import Envelope
 from messenger_core.errors import (
     ConfigurationError,
@@ -32,7 +40,13 @@ from messenger_core.errors import (
     RecoverableMessageError,
     TransportError,
 )
-from messenger_core.retry import RetryStrategy, find_error, is_unrecoverable, retry_count_of
+from messenger_core.retry import (
+    RetryStrategy,
+    find_error,
+    is_unrecoverable,
+    retry_count_of,
+    retry_strategy_from_config,
+)
 from messenger_core.stamps import (
     DelayStamp,
     ErrorDetailsStamp,
@@ -43,21 +57,167 @@ from messenger_core.stamps import (
     SentToFailureTransportStamp,
     Stamp,
 )
-from messenger_core.transport import UndecodableMessage
+from messenger_core.transport import Receiver, ReleasingReceiver, UndecodableMessage
+
+if TYPE_CHECKING:
+    from messenger_core.app import Messenger
+    from messenger_core.worker import Worker
 
 __all__ = [
     "HISTORY",
     "Backoff",
+    "FailurePolicy",
     "failure_copy",
+    "failure_transport_for",
     "is_encoding_error",
     "quarantined_copy",
     "retry_copy",
     "should_retry",
+    "strategy_for",
 ]
+
+logger = logging.getLogger("messenger.worker")
 
 HISTORY = 3
 """Retries keep this many ``RedeliveryStamp`` / ``ErrorDetailsStamp`` of the past attempts:
 header sizes are limited on most brokers."""
+
+_DEFAULT_RETRY = RetryStrategyConfig()
+
+
+class FailurePolicy:
+    """Settles the messages of one worker whose handling failed (steps 1 to 5 above).
+
+    Each consumed transport's retry strategy is loaded when the policy is made: one that
+    cannot be loaded is a configuration error at the worker's start, not at the first failure
+    (where it would stop the worker with the message still reserved).
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.messenger = worker.messenger
+        self._strategies = {
+            name: strategy_for(self.messenger, name) for name in worker.transport_names
+        }
+
+    def settle(
+        self,
+        received: Envelope,
+        transport_name: str,
+        receiver: Receiver,
+        error: BaseException,
+        failed: Envelope,
+    ) -> None:
+        """Retry the message, or park it; then reject the original; or leave it for later.
+
+        ``received`` is the envelope as ``receiver`` gave it (what is rejected or left);
+        ``failed`` is the one whose handling raised ``error`` (with the stamps of the handlers
+        that succeeded, which a retry skips).
+        """
+        worker = self.worker
+        worker.stats.failed += 1
+        # 1. Retry or park?
+        retry = should_retry(self._strategies[transport_name], failed, error)
+        self.messenger.hooks.message_failed(failed, transport_name, error, retry)
+        retried: Envelope | None = None
+        try:
+            try:
+                if retry:
+                    retried = self._send_retry(received, transport_name, failed, error)  # 2.
+                else:
+                    self._park(transport_name, failed, error)  # 3.
+            except Exception as storing_error:
+                if not is_encoding_error(storing_error):
+                    raise
+                # 4. It cannot be written (retrying cannot change that): park its raw form.
+                self._park(transport_name, failed, error, encoding_error=storing_error)
+        except Exception as storing_error:
+            # 5. The store is down. Leave the original unsettled: it comes back later; never
+            # drop it. Only this receiver waits; the others are still served.
+            worker.pause_receiver(
+                transport_name,
+                f"{describe_message(received)} from {transport_name} failed ({error}) and could "
+                f"not be {'re-sent for retry' if retry else 'stored in the failure transport'}; "
+                "it stays unsettled and comes back later",
+                storing_error,
+            )
+            # A receiver that can take the message back (Redis: its consumer's pending list)
+            # delivers it again once storing works, instead of after its redeliver_timeout.
+            if isinstance(receiver, ReleasingReceiver):
+                receiver.release(received)
+            return
+        worker.backoff.reset(transport_name)
+        receiver.reject(received)
+        if retried is not None:
+            # Announced once settled: a plugin's error is not taken for a failed store.
+            self.messenger.hooks.message_retried(retried, transport_name, retry_count_of(retried))
+
+    def _send_retry(
+        self, received: Envelope, transport_name: str, failed: Envelope, error: BaseException
+    ) -> Envelope:
+        """Step 2: send the retry copy to the message's own transport; return the copy."""
+        copy = retry_copy(self._strategies[transport_name], failed, error)
+        self.messenger.get_transport(transport_name).send(copy)
+        self.worker.stats.retried += 1
+        logger.warning(
+            "%s from %s failed, retry %d: %s",
+            describe_message(received),
+            transport_name,
+            retry_count_of(copy),
+            error,
+        )
+        return copy
+
+    def _park(
+        self,
+        transport_name: str,
+        envelope: Envelope,
+        error: BaseException,
+        *,
+        encoding_error: BaseException | None = None,
+    ) -> None:
+        """Step 3 (and 4 with ``encoding_error``): store the failure copy, or give up on it."""
+        failure_name = failure_transport_for(self.messenger, transport_name)
+        stats = self.worker.stats
+        if failure_name is None:
+            stats.rejected += 1
+            logger.error(
+                "%s from %s failed for good and no failure transport is configured; "
+                "it is rejected: %s",
+                describe_message(envelope),
+                transport_name,
+                error,
+            )
+            return
+        if encoding_error is None:
+            copy = failure_copy(envelope, transport_name, error)
+        else:
+            copy = quarantined_copy(envelope, transport_name, error, encoding_error)
+        self.messenger.get_transport(failure_name).send(copy)
+        stats.parked += 1
+        logger.error(
+            "%s from %s failed for good and was stored in failure transport %s%s: %s",
+            describe_message(envelope),
+            transport_name,
+            failure_name,
+            ""
+            if encoding_error is None
+            else f" in its raw form, since it cannot be encoded again ({encoding_error})",
+            error,
+        )
+
+
+def strategy_for(messenger: Messenger, transport_name: str) -> RetryStrategy:
+    """The retry strategy configured for ``transport_name`` (the default one if none is)."""
+    config = messenger.config.transports.get(transport_name)
+    return retry_strategy_from_config(config.retry_strategy if config else _DEFAULT_RETRY)
+
+
+def failure_transport_for(messenger: Messenger, transport_name: str) -> str | None:
+    """The failure transport of ``transport_name`` (its own, else the global one)."""
+    config = messenger.config
+    own = config.transports.get(transport_name)
+    return (own.failure_transport if own else None) or config.failure_transport
 
 
 def should_retry(strategy: RetryStrategy, envelope: Envelope, error: BaseException) -> bool:

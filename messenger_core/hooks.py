@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pluggy import HookCaller
 
 from messenger_core import hookspecs
+from messenger_core.errors import ConfigurationError
 from messenger_core.plugins import load_hook_plugins
 
 if TYPE_CHECKING:
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from messenger_core.envelope import Envelope
     from messenger_core.message_types import MessageTypeRegistry
     from messenger_core.middleware import Middleware
+    from messenger_core.worker import Worker
 
 __all__ = ["Hooks"]
 
@@ -41,11 +45,55 @@ class Hooks:
                 if not self.manager.is_blocked(name):
                     self.manager.register(plugin, name)
         for plugin in plugins:
-            self.register(plugin)
+            self.manager.register(plugin)
+        self.check()
 
     def register(self, plugin: object, name: str | None = None) -> None:
-        """Add a plugin object (a module or an instance with ``@hookimpl`` methods)."""
+        """Add a plugin object (a module or an instance with ``@hookimpl`` methods).
+
+        A hook implementation named like no hook is a :class:`ConfigurationError` (see
+        :meth:`check`); the plugin is then not registered.
+        """
         self.manager.register(plugin, name)
+        try:
+            self.check()
+        except ConfigurationError:
+            self.manager.unregister(plugin)
+            raise
+
+    def check(self) -> None:
+        """Refuse a hook implementation that matches no hook specification (a misspelling).
+
+        Pluggy's ``check_pending``; the error names the plugin, the hook, and the hook it
+        probably meant. ``@hookimpl(optionalhook=True)`` lets an implementation through.
+        """
+        try:
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as error:
+            raise ConfigurationError(self._unknown_hooks_of(error.plugin)) from error
+
+    def _unknown_hooks_of(self, plugin: object) -> str:
+        known = [name for name in vars(hookspecs) if name.startswith(f"{hookspecs.PROJECT_NAME}_")]
+        unknown = [
+            name
+            for name, caller in vars(self.manager.hook).items()
+            if isinstance(caller, HookCaller)
+            and not caller.has_spec()
+            and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+        ]
+        lines = []
+        for name in unknown:
+            line = f"{_describe_plugin(self.manager.get_name(plugin), plugin)} implements {name}"
+            line += f", which is not a {hookspecs.PROJECT_NAME} hook"
+            close = _closest(name, known)
+            if close:
+                line += f"; did you mean {close}?"
+            lines.append(line)
+        return (
+            "; ".join(lines)
+            + f" (the hooks are documented in {hookspecs.__name__}; mark an implementation "
+            "meant for another version @hookimpl(optionalhook=True))"
+        )
 
     def unregister(self, plugin: object) -> None:
         """Remove a plugin object registered before."""
@@ -88,7 +136,7 @@ class Hooks:
         if caller.get_hookimpls():
             caller(**arguments)
 
-    def worker_started(self, worker: Any) -> None:
+    def worker_started(self, worker: Worker) -> None:
         """Announce that ``worker`` starts."""
         self._notify(self.manager.hook.messenger_worker_started, worker=worker)
 
@@ -129,10 +177,28 @@ class Hooks:
             retry_count=retry_count,
         )
 
-    def worker_idle(self, worker: Any) -> None:
+    def worker_idle(self, worker: Worker) -> None:
         """Announce an idle worker."""
         self._notify(self.manager.hook.messenger_worker_idle, worker=worker)
 
-    def worker_stopped(self, worker: Any) -> None:
+    def worker_stopped(self, worker: Worker) -> None:
         """Announce a stopped worker."""
         self._notify(self.manager.hook.messenger_worker_stopped, worker=worker)
+
+
+def _describe_plugin(name: str | None, plugin: object) -> str:
+    """``plugin 'name' (module.Class)``; pluggy names a plugin registered without a name by
+    its ``id``, which says nothing."""
+    kind = getattr(plugin, "__name__", None) if isinstance(plugin, ModuleType) else None
+    what = kind or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
+    if name and not name.isdigit():
+        return f"plugin {name!r} ({what})"
+    return f"plugin {what}"
+
+
+def _closest(name: str, known: list[str]) -> str | None:
+    # Compared without the common prefix, which would make every hook look alike.
+    prefix = f"{hookspecs.PROJECT_NAME}_"
+    tails = {hook.removeprefix(prefix): hook for hook in known}
+    close = difflib.get_close_matches(name.removeprefix(prefix), list(tails), n=1)
+    return tails[close[0]] if close else None

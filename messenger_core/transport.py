@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchSender",
+    "FlushingReceiver",
     "KeepaliveReceiver",
     "ListableReceiver",
     "MessageCountAware",
     "QueueReceiver",
     "Receiver",
+    "ReleasingReceiver",
     "Sender",
     "SetupableTransport",
     "StopSignalFactory",
@@ -35,6 +37,7 @@ __all__ = [
     "TransportFactory",
     "TransportMessage",
     "UndecodableMessage",
+    "WaitingReceiver",
 ]
 
 
@@ -115,8 +118,8 @@ class Receiver(Protocol):
         """Messages available now (possibly none). May wait briefly for one to arrive.
 
         A receiver whose ``get()`` itself waits for messages to arrive (a notification, a
-        blocking read) may say so with an attribute ``waits_for_messages = True``: a worker
-        then does not sleep between empty rounds.
+        blocking read) may say so with an attribute ``waits_for_messages = True`` (see
+        :class:`WaitingReceiver`): a worker then does not sleep between empty rounds.
         """
         ...
 
@@ -177,6 +180,49 @@ class KeepaliveReceiver(Protocol):
 
     def keepalive(self, envelope: Envelope, seconds: float | None = None) -> None:
         """Tell the transport the message is still being worked on."""
+        ...
+
+
+# -- optional receiver capabilities the worker uses (issue 10.4) -----------------------------
+# Declared by the worker split so that the worker type-checks on its own branch; the protocols
+# branch declares the same three names here: when both are merged, keep one copy.
+@runtime_checkable
+class FlushingReceiver(Protocol):
+    """A receiver that batches its acknowledgements and can write the pending ones now.
+
+    A worker calls :meth:`flush` when it stops, so that the messages it settled are settled
+    for good when ``run()`` returns (not only when the application closes the transport).
+    """
+
+    def flush(self) -> None:
+        """Write the acknowledgements (and rejections) not written yet."""
+        ...
+
+
+@runtime_checkable
+class WaitingReceiver(Protocol):
+    """A receiver whose :meth:`Receiver.get` itself waits for messages to arrive.
+
+    While every receiver of a worker says :attr:`waits_for_messages`, the worker does not sleep
+    between empty rounds (its sleep would only delay a message that arrives meanwhile).
+    """
+
+    @property
+    def waits_for_messages(self) -> bool:
+        """Whether ``get()`` waits now (``False`` while, say, its LISTEN connection is down)."""
+        ...
+
+
+@runtime_checkable
+class ReleasingReceiver(Protocol):
+    """A receiver that can hand a received message back before its reservation expires."""
+
+    def release(self, envelope: Envelope) -> None:
+        """Make ``envelope`` deliverable again soon, without handling or rejecting it.
+
+        A worker calls it when it could not settle the message (its retry or failure copy
+        could not be stored), instead of waiting for the reservation to expire.
+        """
         ...
 
 

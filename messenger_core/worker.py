@@ -6,24 +6,27 @@ the retry copy or the failure copy fails, the original is left alone (it comes b
 reservation expires) and only its receiver pauses for a while: nothing is dropped, and the
 other transports are still served. A receiver whose ``get()``, ``ack()`` or ``reject()``
 raises pauses the same way; the worker never dies of it.
+
+This module is the receive loop. Its other jobs each have a module of their own:
+
+- :mod:`messenger_core.worker_limits`: when it stops on its own (messages, failures, memory,
+  time);
+- :mod:`messenger_core.failure_policy`: what becomes of a failed message (retry or park);
+- :mod:`messenger_core.keepalive`: keeping a slow handler's message reserved;
+- :mod:`messenger_core.worker_signals`: SIGTERM and SIGINT;
+- :mod:`messenger_core.worker_stats`: what it counted.
 """
 
 from __future__ import annotations
 
 import logging
-import resource
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import attrs
-
-from messenger_core._describe import describe_message
+from messenger_core._describe import describe_message, plural
 from messenger_core.bus import MessageBus
-from messenger_core.config import RetryStrategyConfig
 from messenger_core.envelope import Envelope
 from messenger_core.errors import (
     BrokerUnreachableError,
@@ -31,19 +34,25 @@ from messenger_core.errors import (
     HandlerFailedError,
     MessageDecodingError,
 )
-from messenger_core.failure_policy import (
-    HISTORY,
-    Backoff,
-    failure_copy,
-    is_encoding_error,
-    quarantined_copy,
-    retry_copy,
-    should_retry,
-)
-from messenger_core.retry import RetryStrategy, retry_count_of, retry_strategy_from_config
+from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy, failure_transport_for
+from messenger_core.keepalive import Keepalive
 from messenger_core.stamps import BusNameStamp, ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
-from messenger_core.transport import KeepaliveReceiver, QueueReceiver, Receiver, UndecodableMessage
+from messenger_core.transport import (
+    FlushingReceiver,
+    KeepaliveReceiver,
+    QueueReceiver,
+    Receiver,
+    UndecodableMessage,
+    WaitingReceiver,
+)
+from messenger_core.worker_limits import WorkerLimits, parse_memory_limit
+from messenger_core.worker_signals import (
+    WorkerInterrupted,
+    install_stop_handlers,
+    restore_handlers,
+)
+from messenger_core.worker_stats import WorkerStats
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
@@ -62,96 +71,6 @@ logger = logging.getLogger("messenger.worker")
 
 _SLEEP_SLICE = 0.05
 """Seconds the worker sleeps at a time while idle or paused, so that a stop is seen at once."""
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
-
-
-def parse_memory_limit(value: str | int) -> int:
-    """``"128M"`` (K, M, G; a bare number is bytes) as a number of bytes."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper().removesuffix("B")
-    unit = text[-1:] if text[-1:] in _UNITS else ""
-    number = text[: len(text) - len(unit)]
-    if not number.isdigit():
-        raise ConfigurationError(f"memory limit {value!r} is not like 128M, 1G or 500000")
-    return int(number) * _UNITS[unit]
-
-
-class WorkerInterrupted(BaseException):
-    """A second SIGTERM/SIGINT: stop now, without settling the current message.
-
-    A ``BaseException`` so that handlers catching ``Exception`` do not swallow it.
-    """
-
-
-@attrs.frozen(kw_only=True)
-class WorkerLimits:
-    """When a worker stops on its own (``None``: never for that reason)."""
-
-    limit: int | None = None
-    """Messages received (handled or failed)."""
-    failure_limit: int | None = None
-    """Messages that failed (retried or parked)."""
-    memory_limit: int | None = None
-    """Peak resident memory of the process, in bytes."""
-    time_limit: float | None = None
-    """Seconds since the worker started."""
-
-    def describe(self) -> str:
-        """The limits in force, for the start-up log line."""
-        parts = []
-        if self.limit is not None:
-            parts.append(_plural(self.limit, "message"))
-        if self.failure_limit is not None:
-            parts.append(_plural(self.failure_limit, "failure"))
-        if self.memory_limit is not None:
-            parts.append(f"memory {_size(self.memory_limit)}")
-        if self.time_limit is not None:
-            parts.append(f"{self.time_limit:g}s")
-        return ", ".join(parts) or "none"
-
-
-@attrs.define
-class WorkerStats:
-    """What a worker did; updated as it runs.
-
-    Every received message ends up counted once as ``handled`` or ``failed``; a failed one is
-    then ``retried`` (a copy re-sent with a delay), ``parked`` (stored in the failure
-    transport), ``rejected`` (failed for good with no failure transport: dropped), or, when
-    storing the copy failed, none of those (:attr:`unsettled`: it comes back later).
-    """
-
-    received: int = 0
-    handled: int = 0
-    failed: int = 0
-    """Failed attempts: ``retried + parked + rejected + unsettled``."""
-    retried: int = 0
-    parked: int = 0
-    rejected: int = 0
-    started_at: float = attrs.field(factory=time.time)
-    stop_reason: str | None = None
-
-    @property
-    def elapsed(self) -> float:
-        """Seconds since the worker started."""
-        return time.time() - self.started_at
-
-    @property
-    def unsettled(self) -> int:
-        """Failed messages left on their transport (storing the retry or failure copy
-        failed): they come back when their reservation expires."""
-        return self.failed - self.retried - self.parked - self.rejected
-
-    def summary(self) -> str:
-        """``3 handled, 54 retried, 5 parked, 0 rejected`` (and any unsettled)."""
-        text = (
-            f"{self.handled} handled, {self.retried} retried, {self.parked} parked, "
-            f"{self.rejected} rejected"
-        )
-        unsettled = self.unsettled
-        if unsettled:
-            text += f", {unsettled} left on the transport for later"
-        return text
 
 
 class Worker:
@@ -186,11 +105,8 @@ class Worker:
         self.stop_signal = stop_signal or messenger.stop_signal
         self.keepalive_interval = keepalive_interval
         self.stats = WorkerStats()
-        self._retry: dict[str, RetryStrategy] = {}
-        for name in self.transport_names:
-            # A strategy that cannot be loaded is a configuration error now, not at the first
-            # failure (where it would stop the worker with the message still reserved).
-            self._strategy(name)
+        self.failure_policy = FailurePolicy(self)
+        """Settles the failed messages: retry or park (:mod:`messenger_core.failure_policy`)."""
         self._stopping = False
         self.backoff = Backoff()
         """How long a receiver pauses after its store or its broker failed (per receiver)."""
@@ -200,7 +116,7 @@ class Worker:
             name: (ReceivedStamp(transport_name=name), ConsumedByWorkerStamp())
             for name in self.transport_names
         }
-        self._keepalive: _Keepalive | None = None
+        self._keepalive: Keepalive | None = None
         self._announce_each_message = True
         self.on_message: Callable[[Worker], None] | None = None
         """Called after every message (the command line's live status line uses it)."""
@@ -221,15 +137,14 @@ class Worker:
         With ``handle_signals`` (default: when running in the main thread) SIGTERM and SIGINT
         stop the worker after the current message; a second one stops it at once.
         """
-        limits = WorkerLimits(
+        limits = WorkerLimits.of(
             limit=limit,
             failure_limit=failure_limit,
-            memory_limit=parse_memory_limit(memory_limit) if memory_limit is not None else None,
+            memory_limit=memory_limit,
             time_limit=time_limit,
         )
         if handle_signals is None:
             handle_signals = threading.current_thread() is threading.main_thread()
-        previous = self._install_signal_handlers() if handle_signals else {}
         self.stats = WorkerStats()
         self._stopping = False
         hooks = self.messenger.hooks
@@ -240,6 +155,8 @@ class Worker:
         )
         hooks.worker_started(self)
         logger.info("%s", _start_line(self, limits))
+        # Installed last, so that the ``finally`` below always puts the previous ones back.
+        previous = install_stop_handlers(self) if handle_signals else {}
         try:
             while not self._stopping:
                 if self._consume_once(limits):
@@ -254,10 +171,10 @@ class Worker:
             self.stats.stop_reason = "interrupted"
             logger.warning("worker interrupted: stopping at once")
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            restore_handlers(previous)
             if self._keepalive:
                 self._keepalive.stop()
+                self._keepalive = None
             self._flush_receivers()
             hooks.worker_stopped(self)
             logger.info(
@@ -265,15 +182,25 @@ class Worker:
             )
         return self.stats
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the worker was asked to stop (it does after the current message)."""
+        return self._stopping
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Stop after the current message."""
+        if not self._stopping:
+            self._stopping = True
+            self.stats.stop_reason = reason
+
     def _flush_receivers(self) -> None:
         # Transports that batch acknowledgements (SQL, Redis) write them now rather than when
         # the application closes them: a worker that returned has settled its messages.
         for name, receiver in self.receivers:
-            flush = getattr(receiver, "flush", None)
-            if flush is None:
+            if not isinstance(receiver, FlushingReceiver):
                 continue
             try:
-                flush()
+                receiver.flush()
             except Exception as error:
                 logger.warning(
                     "could not write the pending acknowledgements of %s (those messages will "
@@ -286,13 +213,10 @@ class Worker:
         # Receivers that wait for a message inside get() (PostgreSQL LISTEN) make the worker's
         # own sleep a pure delay: a message arriving then would wait for it. Asked after each
         # empty round, since a receiver may stop waiting (its LISTEN connection failed).
-        return all(getattr(r, "waits_for_messages", False) for _, r in self.receivers)
-
-    def stop(self, reason: str = "stop requested") -> None:
-        """Stop after the current message."""
-        if not self._stopping:
-            self._stopping = True
-            self.stats.stop_reason = reason
+        return all(
+            isinstance(receiver, WaitingReceiver) and receiver.waits_for_messages
+            for _, receiver in self.receivers
+        )
 
     def _consume_once(self, limits: WorkerLimits) -> bool:
         """One pass over the receivers; True if a message was received."""
@@ -324,7 +248,7 @@ class Worker:
                     raise
                 # The transport could not receive or settle (its broker is down, and it did not
                 # reconnect by itself): unsettled messages come back; serve the others meanwhile.
-                self._pause(name, f"receiving from or settling with {name} failed", error)
+                self.pause_receiver(name, f"receiving from or settling with {name} failed", error)
                 self._unreachable.add(name)
                 continue
             if received:
@@ -336,7 +260,7 @@ class Worker:
                 return True
         return False
 
-    def _pause(self, name: str, what: str, error: BaseException) -> None:
+    def pause_receiver(self, name: str, what: str, error: BaseException) -> None:
         """Skip receiver ``name`` for its next backoff interval: ``what`` failed with ``error``."""
         delay = self.backoff.next_delay(name)
         self._paused[name] = time.monotonic() + delay
@@ -361,17 +285,11 @@ class Worker:
             time.sleep(min(_SLEEP_SLICE, remaining))
 
     def _check_limits(self, limits: WorkerLimits) -> None:
-        stats = self.stats
-        if limits.limit is not None and stats.received >= limits.limit:
-            self.stop(f"message limit of {limits.limit} reached")
-        elif limits.failure_limit is not None and stats.failed >= limits.failure_limit:
-            self.stop(f"failure limit of {limits.failure_limit} reached")
-        elif limits.time_limit is not None and stats.elapsed >= limits.time_limit:
-            self.stop(f"time limit of {limits.time_limit:g}s reached")
-        elif limits.memory_limit is not None and _peak_memory() >= limits.memory_limit:
-            self.stop(f"memory limit of {limits.memory_limit} bytes reached")
-        elif self.stop_signal.requested_since(stats.started_at):
-            self.stop("stop-workers was requested")
+        reason = limits.reached(self.stats)
+        if reason is None and self.stop_signal.requested_since(self.stats.started_at):
+            reason = "stop-workers was requested"
+        if reason is not None:
+            self.stop(reason)
 
     # -- one message ------------------------------------------------------------------------
     def handle(self, envelope: Envelope, transport_name: str, receiver: Receiver) -> None:
@@ -383,20 +301,20 @@ class Worker:
             hooks.message_received(envelope, transport_name)
         if isinstance(envelope.message, UndecodableMessage):
             error = MessageDecodingError.from_message(envelope.message.reason)
-            self._failed(envelope, transport_name, receiver, error, envelope)
+            self.failure_policy.settle(envelope, transport_name, receiver, error, envelope)
             return
         keepalive = self._watch(envelope, receiver) if self.keepalive_interval else None
         try:
             handled = self._bus_for(envelope).dispatch(envelope)
         except Exception as error:
             failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
-            self._failed(envelope, transport_name, receiver, error, failed)
+            self.failure_policy.settle(envelope, transport_name, receiver, error, failed)
             return
         except WorkerInterrupted:
             logger.warning(
                 "%s from %s was interrupted and not acknowledged: it comes back when its "
                 "reservation expires",
-                _describe(envelope),
+                describe_message(envelope),
                 transport_name,
             )
             raise
@@ -414,191 +332,17 @@ class Worker:
         stamp = envelope.last(BusNameStamp)
         return self.messenger.get_bus(stamp.bus_name) if stamp else self.messenger.bus
 
-    def _failed(
-        self,
-        envelope: Envelope,
-        transport_name: str,
-        receiver: Receiver,
-        error: BaseException,
-        failed: Envelope,
-    ) -> None:
-        """Retry the message, or park it in the failure transport; then reject the original.
-
-        The policy is :mod:`messenger_core.failure_policy`'s, step by step.
-        """
-        self.stats.failed += 1
-        hooks = self.messenger.hooks
-        retry = should_retry(self._strategy(transport_name), failed, error)
-        hooks.message_failed(failed, transport_name, error, retry)
-        try:
-            try:
-                if retry:
-                    self._send_retry(envelope, transport_name, failed, error)
-                else:
-                    self._park(transport_name, failed, error)
-            except Exception as storing_error:
-                if not is_encoding_error(storing_error):
-                    raise
-                # It cannot be written (retrying cannot change that): park its raw form.
-                self._park(transport_name, failed, error, encoding_error=storing_error)
-        except Exception as storing_error:
-            # The store is down. Leave the original unsettled: it comes back later; never
-            # drop it. Only this receiver waits; the others are still served.
-            self._pause(
-                transport_name,
-                f"{_describe(envelope)} from {transport_name} failed ({error}) and could not be "
-                f"{'re-sent for retry' if retry else 'stored in the failure transport'}; it "
-                "stays unsettled and comes back later",
-                storing_error,
-            )
-            # A receiver that can take the message back (Redis: its consumer's pending list)
-            # delivers it again once storing works, instead of after its redeliver_timeout.
-            release = getattr(receiver, "release", None)
-            if release is not None:
-                release(envelope)
-            return
-        self.backoff.reset(transport_name)
-        receiver.reject(envelope)
-
-    def _send_retry(
-        self, envelope: Envelope, transport_name: str, failed: Envelope, error: BaseException
-    ) -> None:
-        copy = retry_copy(self._strategy(transport_name), failed, error)
-        self.messenger.get_transport(transport_name).send(copy)
-        self.stats.retried += 1
-        self.messenger.hooks.message_retried(copy, transport_name, retry_count_of(copy))
-        logger.warning(
-            "%s from %s failed, retry %d: %s",
-            _describe(envelope),
-            transport_name,
-            retry_count_of(copy),
-            error,
-        )
-
-    def _strategy(self, transport_name: str) -> RetryStrategy:
-        strategy = self._retry.get(transport_name)
-        if strategy is None:
-            config = self.messenger.config.transports.get(transport_name)
-            strategy = retry_strategy_from_config(
-                config.retry_strategy if config else _DEFAULT_RETRY
-            )
-            self._retry[transport_name] = strategy
-        return strategy
-
-    def _park(
-        self,
-        transport_name: str,
-        envelope: Envelope,
-        error: BaseException,
-        *,
-        encoding_error: BaseException | None = None,
-    ) -> None:
-        failure_name = self.failure_transport_for(transport_name)
-        if failure_name is None:
-            self.stats.rejected += 1
-            logger.error(
-                "%s from %s failed for good and no failure transport is configured; "
-                "it is rejected: %s",
-                _describe(envelope),
-                transport_name,
-                error,
-            )
-            return
-        if encoding_error is None:
-            copy = failure_copy(envelope, transport_name, error)
-        else:
-            copy = quarantined_copy(envelope, transport_name, error, encoding_error)
-        self.messenger.get_transport(failure_name).send(copy)
-        self.stats.parked += 1
-        logger.error(
-            "%s from %s failed for good and was stored in failure transport %s%s: %s",
-            _describe(envelope),
-            transport_name,
-            failure_name,
-            ""
-            if encoding_error is None
-            else f" in its raw form, since it cannot be encoded again ({encoding_error})",
-            error,
-        )
-
     def failure_transport_for(self, transport_name: str) -> str | None:
         """The failure transport of ``transport_name`` (its own, else the global one)."""
-        config = self.messenger.config
-        own = config.transports.get(transport_name)
-        return (own.failure_transport if own else None) or config.failure_transport
+        return failure_transport_for(self.messenger, transport_name)
 
-    # -- keepalive --------------------------------------------------------------------------
-    def _watch(self, envelope: Envelope, receiver: Receiver) -> _Keepalive | None:
+    def _watch(self, envelope: Envelope, receiver: Receiver) -> Keepalive | None:
         if not self.keepalive_interval or not isinstance(receiver, KeepaliveReceiver):
             return None
         if self._keepalive is None:
-            self._keepalive = _Keepalive(self.keepalive_interval)
+            self._keepalive = Keepalive(self.keepalive_interval)
         self._keepalive.watch(envelope, receiver)
         return self._keepalive
-
-    # -- signals ----------------------------------------------------------------------------
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            if self._stopping:
-                raise WorkerInterrupted(signal.Signals(signum).name)
-            logger.info(
-                "%s received: stopping after the current message (again to stop at once)",
-                signal.Signals(signum).name,
-            )
-            self.stop(f"{signal.Signals(signum).name} received")
-
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.getsignal(signum)
-            signal.signal(signum, on_signal)
-        return previous
-
-
-class _Keepalive:
-    """One background thread that keeps the current message's reservation alive."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self._current: tuple[Envelope, KeepaliveReceiver, float] | None = None
-        self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="messenger-keepalive", daemon=True)
-        self._thread.start()
-
-    def watch(self, envelope: Envelope, receiver: KeepaliveReceiver) -> None:
-        with self._lock:
-            self._current = (envelope, receiver, time.monotonic())
-
-    def clear(self) -> None:
-        with self._lock:
-            self._current = None
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self.interval / 2):
-            with self._lock:
-                current = self._current
-            if current is None or time.monotonic() - current[2] < self.interval:
-                continue
-            envelope, receiver, _ = current
-            try:
-                receiver.keepalive(envelope, self.interval * 2)
-            except Exception as error:
-                received = envelope.last(ReceivedStamp)
-                logger.warning(
-                    "keepalive for %s from %s failed: %s",
-                    _describe(envelope),
-                    received.transport_name if received else "its transport",
-                    error,
-                )
-
-
-_DEFAULT_RETRY = RetryStrategyConfig()
-
-
-_describe = describe_message
 
 
 def _start_line(worker: Worker, limits: WorkerLimits) -> str:
@@ -612,7 +356,7 @@ def _start_line(worker: Worker, limits: WorkerLimits) -> str:
     buses = [forced.name] if forced else worker.messenger.config.bus_names
     registry = worker.messenger.handlers
     counts = {name: len({id(d.callable) for d in registry if d.runs_on(name)}) for name in buses}
-    listed = ", ".join(f"{name} ({_plural(n, 'handler')})" for name, n in counts.items())
+    listed = ", ".join(f"{name} ({plural(n, 'handler')})" for name, n in counts.items())
     on = f"bus {listed}" if len(buses) == 1 else f"buses {listed}"
     if forced:
         on += " for every message (--bus)"
@@ -620,19 +364,3 @@ def _start_line(worker: Worker, limits: WorkerLimits) -> str:
     if worker.keepalive_interval:
         text += f"; keepalive every {worker.keepalive_interval:g}s"
     return text
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def _size(size: int) -> str:
-    for unit, factor in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size} bytes"
-
-
-def _peak_memory() -> int:
-    # ru_maxrss is in kilobytes on Linux.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

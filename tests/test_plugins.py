@@ -796,3 +796,27 @@ def test_the_core_does_not_touch_stevedores_private_cache() -> None:
     source = Path(messenger_core.plugins.__file__).read_text()
     assert "ENTRY_POINT_CACHE" not in source
     assert "_cache" not in source
+
+
+def test_an_entry_point_plugin_with_a_misspelled_hook_stops_the_application_naming_it(
+    fake: FakeDistributions,
+) -> None:
+    module = fake.module(
+        "typo",
+        """
+        from messenger_core import hookimpl
+
+        @hookimpl
+        def messenger_worker_startd(worker):
+            pass
+        """,
+    )
+    fake.distribution("messenger-plugin-typo", {PLUGINS_GROUP: {"typo": module}})
+
+    with pytest.raises(ConfigurationError) as raised:
+        Messenger()
+
+    assert str(raised.value).startswith(
+        f"plugin 'typo' ({module}) implements messenger_worker_startd, which is not a "
+        "messenger hook; did you mean messenger_worker_started?"
+    )

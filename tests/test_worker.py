@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import os
 import re
+import resource
 import signal
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -32,7 +34,9 @@ from messenger_core import (
     UndecodableMessage,
     UnrecoverableMessageError,
     hookimpl,
+    worker_limits,
 )
+from messenger_core.cli import output
 from messenger_core.dsn import Dsn
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.serializer import Serializer
@@ -45,6 +49,7 @@ from messenger_core.worker import (
     describe_message,
     parse_memory_limit,
 )
+from messenger_core.worker_limits import peak_memory
 
 
 @attrs.frozen
@@ -407,6 +412,62 @@ def test_a_large_memory_limit_does_not_stop_the_worker() -> None:
 # -- stopping ------------------------------------------------------------------------------------
 
 
+@attrs.frozen
+class FakeUsage:
+    ru_maxrss: int
+
+
+def fake_platform(monkeypatch: pytest.MonkeyPatch, platform: str, ru_maxrss: int) -> None:
+    """Make ``peak_memory`` see ``platform`` and a ``getrusage`` peak of ``ru_maxrss``."""
+    monkeypatch.setattr(worker_limits, "sys", SimpleNamespace(platform=platform))
+    usage = FakeUsage(ru_maxrss)
+    monkeypatch.setattr(
+        worker_limits,
+        "resource",
+        SimpleNamespace(RUSAGE_SELF=resource.RUSAGE_SELF, getrusage=lambda who: usage),
+    )
+
+
+@pytest.mark.parametrize(
+    ("platform", "ru_maxrss", "expected"),
+    [("linux", 300 * 1024, 300 * 2**20), ("darwin", 300 * 2**20, 300 * 2**20)],
+)
+def test_peak_memory_is_in_bytes_on_linux_kib_and_on_macos_bytes(
+    platform: str, ru_maxrss: int, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_platform(monkeypatch, platform, ru_maxrss)
+
+    assert peak_memory() == expected
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_peak_memory_agrees_with_the_kernels_high_water_mark() -> None:
+    status = Path("/proc/self/status").read_text()
+    [kib] = re.findall(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+
+    assert int(kib) * 1024 / 2 <= peak_memory() <= int(kib) * 1024 * 2
+
+
+def test_the_worker_and_the_command_line_use_one_peak_memory() -> None:
+    assert output.peak_memory is peak_memory
+
+
+def test_on_macos_a_worker_reads_its_peak_memory_in_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # macOS gives bytes: 300 MiB must not be taken for 300 GiB and stop a worker limited to 1G.
+    fake_platform(monkeypatch, "darwin", 300 * 2**20)
+    messenger = make_messenger()
+    messenger.handler(lambda m: None, handles=PlaceOrder, name="place")
+    messenger.bus.dispatch(PlaceOrder(1))
+    messenger.bus.dispatch(PlaceOrder(2))
+
+    stats = run(messenger.worker(["async"]), memory_limit="1G", limit=2)
+
+    assert stats.stop_reason == "message limit of 2 reached"
+    assert stats.handled == 2
+
+
 def test_stop_from_a_handler_finishes_that_message_first() -> None:
     messenger = make_messenger()
     worker = messenger.worker(["async"])
@@ -748,6 +809,34 @@ def test_without_a_keepalive_interval_there_is_no_keepalive() -> None:
     run(messenger.worker(["async"]), limit=1)
 
     assert transport.keepalives == []
+
+
+def test_a_worker_run_again_keeps_its_messages_alive_again() -> None:
+    # The first run stops its keepalive thread; the second must start a new one.
+    messenger = make_messenger(
+        {"async": "counting://", "failed": "memory://"},
+        transports={"counting": CountingFactory()},
+    )
+    transport = messenger.get_transport("async")
+    assert isinstance(transport, CountingTransport)
+
+    @messenger.handler
+    def slow(message: PlaceOrder) -> None:
+        deadline = time.monotonic() + 20
+        seen = len(transport.keepalives)
+        while len(transport.keepalives) < seen + 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    worker = messenger.worker(["async"], keepalive_interval=0.02)
+    messenger.bus.dispatch(PlaceOrder(1))
+    run(worker, limit=1)
+    first = len(transport.keepalives)
+    messenger.bus.dispatch(PlaceOrder(2))
+    run(worker, limit=1)
+
+    assert first >= 2
+    assert [m for m, _ in transport.keepalives[first:]].count(PlaceOrder(2)) >= 2
+    assert len(transport.acknowledged) == 2
 
 
 # -- what the worker says ----------------------------------------------------------------------

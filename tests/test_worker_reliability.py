@@ -412,3 +412,85 @@ def test_an_unreachable_broker_while_settling_pauses_the_receiver_only() -> None
         thread.join(30)
     assert not thread.is_alive()
     assert set(handled) == {1}
+
+
+# -- optional receiver capabilities (transport.FlushingReceiver, ReleasingReceiver) -----------
+
+
+class CapableTransport(FlakyTransport):
+    """A flaky ``memory://`` that also flushes and releases, recording both."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.flushes = 0
+        self.released: list[Envelope] = []
+
+    def flush(self) -> None:
+        self._check("flush")
+        self.flushes += 1
+
+    def release(self, envelope: Envelope) -> None:
+        self.released.append(envelope)
+
+
+class CapableFactory(FlakyFactory):
+    def create(
+        self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
+    ) -> FlakyTransport:
+        transport = CapableTransport(serializer)
+        transport.outage = self.outage
+        transport.fail = frozenset(
+            filter(None, str(dsn.with_options(options).get("fail", "")).split(","))
+        )
+        return transport
+
+
+def capable_messenger(transports: Mapping[str, str], outage: Outage) -> Messenger:
+    config = {
+        "failure_transport": "failed",
+        "transports": {
+            name: {"dsn": dsn, "retry_strategy": {"max_retries": 0}}
+            for name, dsn in transports.items()
+        },
+    }
+    factories = {"flaky": FlakyFactory(outage), "capable": CapableFactory(outage)}
+    return Messenger(config, autoload=False, transports=factories)
+
+
+def test_a_message_that_cannot_be_stored_is_released_by_a_receiver_that_can() -> None:
+    outage = Outage()
+    messenger = capable_messenger({"async": "capable://", "failed": "flaky://?fail=send"}, outage)
+    messenger.handler(lambda m: 1 / 0, handles=Order, name="divide")
+    messenger.route(Order, "async")
+    messenger.bus.dispatch(Order(1))
+
+    stats = quick_worker(messenger, ["async"]).run(limit=1, sleep=0.001, handle_signals=False)
+
+    receiver = messenger.get_transport("async")
+    assert isinstance(receiver, CapableTransport)
+    assert stats.unsettled == 1
+    assert [e.message for e in receiver.released] == [Order(1)]
+    assert receiver.rejected == []
+
+
+def test_a_worker_flushes_its_receivers_when_it_stops_and_survives_a_failing_flush(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    outage = Outage()
+    messenger = capable_messenger(
+        {"async": "capable://", "other": "capable://?fail=flush", "failed": "memory://"}, outage
+    )
+    messenger.handler(lambda m: None, handles=Order, name="fine")
+    messenger.route(Order, "async")
+    messenger.bus.dispatch(Order(1))
+
+    stats = quick_worker(messenger, ["async", "other"]).run(
+        limit=1, sleep=0.001, handle_signals=False
+    )
+
+    assert stats.handled == 1
+    good, bad = messenger.get_transport("async"), messenger.get_transport("other")
+    assert isinstance(good, CapableTransport)
+    assert isinstance(bad, CapableTransport)
+    assert (good.flushes, bad.flushes) == (1, 0)
+    assert "could not write the pending acknowledgements of other" in caplog.text

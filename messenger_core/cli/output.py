@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import shutil
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TextIO
 
 from messenger_core.dsn import mask_dsn
+from messenger_core.worker_limits import peak_memory  # one copy: what --memory-limit checks
 
 __all__ = [
     "LogHandler",
@@ -101,12 +100,6 @@ def table(
     out = [line(headers), line(["-" * w for w in widths])]
     out += [line(row) for row in cells]
     return "\n".join(out)
-
-
-def peak_memory() -> int:
-    """The peak resident memory of this process, in bytes (what ``--memory-limit`` checks)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # macOS counts bytes, Linux KiB
 
 
 def ask(stdin: TextIO, stdout: TextIO, question: str, answers: Mapping[str, str]) -> str:
