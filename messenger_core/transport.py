@@ -17,16 +17,20 @@ import attrs
 from messenger_core.envelope import Envelope
 
 if TYPE_CHECKING:
+    from messenger_core.app import Messenger
     from messenger_core.dsn import Dsn
     from messenger_core.serializer import Serializer
 
 __all__ = [
+    "ApplicationBoundFactory",
     "BatchSender",
+    "FlushingReceiver",
     "KeepaliveReceiver",
     "ListableReceiver",
     "MessageCountAware",
     "QueueReceiver",
     "Receiver",
+    "ReleasingReceiver",
     "Sender",
     "SetupableTransport",
     "StopSignalFactory",
@@ -35,6 +39,7 @@ __all__ = [
     "TransportFactory",
     "TransportMessage",
     "UndecodableMessage",
+    "WaitingReceiver",
 ]
 
 
@@ -115,8 +120,8 @@ class Receiver(Protocol):
         """Messages available now (possibly none). May wait briefly for one to arrive.
 
         A receiver whose ``get()`` itself waits for messages to arrive (a notification, a
-        blocking read) may say so with an attribute ``waits_for_messages = True``: a worker
-        then does not sleep between empty rounds.
+        blocking read) may say so with ``waits_for_messages`` (:class:`WaitingReceiver`): a
+        worker then does not sleep between empty rounds.
         """
         ...
 
@@ -198,6 +203,49 @@ class QueueReceiver(Protocol):
         ...
 
 
+@runtime_checkable
+class FlushingReceiver(Protocol):
+    """A receiver that holds acknowledgements back to write several at once (SQL, Redis).
+
+    A worker calls :meth:`flush` when it stops, so that the messages it handled are settled
+    then rather than when the transport is closed.
+    """
+
+    def flush(self) -> None:
+        """Write the acknowledgements (and rejections) held back so far."""
+        ...
+
+
+@runtime_checkable
+class WaitingReceiver(Protocol):
+    """A receiver whose ``get()`` itself waits for a message to arrive (a notification such
+    as PostgreSQL's LISTEN, a blocking read).
+
+    While every receiver of a worker waits so, the worker does not sleep between empty rounds:
+    its own sleep would only delay a message arriving meanwhile. The worker asks after each
+    empty round, so the answer may change (a LISTEN connection that failed).
+    """
+
+    @property
+    def waits_for_messages(self) -> bool:
+        """Whether ``get()`` waits for messages now (an attribute or a property)."""
+        ...
+
+
+@runtime_checkable
+class ReleasingReceiver(Protocol):
+    """A receiver that can hand an unsettled message back for delivery soon (Redis: its
+    consumer's pending list), instead of after its redelivery timeout.
+
+    A worker calls :meth:`release` when it could neither retry nor park a failed message (the
+    store is down): the message is then neither acknowledged nor rejected.
+    """
+
+    def release(self, envelope: Envelope) -> None:
+        """Let ``envelope`` (received from this receiver) be delivered again soon."""
+        ...
+
+
 class TransportFactory(Protocol):
     """Builds transports for one or more DSN schemes; published as an entry point."""
 
@@ -221,4 +269,18 @@ class StopSignalFactory(Protocol):
 
     def create_stop_signal(self, dsn: Dsn, options: Mapping[str, Any]) -> Any:
         """A stop signal kept in the store ``dsn`` names."""
+        ...
+
+
+@runtime_checkable
+class ApplicationBoundFactory(Protocol):
+    """A transport factory that needs the application (the ``sync://`` transport dispatches on
+    its buses).
+
+    Before calling ``create``, the application calls :meth:`for_application` on the factory it
+    loaded and uses the factory this returns.
+    """
+
+    def for_application(self, messenger: Messenger) -> TransportFactory:
+        """A factory bound to ``messenger``."""
         ...
