@@ -75,8 +75,9 @@ class BindableMiddleware(Protocol):
 class StampWrappingMiddleware(Protocol):
     """A middleware that adds the same stamps to every message (the bus name).
 
-    The bus puts ``wrap_stamps`` on a bare message as it wraps it in its envelope. The
-    middleware must still add them to envelopes dispatched without them.
+    The bus puts ``wrap_stamps`` on a bare message as it wraps it in its envelope, when the
+    middleware heads the chain (after nothing but other such middleware), after any stamps
+    given to ``dispatch``. The middleware must still add them to envelopes without them.
     """
 
     @property
@@ -89,8 +90,10 @@ class StampWrappingMiddleware(Protocol):
 class BareDispatchAware(Protocol):
     """A middleware that may say it does nothing to a bare message dispatched without stamps.
 
-    True for one that only acts on envelopes received from a transport, or only adds its
-    ``wrap_stamps``: the bus then leaves it out of such dispatches.
+    True for one that only acts on stamps a transport adds (``ReceivedStamp``,
+    ``TransportRedeliveredStamp``...), which no middleware adds to a message being dispatched,
+    or that only adds its ``wrap_stamps`` (when the bus put them on, a middleware at the head of
+    the chain): the bus then leaves it out of such dispatches.
     """
 
     @property
