@@ -4,9 +4,11 @@ own tests: test_sql_protocols.py, test_redis_protocols.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from test_query_typing import run_mypy
 
 import messenger_core.middleware
 import messenger_core.stop_signal
@@ -101,3 +103,12 @@ def test_the_sync_transport_factory_is_bound_to_the_application() -> None:
 
 def test_the_file_stop_signal_has_nothing_to_close(tmp_path: Any) -> None:
     assert not isinstance(FileStopSignal(tmp_path / "stop"), ClosableStopSignal)
+
+
+@pytest.mark.slow
+def test_mypy_strict_accepts_the_built_ins_as_their_protocols(tmp_path: Path) -> None:
+    output, status = run_mypy(
+        Path(__file__).parent / "typing_snippets" / "protocols_ok.py", tmp_path
+    )
+
+    assert status == 0, output
