@@ -25,7 +25,7 @@ from typing import Any
 
 from messenger_core.errors import MessengerError
 
-__all__ = ["AsyncHandlerError", "is_async_callable", "run_to_completion", "sync_call"]
+__all__ = ["AsyncHandlerError", "async_call", "is_async_callable", "run_to_completion"]
 
 
 class AsyncHandlerError(MessengerError):
@@ -42,10 +42,9 @@ def is_async_callable(target: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(type(target).__call__)
 
 
-def sync_call(target: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
-    """``target`` itself if it is synchronous, else a function running it to completion."""
-    if not is_async_callable(target):
-        return target
+def async_call(target: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+    """A function running the async callable ``target`` to completion (whether a handler is
+    async is decided once, by :func:`messenger_core._fast_path.handler_call`)."""
 
     def call(message: Any) -> Any:
         _refuse_inside_a_running_loop(name)

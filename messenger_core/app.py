@@ -31,10 +31,9 @@ from messenger_core.plugins import SERIALIZERS_GROUP, PluginRegistry
 from messenger_core.routing import Router
 from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
-from messenger_core.stop_signal import StopSignal
+from messenger_core.stop_signal import ClosableStopSignal, StopSignal
 from messenger_core.transport import Transport
 from messenger_core.wiring import (
-    ClosableStopSignal,
     configured_stop_signal,
     create_transport,
     named_middleware,

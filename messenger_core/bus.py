@@ -7,9 +7,10 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar, overload
 
+from messenger_core import _fast_path
 from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import MessengerError
-from messenger_core.middleware import Middleware, build_chain
+from messenger_core.middleware import Middleware
 from messenger_core.stamps import HandledStamp, Stamp
 
 __all__ = ["DEFAULT_BUS", "MessageBus", "Query", "QueryError"]
@@ -51,16 +52,9 @@ class MessageBus:
     def __init__(self, name: str, middleware: Sequence[Middleware]) -> None:
         self.name = name
         self.middleware: tuple[Middleware, ...] = tuple(middleware)
-        self._chain = build_chain(self.middleware)
-        # Steps that do nothing to a bare message without stamps (it cannot carry what
-        # receiving adds, and it was wrapped with the wrap stamps) are left out of the chain
-        # such dispatches run: the common case pays only for the steps that act.
-        self._fresh_chain = build_chain(
-            [m for m in self.middleware if not getattr(m, "noop_for_bare_messages", False)]
-        )
-        self._wrap_stamps: tuple[Stamp, ...] = tuple(
-            stamp for each in self.middleware for stamp in getattr(each, "wrap_stamps", ())
-        )
+        # The full chain, the shorter one for a bare message without stamps, and the stamps a
+        # bare message is wrapped with: see messenger_core._fast_path (mechanisms 2 and 3).
+        self._chain, self._bare_chain, self._wrap_stamps = _fast_path.bus_chains(self.middleware)
 
     def dispatch(self, message: Any, *stamps: Stamp) -> Envelope:
         """Dispatch a message (or an envelope) with extra ``stamps``; return the final envelope.
@@ -72,8 +66,8 @@ class MessageBus:
         if type(message) is Envelope:
             return self._chain(message.with_(*stamps) if stamps else message)
         if stamps:
-            return self._chain(new_envelope(message, self._wrap_stamps + stamps))
-        return self._fresh_chain(new_envelope(message, self._wrap_stamps))
+            return self._chain(new_envelope(message, stamps + self._wrap_stamps))
+        return self._bare_chain(new_envelope(message, self._wrap_stamps))
 
     @overload
     def query(self, message: Query[R_co], *stamps: Stamp) -> R_co: ...

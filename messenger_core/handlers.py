@@ -20,7 +20,8 @@ from typing import Any, TypeVar, Union, overload
 
 import attrs
 
-from messenger_core._awaitables import AsyncHandlerError, sync_call
+from messenger_core._awaitables import AsyncHandlerError
+from messenger_core._fast_path import LookupCaches, handler_call
 from messenger_core.errors import ConfigurationError
 from messenger_core.message_types import type_name_of
 
@@ -78,7 +79,7 @@ class HandlerDescriptor:
 
     @call.default
     def _call(self) -> Callable[[Any], Any]:
-        return sync_call(self.callable, self.name)
+        return handler_call(self.callable, self.name)
 
     @property
     def is_async(self) -> bool:
@@ -216,14 +217,12 @@ class HandlerRegistry:
 
     Lookup walks the message class's MRO (most specific first), then ``"*"``. Results are cached
     per (bus, class) and the cache is cleared whenever a handler is added, so lookups on the
-    hot path are one dictionary access.
+    hot path are one dictionary access (see :mod:`messenger_core._fast_path`).
     """
 
     def __init__(self) -> None:
         self._handlers: dict[type[Any] | str, list[HandlerDescriptor]] = {}
-        # Per bus: message class -> handlers. The dicts are cleared in place (never replaced)
-        # so that buses can hold on to them.
-        self._caches: dict[str, dict[type[Any], Any]] = {}
+        self._caches = LookupCaches()
         self._lock = threading.Lock()
         self._count = 0
 
@@ -299,8 +298,7 @@ class HandlerRegistry:
                 callable=target, name=name, handles=handles, options=options, order=self._count
             )
             self._handlers.setdefault(handles, []).append(descriptor)
-            for cache in self._caches.values():
-                cache.clear()
+            self._caches.changed()
         return descriptor
 
     def for_class(self, bus_name: str, message_class: type[Any]) -> tuple[HandlerDescriptor, ...]:
@@ -308,37 +306,33 @@ class HandlerRegistry:
         cache = self.cache_for(bus_name)
         found = cache.get(message_class)
         if found is None:
-            generation = self.generation
+            generation = self._caches.generation
             found = self._lookup(bus_name, message_class)
-            self.remember(cache, message_class, found, generation)
+            self._caches.remember(cache, message_class, found, generation)
         return found
 
     @property
     def generation(self) -> int:
         """A number that changes whenever a handler is added."""
-        return self._count
+        return self._caches.generation
 
     def remember(self, cache: dict[Any, Any], key: Any, value: Any, generation: int) -> None:
         """Store ``value`` in one of the caches unless a handler was added since ``generation``
         (read before computing it): a lookup racing a registration must not cache stale data."""
-        with self._lock:
-            if generation == self._count:
-                cache[key] = value
+        self._caches.remember(cache, key, value, generation)
 
     def cache_for(self, bus_name: str) -> dict[type[Any], tuple[HandlerDescriptor, ...]]:
         """The lookup cache of ``bus_name`` (read-only for callers; emptied on registration)."""
-        cache = self._caches.get(bus_name)
-        if cache is None:
-            cache = self._caches.setdefault(bus_name, {})
-        return cache
+        return self._caches.named("handlers", bus_name)
 
     def scratch_cache(self, key: str) -> dict[type[Any], Any]:
         """A per-class cache a caller derives from the lookups (``key`` names it); emptied,
         in place, whenever a handler is added."""
-        cache = self._caches.get(key)
-        if cache is None:
-            cache = self._caches.setdefault(key, {})
-        return cache
+        return self._caches.named("scratch", key)
+
+    def find(self, bus_name: str, message_class: type[Any]) -> tuple[HandlerDescriptor, ...]:
+        """Like :meth:`for_class`, computed now (without the cache)."""
+        return self._lookup(bus_name, message_class)
 
     def _lookup(self, bus_name: str, message_class: type[Any]) -> tuple[HandlerDescriptor, ...]:
         matches: list[HandlerDescriptor] = []

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from messenger_core.config import MessengerConfig
 
 __all__ = [
+    "ClosableStopSignal",
     "DEFAULT_FILE_NAME",
     "STOP_SIGNAL_FILE_VARIABLE",
     "FileStopSignal",
@@ -89,6 +90,18 @@ class StopSignal(Protocol):
 
     def requested_since(self, started_at: float) -> bool:
         """Whether a stop was requested after ``started_at`` (a ``time.time()`` value)."""
+        ...
+
+
+@runtime_checkable
+class ClosableStopSignal(Protocol):
+    """A stop signal that holds connections to its store (Redis, SQL).
+
+    The application calls :meth:`close` when it is closed, with its transports.
+    """
+
+    def close(self) -> None:
+        """Release the signal's connections. It is not used afterwards."""
         ...
 
 

@@ -17,10 +17,12 @@ import attrs
 from messenger_core.envelope import Envelope
 
 if TYPE_CHECKING:
+    from messenger_core.app import Messenger
     from messenger_core.dsn import Dsn
     from messenger_core.serializer import Serializer
 
 __all__ = [
+    "ApplicationBoundFactory",
     "BatchSender",
     "FlushingReceiver",
     "KeepaliveReceiver",
@@ -118,8 +120,8 @@ class Receiver(Protocol):
         """Messages available now (possibly none). May wait briefly for one to arrive.
 
         A receiver whose ``get()`` itself waits for messages to arrive (a notification, a
-        blocking read) may say so with an attribute ``waits_for_messages = True`` (see
-        :class:`WaitingReceiver`): a worker then does not sleep between empty rounds.
+        blocking read) may say so with ``waits_for_messages`` (:class:`WaitingReceiver`): a
+        worker then does not sleep between empty rounds.
         """
         ...
 
@@ -183,49 +185,6 @@ class KeepaliveReceiver(Protocol):
         ...
 
 
-# -- optional receiver capabilities the worker uses (issue 10.4) -----------------------------
-# Declared by the worker split so that the worker type-checks on its own branch; the protocols
-# branch declares the same three names here: when both are merged, keep one copy.
-@runtime_checkable
-class FlushingReceiver(Protocol):
-    """A receiver that batches its acknowledgements and can write the pending ones now.
-
-    A worker calls :meth:`flush` when it stops, so that the messages it settled are settled
-    for good when ``run()`` returns (not only when the application closes the transport).
-    """
-
-    def flush(self) -> None:
-        """Write the acknowledgements (and rejections) not written yet."""
-        ...
-
-
-@runtime_checkable
-class WaitingReceiver(Protocol):
-    """A receiver whose :meth:`Receiver.get` itself waits for messages to arrive.
-
-    While every receiver of a worker says :attr:`waits_for_messages`, the worker does not sleep
-    between empty rounds (its sleep would only delay a message that arrives meanwhile).
-    """
-
-    @property
-    def waits_for_messages(self) -> bool:
-        """Whether ``get()`` waits now (``False`` while, say, its LISTEN connection is down)."""
-        ...
-
-
-@runtime_checkable
-class ReleasingReceiver(Protocol):
-    """A receiver that can hand a received message back before its reservation expires."""
-
-    def release(self, envelope: Envelope) -> None:
-        """Make ``envelope`` deliverable again soon, without handling or rejecting it.
-
-        A worker calls it when it could not settle the message (its retry or failure copy
-        could not be stored), instead of waiting for the reservation to expire.
-        """
-        ...
-
-
 @runtime_checkable
 class BatchSender(Protocol):
     """A sender that can store several envelopes in one operation."""
@@ -241,6 +200,49 @@ class QueueReceiver(Protocol):
 
     def get_from_queues(self, queue_names: Sequence[str]) -> Iterable[Envelope]:
         """Like :meth:`Receiver.get`, but only from ``queue_names``."""
+        ...
+
+
+@runtime_checkable
+class FlushingReceiver(Protocol):
+    """A receiver that holds acknowledgements back to write several at once (SQL, Redis).
+
+    A worker calls :meth:`flush` when it stops, so that the messages it handled are settled
+    then rather than when the transport is closed.
+    """
+
+    def flush(self) -> None:
+        """Write the acknowledgements (and rejections) held back so far."""
+        ...
+
+
+@runtime_checkable
+class WaitingReceiver(Protocol):
+    """A receiver whose ``get()`` itself waits for a message to arrive (a notification such
+    as PostgreSQL's LISTEN, a blocking read).
+
+    While every receiver of a worker waits so, the worker does not sleep between empty rounds:
+    its own sleep would only delay a message arriving meanwhile. The worker asks after each
+    empty round, so the answer may change (a LISTEN connection that failed).
+    """
+
+    @property
+    def waits_for_messages(self) -> bool:
+        """Whether ``get()`` waits for messages now (an attribute or a property)."""
+        ...
+
+
+@runtime_checkable
+class ReleasingReceiver(Protocol):
+    """A receiver that can hand an unsettled message back for delivery soon (Redis: its
+    consumer's pending list), instead of after its redelivery timeout.
+
+    A worker calls :meth:`release` when it could neither retry nor park a failed message (the
+    store is down): the message is then neither acknowledged nor rejected.
+    """
+
+    def release(self, envelope: Envelope) -> None:
+        """Let ``envelope`` (received from this receiver) be delivered again soon."""
         ...
 
 
@@ -267,4 +269,18 @@ class StopSignalFactory(Protocol):
 
     def create_stop_signal(self, dsn: Dsn, options: Mapping[str, Any]) -> Any:
         """A stop signal kept in the store ``dsn`` names."""
+        ...
+
+
+@runtime_checkable
+class ApplicationBoundFactory(Protocol):
+    """A transport factory that needs the application (the ``sync://`` transport dispatches on
+    its buses).
+
+    Before calling ``create``, the application calls :meth:`for_application` on the factory it
+    loaded and uses the factory this returns.
+    """
+
+    def for_application(self, messenger: Messenger) -> TransportFactory:
+        """A factory bound to ``messenger``."""
         ...

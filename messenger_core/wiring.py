@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
 
 from messenger_core.config import MessengerConfig, MiddlewareConfig, TransportConfig
 from messenger_core.dsn import Dsn
@@ -18,46 +18,22 @@ from messenger_core.middleware import Middleware, MiddlewareContext
 from messenger_core.plugins import MIDDLEWARE_GROUP, TRANSPORTS_GROUP, PluginRegistry
 from messenger_core.serializer import Serializer
 from messenger_core.stop_signal import FileStopSignal, StopSignal
-from messenger_core.transport import StopSignalFactory, Transport, TransportFactory
+from messenger_core.transport import (
+    ApplicationBoundFactory,
+    StopSignalFactory,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
 
 __all__ = [
-    "ApplicationBoundFactory",
-    "ClosableStopSignal",
     "configured_stop_signal",
     "create_transport",
     "named_middleware",
 ]
 
 logger = logging.getLogger("messenger")
-
-
-# -- BEGIN local Protocol declarations (issue 10.4) ----------------------------------------------
-# protocols-fastpath declares these two in messenger_core/transport.py and
-# messenger_core/stop_signal.py; until that is merged they are declared here. At the merge,
-# delete this block and import ApplicationBoundFactory from messenger_core.transport and
-# ClosableStopSignal from messenger_core.stop_signal (here and in app.py).
-@runtime_checkable
-class ApplicationBoundFactory(Protocol):
-    """A transport factory that needs the application to build its transports."""
-
-    def for_application(self, messenger: Messenger) -> TransportFactory:
-        """The factory to use for ``messenger``'s transports."""
-        ...
-
-
-@runtime_checkable
-class ClosableStopSignal(Protocol):
-    """A stop signal holding connections, released by :meth:`close`."""
-
-    def close(self) -> None:
-        """Release the signal's connections."""
-        ...
-
-
-# -- END local Protocol declarations -------------------------------------------------------------
 
 
 def named_middleware(

@@ -4,17 +4,15 @@ A middleware is any callable ``(envelope, next) -> Envelope`` (a plain function 
 usually calls ``next(envelope)`` once and returns what it returned. A bus links its middleware
 into a chain once, when it is built; dispatching is then plain function calls.
 
-Middleware that wants to avoid the one extra call per dispatch of the generic adapter may also
-define ``bind(next) -> Callable[[Envelope], Envelope]``: the chain calls ``bind`` once and
-then calls what it returned for every message. The built-in middleware do this.
+Three optional speed-ups, each a protocol a middleware may implement (the built-in middleware
+do; :mod:`messenger_core._fast_path` says what each buys):
 
-A middleware that adds the same stamp to every message may list it in a ``wrap_stamps``
-attribute: the bus then puts it on a bare message as it wraps it (one envelope instead of two).
-The middleware must still add it to envelopes that arrive without it.
-
-A middleware that does nothing to a bare message dispatched without stamps (one that only acts
-on envelopes received from a transport, or only adds its ``wrap_stamps``) may set
-``noop_for_bare_messages = True``: the bus leaves it out of such dispatches.
+- :class:`BindableMiddleware`: ``bind(next)`` returns the chain step, called for every message
+  instead of ``middleware(envelope, next)`` (one call less per dispatch);
+- :class:`StampWrappingMiddleware`: ``wrap_stamps``, stamps the bus puts on a bare message as
+  it wraps it (one envelope instead of two);
+- :class:`BareDispatchAware`: ``noop_for_bare_messages``, true for a middleware the bus may
+  leave out of the dispatch of a bare message without stamps.
 
 Middleware published in the ``messenger.middleware`` entry-point group is a *factory*, not a
 middleware: a callable taking a :class:`MiddlewareContext` (the bus name, the ``options`` table
@@ -27,12 +25,14 @@ copy-me example, and CONTRIBUTING.md ("Writing a middleware plugin") the full de
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import attrs
 
+from messenger_core._fast_path import build_chain, is_terminal
 from messenger_core.envelope import Envelope
+from messenger_core.stamps import Stamp
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
@@ -44,10 +44,13 @@ if TYPE_CHECKING:
     from messenger_core.transport import Transport
 
 __all__ = [
+    "BareDispatchAware",
+    "BindableMiddleware",
     "Middleware",
     "MiddlewareContext",
     "MiddlewareFactory",
     "Next",
+    "StampWrappingMiddleware",
     "build_chain",
     "is_terminal",
 ]
@@ -61,6 +64,48 @@ class Middleware(Protocol):
 
     def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
         """Process ``envelope``; call ``next(envelope)`` to pass it on; return the result."""
+        ...
+
+
+@runtime_checkable
+class BindableMiddleware(Protocol):
+    """A middleware that links itself into the chain once, when the bus is built."""
+
+    def bind(self, next: Next, /) -> Next:
+        """The chain step: a callable ``(envelope) -> Envelope`` that does what calling the
+        middleware with ``next`` does. Called once per bus; the step runs for every message."""
+        ...
+
+
+@runtime_checkable
+class StampWrappingMiddleware(Protocol):
+    """A middleware that adds the same stamps to every message (the bus name).
+
+    The bus puts ``wrap_stamps`` on a bare message as it wraps it in its envelope, when the
+    middleware heads the chain (after nothing but other such middleware), after any stamps
+    given to ``dispatch``. The middleware must still add them to envelopes without them.
+    """
+
+    @property
+    def wrap_stamps(self) -> tuple[Stamp, ...]:
+        """The stamps, built once (an attribute or a property)."""
+        ...
+
+
+@runtime_checkable
+class BareDispatchAware(Protocol):
+    """A middleware that may say it does nothing to a bare message dispatched without stamps.
+
+    True for one that only acts on stamps a transport adds (``ReceivedStamp``,
+    ``TransportRedeliveredStamp``...), which no middleware adds to a message being dispatched,
+    or that only adds its ``wrap_stamps`` (when the bus put them on, a middleware at the head of
+    the chain): the bus then leaves it out of such dispatches.
+    """
+
+    @property
+    def noop_for_bare_messages(self) -> bool:
+        """Whether the bus may skip this middleware for a bare message without stamps (an
+        attribute or a property)."""
         ...
 
 
@@ -108,28 +153,3 @@ class MiddlewareFactory(Protocol):
     def __call__(self, context: MiddlewareContext, /) -> Middleware:
         """A middleware for ``context.bus_name``."""
         ...
-
-
-def _identity(envelope: Envelope) -> Envelope:
-    return envelope
-
-
-def is_terminal(next: Next) -> bool:
-    """Whether ``next`` is the end of the chain (a middleware may return instead of calling it)."""
-    return next is _identity
-
-
-def _link(middleware: Middleware, next: Next) -> Next:
-    def call(envelope: Envelope) -> Envelope:
-        return middleware(envelope, next)
-
-    return call
-
-
-def build_chain(middleware: Sequence[Middleware], terminal: Next = _identity) -> Next:
-    """Link ``middleware`` (outermost first) into one callable ending in ``terminal``."""
-    call = terminal
-    for each in reversed(middleware):
-        bind = getattr(each, "bind", None)
-        call = bind(call) if bind is not None else _link(each, call)
-    return call

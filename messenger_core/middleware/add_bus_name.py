@@ -12,13 +12,14 @@ __all__ = ["AddBusNameStampMiddleware"]
 class AddBusNameStampMiddleware:
     """Adds a ``BusNameStamp`` unless the envelope already has one (a worker re-dispatching)."""
 
-    noop_for_bare_messages = True  # the bus stamped them as it wrapped them
+    # BareDispatchAware: the bus stamped a bare message as it wrapped it (see wrap_stamps).
+    noop_for_bare_messages = True
 
     def __init__(self, bus_name: str) -> None:
         # A stamp is an immutable value: one per bus serves every message.
         self.stamp = BusNameStamp(bus_name=bus_name)
-        # The bus adds it as it wraps a bare message, which saves one envelope copy per
-        # dispatch; this middleware still stamps envelopes dispatched without it.
+        # StampWrappingMiddleware: the bus adds it as it wraps a bare message (when this
+        # middleware heads the chain); this middleware still stamps envelopes without it.
         self.wrap_stamps = (self.stamp,)
 
     @classmethod
@@ -30,7 +31,7 @@ class AddBusNameStampMiddleware:
         return self.bind(next)(envelope)
 
     def bind(self, next: Next) -> Next:
-        """The chain step: stamp, then pass on."""
+        """The chain step (BindableMiddleware): stamp, then pass on."""
         stamp = self.stamp
 
         def add_bus_name(envelope: Envelope) -> Envelope:

@@ -15,7 +15,7 @@ class FailedMessageProcessingMiddleware:
     Handlers restricted with ``from_transport`` then run as they did the first time.
     """
 
-    noop_for_bare_messages = True  # it only acts on received envelopes
+    noop_for_bare_messages = True  # BareDispatchAware: it only acts on received envelopes
 
     def __init__(self, context: MiddlewareContext | None = None) -> None:
         """Takes the factory context so it can be named in configuration; needs nothing from it."""

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from inspect import isawaitable
-from typing import Any
 
+from messenger_core import _fast_path
 from messenger_core._awaitables import run_to_completion
-from messenger_core.envelope import Envelope, new_envelope
+from messenger_core.envelope import Envelope
 from messenger_core.errors import HandlerFailedError, NoHandlerForMessageError
 from messenger_core.handlers import HandlerDescriptor, HandlerRegistry
-from messenger_core.middleware import MiddlewareContext, Next, is_terminal
-from messenger_core.stamps import BusNameStamp, HandledByStamp, HandledStamp, ReceivedStamp, Stamp
+from messenger_core.middleware import MiddlewareContext, Next
+from messenger_core.stamps import HandledByStamp, HandledStamp, ReceivedStamp, Stamp
 
 __all__ = ["HandleMessageMiddleware"]
 
@@ -37,53 +37,22 @@ class HandleMessageMiddleware:
         self.bus_name = bus_name
         self.handlers = handlers
         self.allow_no_handlers = allow_no_handlers
-        # A handler returning None gets the same HandledStamp every time: build it once.
+        # Filled by the fast path: the HandledStamp of each handler's None result.
         self._none_stamps: dict[str, HandledStamp] = {}
 
     def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
         return self.bind(next)(envelope)
 
     def bind(self, next: Next) -> Next:
-        """The chain step."""
+        """The chain step: look the handlers up, run them, pass the envelope on (with the
+        common case unrolled by :func:`messenger_core._fast_path.sole_handler_step`)."""
         bus_name = self.bus_name
-        for_class = self.handlers.for_class
-        # The registry empties this dict whenever a handler is added.
-        cache = self.handlers.cache_for(bus_name)
-        none_stamps = self._none_stamps
+        lookup = _fast_path.handler_lookup(self.handlers, bus_name)
+        stamp_for = _fast_path.handled_stamp_maker(self._none_stamps)
         run_all = self._run_all
-        last = is_terminal(next)
-
-        # Classes whose one handler runs on every dispatch: (callable, name, its None stamp).
-        sole_handlers = self.handlers.scratch_cache(f"sole handler on {bus_name}")
-        registry = self.handlers
 
         def handle(envelope: Envelope) -> Envelope:
-            message = envelope.message
-            stamps = envelope.stamps
-            sole = sole_handlers.get(type(message))
-            if sole is not None and len(stamps) == 1 and type(stamps[0]) is BusNameStamp:
-                # The common case, unrolled: a fresh dispatch to one handler.
-                call, name, none_stamp = sole
-                try:
-                    result = call(message)
-                except Exception as error:
-                    raise HandlerFailedError(envelope, [(name, error)]) from error
-                if result is None:  # the common case pays no more than this test
-                    stamp = none_stamp
-                else:
-                    if isawaitable(result):
-                        result = _awaited(envelope, name, result)
-                    stamp = (
-                        none_stamp
-                        if result is None
-                        else HandledStamp(handler_name=name, result=result)
-                    )
-                envelope = new_envelope(message, (stamps[0], stamp))
-                return envelope if last else next(envelope)
-            generation = registry.generation
-            handlers = cache.get(type(message))
-            if handlers is None:
-                handlers = for_class(bus_name, type(message))
+            handlers = lookup(type(envelope.message))
             if not handlers:
                 if self.allow_no_handlers:
                     return next(envelope)
@@ -92,16 +61,16 @@ class HandleMessageMiddleware:
                     f"{bus_name!r}; register one with @messenger.handler, or route the message "
                     "to a transport"
                 )
-            if len(handlers) == 1 and handlers[0].options.from_transport is None:
-                only = handlers[0]
-                none_stamp = none_stamps.get(only.name) or _handled(only, None, none_stamps)
-                sole = (only.call, only.name, none_stamp)
-                registry.remember(sole_handlers, type(message), sole, generation)
-            return next(run_all(envelope, handlers))
+            return next(run_all(envelope, handlers, stamp_for))
 
-        return handle
+        return _fast_path.sole_handler_step(self.handlers, bus_name, handle, next, stamp_for)
 
-    def _run_all(self, envelope: Envelope, handlers: tuple[HandlerDescriptor, ...]) -> Envelope:
+    def _run_all(
+        self,
+        envelope: Envelope,
+        handlers: tuple[HandlerDescriptor, ...],
+        stamp_for: _fast_path.StampMaker,
+    ) -> Envelope:
         received: str | None = None
         done: set[str] = set()
         for each in envelope.stamps:
@@ -111,7 +80,6 @@ class HandleMessageMiddleware:
             elif kind is ReceivedStamp:
                 received = each.transport_name  # type: ignore[attr-defined]
         message = envelope.message
-        none_stamps = self._none_stamps
         stamps: list[Stamp] = []
         failures: list[tuple[str, BaseException]] = []
         accepted = False
@@ -129,8 +97,7 @@ class HandleMessageMiddleware:
             except Exception as error:
                 failures.append((descriptor.name, error))
                 continue
-            stamp = none_stamps.get(descriptor.name) if result is None else None
-            stamps.append(stamp or _handled(descriptor, result, none_stamps))
+            stamps.append(stamp_for(descriptor.name, result))
         if not accepted and not self.allow_no_handlers:
             # Every handler is for another transport: as with no handler at all, say so rather
             # than acknowledge a message nothing handled.
@@ -143,21 +110,3 @@ class HandleMessageMiddleware:
         if failures:
             raise HandlerFailedError(envelope, failures) from failures[0][1]
         return envelope
-
-
-def _awaited(envelope: Envelope, name: str, awaitable: Any) -> Any:
-    """What a handler's awaitable (a coroutine of an ``async def`` one) gives, as a handler
-    failure if it raises."""
-    try:
-        return run_to_completion(awaitable, name)
-    except Exception as error:
-        raise HandlerFailedError(envelope, [(name, error)]) from error
-
-
-def _handled(
-    descriptor: HandlerDescriptor, result: Any, cache: dict[str, HandledStamp]
-) -> HandledStamp:
-    stamp = HandledStamp(handler_name=descriptor.name, result=result)
-    if result is None:
-        cache[descriptor.name] = stamp
-    return stamp

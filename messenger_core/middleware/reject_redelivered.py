@@ -19,7 +19,7 @@ class RejectRedeliveredMessageMiddleware:
     handling it twice, and the retry logic sends a fresh copy.
     """
 
-    noop_for_bare_messages = True  # it only acts on received envelopes
+    noop_for_bare_messages = True  # BareDispatchAware: it only acts on received envelopes
 
     def __init__(self, context: MiddlewareContext | None = None) -> None:
         """Takes the factory context so it can be named in configuration; needs nothing from it."""

@@ -30,7 +30,7 @@ import pytest
 from messenger_core.app import Messenger
 from messenger_core.dsn import Dsn
 from messenger_core.plugins import TRANSPORTS_GROUP, PluginRegistry
-from messenger_core.stop_signal import PollingStopSignal, StopSignal
+from messenger_core.stop_signal import ClosableStopSignal, PollingStopSignal, StopSignal
 
 __all__ = ["StopSignalContract", "check_stop_workers_across_hosts"]
 
@@ -125,9 +125,8 @@ class StopSignalContract:
 
 
 def _close(signal: StopSignal) -> None:
-    close = getattr(signal, "close", None)
-    if close is not None:
-        close()
+    if isinstance(signal, ClosableStopSignal):
+        signal.close()
 
 
 def check_stop_workers_across_hosts(signal_dsn: str, tmp_path: Path) -> None:
