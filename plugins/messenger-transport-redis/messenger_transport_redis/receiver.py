@@ -118,6 +118,7 @@ class RedisReceiver:
         self._pending_cursor = b"0"  # re-read this consumer's pending entries from the start
 
     def _get_once(self, client: redis.Redis) -> list[Envelope]:
+        """One attempt of ``get()``; reads on while its own pending pages hold nothing new."""
         reader = self._connection.reading
         assert reader is not None
         settler = self._settler
