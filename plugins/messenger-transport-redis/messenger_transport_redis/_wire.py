@@ -16,6 +16,10 @@ from redis.exceptions import ResponseError
 
 __all__ = ["DirectConnection", "bulk", "bulks", "pack", "pack_prefix"]
 
+_NAMES_ITS_COMMAND = tuple(int(part) for part in redis.__version__.split(".")[:2]) < (5, 3)
+"""redis-py before 5.3 wants a command name from ``ConnectionPool.get_connection`` (unused;
+5.3 deprecated it, warning when given), and 5.0 to 5.2 are still pinned by other libraries."""
+
 
 def bulk(value: bytes) -> bytes:
     """``value`` as a RESP bulk string."""
@@ -68,7 +72,11 @@ class DirectConnection:
         """
         connection = self._connection
         if connection is None:
-            connection = self._connection = self._pool.get_connection()
+            pool = self._pool
+            connection = (
+                pool.get_connection("XADD") if _NAMES_ITS_COMMAND else pool.get_connection()
+            )
+            self._connection = connection
         try:
             connection.send_packed_command([packet], check_health=check_health)
         except BaseException:

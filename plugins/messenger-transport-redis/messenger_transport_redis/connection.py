@@ -1,165 +1,242 @@
-"""From a DSN to a redis-py client: one host, a unix socket, TLS, or Sentinel.
+"""The connection role: one transport's link to Redis, and the reconnect policy it owns.
 
-Nothing connects here: redis-py connects on the first command, and the transport decides how
-long to retry. redis-py's own retries are switched off (the transport retries whole operations
-itself, because it must know when a reply was lost), its replies are RESP2 and not decoded
-(the transport parses stream replies itself, which is faster than redis-py's callbacks).
+Like Symfony's Redis ``Connection``, it knows the stream, the group and the consumer, builds
+the redis-py client from the endpoint on first use, loads the Lua scripts, sets the stream up,
+and runs every operation through the reconnect policy (:mod:`.reconnect`). The sender, the
+receiver and the settler each get one connection of the client's pool held for their hot path
+(:class:`~messenger_transport_redis._wire.DirectConnection`).
+
+The DSN parsing lives in :mod:`.endpoint`; its names are re-exported here, where they were
+first published.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
-import attrs
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-from redis.sentinel import Sentinel
+from redis.exceptions import NoScriptError, ResponseError
 
-from messenger_core.dsn import Dsn
-from messenger_core.errors import ConfigurationError
+from messenger_core.dsn import mask_dsn
+from messenger_core.errors import ConfigurationError, TransportError
+from messenger_transport_redis._wire import DirectConnection
+from messenger_transport_redis.endpoint import (
+    DEFAULT_PORT,
+    DEFAULT_SENTINEL_PORT,
+    RedisEndpoint,
+    describe,
+    endpoint_of,
+)
 from messenger_transport_redis.options import RedisTransportOptions
+from messenger_transport_redis.reconnect import ReconnectPolicy
+from messenger_transport_redis.scripts import SCRIPTS, Script
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_SENTINEL_PORT", "RedisEndpoint", "describe", "endpoint_of"]
+__all__ = [
+    "CONSUMER_SLICE",
+    "DEFAULT_PORT",
+    "DEFAULT_SENTINEL_PORT",
+    "RedisConnection",
+    "RedisEndpoint",
+    "call",
+    "describe",
+    "endpoint_of",
+    "is_no_such_key",
+    "is_nogroup",
+    "logger",
+    "pipeline",
+    "safe",
+]
 
-DEFAULT_PORT = 6379
-DEFAULT_SENTINEL_PORT = 26379
-_SCHEMES = ("redis", "rediss")
-_HEALTH_CHECK_INTERVAL = 15
-"""Seconds of idleness after which a pooled connection is PINGed before reuse: a connection
-that died silently (a restarted server, a firewall dropping idle flows) is replaced before a
-command is lost on it."""
-_RAW_REPLIES = ("XREADGROUP", "XAUTOCLAIM", "XRANGE", "XPENDING", "XCLAIM")
+logger = logging.getLogger("messenger.transport.redis")
+"""The logger of every role of the transport (one name, so one switch turns it on)."""
+
+T = TypeVar("T")
+
+CONSUMER_SLICE = 0.5
+"""Seconds a ``get()`` of a consumer that was connected before keeps reconnecting before it
+returns nothing: short, so that the worker sees a stop request between attempts (the backoff
+itself goes on across calls). Also the budget of the steps of a close during an outage."""
 
 
-def describe(dsn: Dsn) -> str:
-    """``dsn`` for logs and errors, with no secret in it.
+def pipeline(client: redis.Redis) -> Any:
+    """A non-transactional pipeline (typed loosely: redis-py's pipeline methods are not)."""
+    return client.pipeline(transaction=False)
 
-    Like Symfony (and phpredis), a DSN with a user but no password (``redis://secret@host``)
-    authenticates with that "user" as the password, so it is masked too.
+
+def call(client: redis.Redis, *command: Any) -> Any:
+    """One command (typed loosely: redis-py's ``execute_command`` is not)."""
+    return cast(Any, client).execute_command(*command)
+
+
+def is_nogroup(error: object) -> bool:
+    """Whether ``error`` says the consumer group does not exist."""
+    # In a script's error the code comes after the script's name: not a prefix test.
+    return isinstance(error, ResponseError) and "NOGROUP" in str(error)
+
+
+def is_no_such_key(error: object) -> bool:
+    """Whether ``error`` says the stream does not exist."""
+    return isinstance(error, ResponseError) and "no such key" in str(error).lower()
+
+
+def safe(error: BaseException) -> str:
+    """``error``'s text with any password in it masked."""
+    return mask_dsn(str(error))
+
+
+class RedisConnection:
+    """The client, the held connections, the scripts and the reconnect policy of one transport.
+
+    Contract:
+
+    - nothing connects before the first operation; :meth:`prepare` connects, loads the scripts,
+      sets the stream up (with ``auto_setup``) and creates the held connections, retried for
+      ``reconnect_timeout``;
+    - :meth:`with_retry` runs an operation with the client through the reconnect policy, so
+      that an outage is retried with backoff and logged once; :meth:`with_retry_checked` also
+      turns Redis's error replies into :class:`TransportError`;
+    - once :meth:`begin_close` ran, every operation raises :class:`TransportError`.
+
+    Thread-safe as far as redis-py's pool is; the held connections have a lock each.
     """
-    if dsn.user is not None and dsn.password is None:
-        dsn = attrs.evolve(dsn, user="***")
-    return str(dsn)
 
+    def __init__(
+        self, endpoint: RedisEndpoint, options: RedisTransportOptions, consumer: str
+    ) -> None:
+        self.endpoint = endpoint
+        self.options = options
+        self.where = endpoint.where
+        """The endpoint without secrets, for messages."""
+        self.consumer = consumer
+        self.stream = options.stream.encode()
+        self.group = options.group.encode()
+        self.queue = options.queue.encode()
+        """The delay queue (a sorted set)."""
+        self.consumer_key = consumer.encode()
+        self.reconnect = ReconnectPolicy(endpoint.where, options.reconnect_timeout, logger=logger)
+        self.client: redis.Redis | None = None
+        self.ready = False
+        """Connected once, scripts loaded (and set up with ``auto_setup``)."""
+        self.closed = False
+        # One held connection per role, so that a sender thread, the consumer and the
+        # acknowledgements never wait for each other's replies.
+        self.sending: DirectConnection | None = None
+        self.reading: DirectConnection | None = None
+        self.settling: DirectConnection | None = None
 
-@attrs.frozen(kw_only=True)
-class RedisEndpoint:
-    """Where and how to connect, as parsed from a DSN; :meth:`client` builds a client."""
+    def check_open(self) -> None:
+        """Raise :class:`TransportError` once the transport is closed."""
+        if self.closed:
+            raise TransportError(f"the Redis transport for {self.where} is closed")
 
-    host: str | None = None
-    """The server's host (``None`` for a unix socket or Sentinel)."""
-    port: int = DEFAULT_PORT
-    unix_socket: str | None = None
-    """The path of the server's unix socket."""
-    sentinels: tuple[tuple[str, int], ...] = ()
-    """With ``sentinel_master``: the sentinels to ask for the master."""
-    tls: bool = False
-    username: str | None = None
-    password: str | None = attrs.field(default=None, repr=False)
-    where: str = ""
-    """The DSN without secrets, for messages."""
-
-    def client(self, options: RedisTransportOptions) -> redis.Redis:
-        """A new client (with its own connection pool) for this endpoint."""
-        common: dict[str, Any] = {
-            "db": options.dbindex,
-            "username": self.username,
-            "password": self.password,
-            "socket_timeout": options.read_timeout,
-            "socket_connect_timeout": options.timeout,
-            "socket_keepalive": True,
-            "health_check_interval": _HEALTH_CHECK_INTERVAL,
-            "retry": Retry(NoBackoff(), 0),
-            "protocol": 2,
-        }
-        if self.tls:
-            common.update(
-                ssl=True,
-                ssl_ca_certs=options.ssl_ca_certs,
-                ssl_certfile=options.ssl_certfile,
-                ssl_keyfile=options.ssl_keyfile,
-                ssl_cert_reqs=options.ssl_cert_reqs,
-                ssl_check_hostname=options.ssl_cert_reqs == "required",
-            )
-        client: redis.Redis
-        if self.sentinels:
-            assert options.sentinel_master is not None
-            sentinel_kwargs = {
-                "socket_timeout": options.read_timeout,
-                "socket_connect_timeout": options.timeout,
-            }
-            sentinel: Any = cast(Any, Sentinel)(
-                list(self.sentinels), sentinel_kwargs=sentinel_kwargs, **common
-            )
-            client = sentinel.master_for(options.sentinel_master)
-        elif self.unix_socket is not None:
-            del common["socket_connect_timeout"], common["socket_keepalive"]
-            client = redis.Redis(unix_socket_path=self.unix_socket, **common)
-        else:
-            client = redis.Redis(host=self.host or "127.0.0.1", port=self.port, **common)
-        for command in _RAW_REPLIES:
-            client.set_response_callback(command, _raw)
+    def begin_close(self) -> redis.Redis | None:
+        """Mark the transport closed; the client to close (``None``: never connected, or
+        closed before). Idempotent."""
+        self.closed = True
+        client, self.client = self.client, None
         return client
 
+    def prepare(self) -> redis.Redis:
+        """Connect, load the scripts and (with ``auto_setup``) set up; retried."""
+        self.check_open()
+        client = self.client
+        if client is None:
+            client = self.client = self.endpoint.client(self.options)
 
-def _raw(response: Any, **options: Any) -> Any:
-    return response
+        def attempt(client: redis.Redis) -> None:
+            self.load_scripts(client)
+            if self.options.auto_setup:
+                self.setup_with(client)
 
+        self.with_retry_checked(attempt, "connect", client=client)
+        if self.sending is None:
+            self.sending, self.settling = DirectConnection(client), DirectConnection(client)
+            self.reading = DirectConnection(client)
+        self.ready = True
+        return client
 
-def endpoint_of(dsn: Dsn, options: RedisTransportOptions) -> RedisEndpoint:
-    """The endpoint ``dsn`` names; :class:`ConfigurationError` for what cannot work.
-
-    - ``redis://[user:pass@]host[:port]/…``, ``rediss://…`` for TLS;
-    - ``redis:///path/to/redis.sock`` (no host: the path is the socket; the stream then comes
-      from the ``stream`` option);
-    - ``redis://host1:26379,host2:26379/…?sentinel_master=name`` for Sentinel.
-    """
-    where = describe(dsn)
-    if dsn.scheme not in _SCHEMES or dsn.variant is not None:
-        raise ConfigurationError(
-            f"the Redis transport serves redis:// and rediss:// DSNs, not {dsn.full_scheme}:// "
-            f"({where})"
-        )
-    tls = dsn.scheme == "rediss"
-    username, password = dsn.user, dsn.password
-    if password is None and username is not None:
-        username, password = None, username  # redis://secret@host, as Symfony reads it
-    if username == "":
-        username = None
-    credentials = _Credentials(username, password, where)
-    tls_options = (options.ssl_ca_certs, options.ssl_certfile, options.ssl_keyfile)
-    if not tls and (any(tls_options) or options.ssl_cert_reqs != "required"):
-        raise ConfigurationError(f"ssl_* options need a rediss:// DSN ({where})")
-    if options.sentinel_master is not None:
-        if not dsn.hosts:
+    def setup_with(self, client: redis.Redis) -> None:
+        """Create the stream and the group if missing; refuse deleting with several groups."""
+        pipe = pipeline(client)
+        pipe.execute_command("XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM")
+        pipe.execute_command("XINFO", "GROUPS", self.stream)
+        created, groups = pipe.execute(raise_on_error=False)
+        if isinstance(created, Exception) and not str(created).startswith("BUSYGROUP"):
+            raise created
+        if isinstance(groups, Exception):
+            raise groups
+        deleting = self.options.delete_after_ack or self.options.delete_after_reject
+        if deleting and len(groups) > 1:
+            names = ", ".join(repr(g[1].decode("utf-8", "replace")) for g in groups)
             raise ConfigurationError(
-                f"sentinel_master needs the sentinels' host:port in the DSN ({where})"
+                f"stream {self.options.stream!r} has several consumer groups ({names}): "
+                "delete_after_ack and delete_after_reject would delete entries before every "
+                "group consumed them; set both to false for this transport"
             )
-        sentinels = tuple((h.host, h.port or DEFAULT_SENTINEL_PORT) for h in dsn.hosts)
-        return credentials.endpoint(sentinels=sentinels, tls=tls)
-    if len(dsn.hosts) > 1:
-        raise ConfigurationError(
-            f"several hosts need sentinel_master=<master name> (Redis Sentinel); Redis Cluster "
-            f"is not supported: a stream and its delay queue must live on one node ({where})"
+
+    def load_scripts(self, client: redis.Redis) -> None:
+        """``SCRIPT LOAD`` every script (again after a server restart forgot them)."""
+        pipe = pipeline(client)
+        for script in SCRIPTS:
+            pipe.execute_command("SCRIPT", "LOAD", script.source)
+        pipe.execute()
+
+    def run_script(
+        self, client: redis.Redis, script: Script, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Any:
+        """``EVALSHA`` ``script``, loading the scripts first if the server forgot them."""
+        try:
+            return call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.load_scripts(client)
+            return call(client, "EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def with_retry_checked(
+        self,
+        operation: Callable[[redis.Redis], T],
+        what: str,
+        *,
+        client: redis.Redis | None = None,
+        budget: float | None = None,
+    ) -> T:
+        """:meth:`with_retry`, turning Redis's error replies into :class:`TransportError`."""
+        try:
+            return self.with_retry(operation, what, client=client, budget=budget)
+        except ResponseError as error:
+            raise self.error(what, error) from error
+
+    def with_retry(
+        self,
+        operation: Callable[[redis.Redis], T],
+        what: str,
+        *,
+        client: redis.Redis | None = None,
+        budget: float | None = None,
+    ) -> T:
+        """Run ``operation`` with a client through the reconnect policy: after a connection
+        error it waits (backing off), reconnects and runs it again, for ``budget`` seconds
+        (default ``reconnect_timeout``); then
+        :class:`~messenger_transport_redis.reconnect.RedisUnreachableError`."""
+        if client is None:
+            client = self.client
+            if client is None or not self.ready:
+                client = self.prepare()
+        pool = client.connection_pool
+
+        def drop_connections() -> None:
+            # The pool's idle connections may be as dead as the one that failed.
+            pool.disconnect(inuse_connections=False)
+
+        bound = client
+        return self.reconnect.run(
+            lambda: operation(bound), what, budget=budget, on_error=drop_connections
         )
-    if not dsn.hosts:
-        if dsn.path in ("", "/"):
-            return credentials.endpoint(host="127.0.0.1", tls=tls)
-        if tls:
-            raise ConfigurationError(f"TLS (rediss://) does not apply to a unix socket ({where})")
-        return credentials.endpoint(unix_socket=dsn.path)
-    host = dsn.hosts[0]
-    return credentials.endpoint(host=host.host, port=host.port or DEFAULT_PORT, tls=tls)
 
-
-@attrs.frozen
-class _Credentials:
-    username: str | None
-    password: str | None = attrs.field(repr=False)
-    where: str
-
-    def endpoint(self, **where: Any) -> RedisEndpoint:
-        return RedisEndpoint(
-            username=self.username, password=self.password, where=self.where, **where
+    def error(self, what: str, error: BaseException) -> TransportError:
+        """The one clear error for a failed ``what`` ("send messages")."""
+        return TransportError(
+            f"Redis at {self.where} could not {what} (stream {self.options.stream!r}): "
+            f"{safe(error)}"
         )

@@ -27,7 +27,7 @@ import redis
 from messenger_core.dsn import Dsn, mask_dsn
 from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.stop_signal import PollingStopSignal
-from messenger_transport_redis.connection import RedisEndpoint, describe, endpoint_of
+from messenger_transport_redis.endpoint import RedisEndpoint, describe, endpoint_of
 from messenger_transport_redis.options import KNOWN_OPTIONS, RedisTransportOptions, parse_options
 
 __all__ = [
