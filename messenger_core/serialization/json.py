@@ -330,9 +330,10 @@ class JsonSerializer:
             raise MessageDecodingError(
                 f"the body is not JSON ({error})", type_name=type_name
             ) from None
-        except RecursionError:
+        except RecursionError as error:
             raise MessageDecodingError(
-                "the body is not JSON that can be read (nested too deeply)", type_name=type_name
+                f"the body is not JSON that can be read (nested too deeply: {_short(error)})",
+                type_name=type_name,
             ) from None
         try:
             _check_encodable(text, data)
@@ -439,9 +440,10 @@ class JsonSerializer:
             raise MessageDecodingError(
                 f"the stamp header is not JSON ({error})", type_name=type_name, field=header
             ) from None
-        except RecursionError:
+        except RecursionError as error:
             raise MessageDecodingError(
-                "the stamp header is not JSON that can be read (nested too deeply)",
+                "the stamp header is not JSON that can be read "
+                f"(nested too deeply: {_short(error)})",
                 type_name=type_name,
                 field=header,
             ) from None
