@@ -204,15 +204,7 @@ class JsonSerializer:
 
     def _message_encoder(self, cls: type[Any]) -> tuple[str, _Unstructure]:
         name = self._registry.name_of(cls)
-        try:
-            unstructure = self._converter.get_unstructure_hook(cls)
-            # Built now as well so that a class that could not be read back fails on the
-            # sending side, at its first message, instead of on every receiver.
-            self._converter.get_structure_hook(cls)
-        except Exception as error:
-            raise ConfigurationError(
-                f"the json serializer cannot handle message class {type_name_of(cls)}: {error}"
-            ) from error
+        unstructure = self._unstructure_hook(cls, "message")
         self._message_encoders[cls] = (name, unstructure)
         return name, unstructure
 
@@ -247,19 +239,25 @@ class JsonSerializer:
                 items.append(text)
         return groups, verbatim
 
+    def _unstructure_hook(self, cls: type[Any], kind: str) -> _Unstructure:
+        """How to write ``cls`` (a ``kind`` class); ``ConfigurationError`` if it cannot be."""
+        try:
+            unstructure = self._converter.get_unstructure_hook(cls)
+            # Built now as well so that a class that could not be read back fails on the
+            # sending side, at its first message, instead of on every receiver.
+            self._converter.get_structure_hook(cls)
+        except Exception as error:
+            raise ConfigurationError(
+                f"the json serializer cannot handle {kind} class {type_name_of(cls)}: {error}"
+            ) from error
+        return unstructure
+
     def _stamp_encoder(self, cls: type[Any]) -> _StampEncoder:
         if issubclass(cls, NonSendableStamp) or cls is UnknownStampsStamp:
             encoder = _StampEncoder(None, _unused)
         else:
             header = STAMP_HEADER_PREFIX + self._registry.stamp_name_of(cls)
-            try:
-                unstructure = self._converter.get_unstructure_hook(cls)
-                self._converter.get_structure_hook(cls)
-            except Exception as error:
-                raise ConfigurationError(
-                    f"the json serializer cannot handle stamp class {type_name_of(cls)}: {error}"
-                ) from error
-            encoder = _StampEncoder(header, unstructure)
+            encoder = _StampEncoder(header, self._unstructure_hook(cls, "stamp"))
         self._stamp_encoders[cls] = encoder
         return encoder
 
