@@ -27,9 +27,10 @@ Wire format (DESIGN.md section 6):
   an ``X-Message-Decoding-Error`` header with the reason (one line, at most 1000 characters).
   That header is informational: decoding ignores it.
 
-The JSON text is written and read by orjson when the ``messenger-core[fast]`` extra is installed
-(:data:`JSON_BACKEND` says which), else by the standard library's :mod:`json`: the two accept,
-refuse and mean the same; only the spelling of a float may differ (``1e-07``, ``1e-7``).
+The JSON text is written by orjson when the ``messenger-core[fast]`` extra is installed
+(:data:`JSON_BACKEND` says which), else by the standard library's :mod:`json` (which always
+reads it): the two accept, refuse and mean the same; only the spelling of a float's exponent may
+differ (``1e-07``, ``1e-7``).
 
 Every decoding failure raises :class:`MessageDecodingError` naming the message type and, where
 it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``). Nothing
