@@ -53,7 +53,7 @@ class _StampsOnly:
 
 def test_decode_or_quarantine_keeps_the_stamps_a_serializer_reads() -> None:
     message = TransportMessage(b"x", {"retries": "3"})
-    envelope = decode_or_quarantine(_StampsOnly(), message)  # type: ignore[arg-type]
+    envelope = decode_or_quarantine(_StampsOnly(), message)
     assert isinstance(envelope.message, UndecodableMessage)
     assert envelope.all(RedeliveryStamp) == (RedeliveryStamp(retry_count=3),)
 

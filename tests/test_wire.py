@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from json_backends import BACKENDS, backend_named
 
+from messenger_core import wire
 from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
@@ -92,12 +95,34 @@ def test_a_text_body_with_a_lone_surrogate_is_a_value_error() -> None:
 # -- headers --------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def wire_json(request: pytest.FixtureRequest) -> Iterator[None]:
+    """``messenger_core.wire`` writes JSON with each backend in turn (module-scoped: hypothesis
+    tests may use it)."""
+    saved = wire._json
+    wire._json = backend_named(request.param)
+    try:
+        yield
+    finally:
+        wire._json = saved
+
+
+@pytest.mark.usefixtures("wire_json")
 @given(headers=headers_strategy)
 def test_any_headers_round_trip_through_json(headers: dict[str, str]) -> None:
     text = headers_json(headers)
     assert text == json.dumps(headers, ensure_ascii=False, separators=(",", ":"))
     assert parse_headers_json(text) == headers
     assert parse_headers_json(text.encode("utf-8")) == headers
+
+
+@pytest.mark.usefixtures("wire_json")
+def test_a_json_document_is_written_as_the_standard_library_writes_it() -> None:
+    document = {"body": 'a"\\\n\x00✓', "headers": {"type": "x"}, "uniqid": "u"}
+    assert wire.document_json(document) == json.dumps(
+        document, ensure_ascii=False, separators=(",", ":")
+    ).encode("utf-8")
+    assert wire.headers_json({"a": "b"}) == '{"a":"b"}'
 
 
 def test_phps_empty_array_is_no_headers() -> None:
@@ -203,7 +228,7 @@ class _Broken:
 )
 def test_decode_stored_never_raises(error: Exception) -> None:
     message = TransportMessage(b"{}", {"type": "tests.Order"})
-    envelope = decode_stored(message, _Broken(error), ID)  # type: ignore[arg-type]
+    envelope = decode_stored(message, _Broken(error), ID)
     assert isinstance(envelope.message, UndecodableMessage)
     assert "the serializer failed" in envelope.message.reason
     assert (envelope.message.body, envelope.message.headers) == (b"{}", {"type": "tests.Order"})

@@ -36,9 +36,9 @@ from messenger_core.wire import (
     decode_body_text,
     decode_stored,
     describe_error,
+    document_json,
     encode_body_text,
     headers_from_json,
-    headers_json,
 )
 
 __all__ = [
@@ -62,9 +62,10 @@ def encode_entry(message: TransportMessage, uniqid: str | None = None) -> bytes:
     """The ``message`` field for ``message`` (with ``uniqid`` for the delay queue)."""
     # A JSON string holds a NUL (escaped): only a body that is not UTF-8 needs base64.
     body, headers = encode_body_text(message.body, message.headers, allow_nul=True)
-    # Written by hand: twice as fast as json.dumps for this fixed shape (it is on every send).
-    tail = "}" if uniqid is None else ',"uniqid":' + _dumps(uniqid) + "}"
-    return ('{"body":' + _dumps(body) + ',"headers":' + headers_json(headers) + tail).encode()
+    document = {"body": body, "headers": headers if type(headers) is dict else dict(headers)}
+    if uniqid is not None:
+        document["uniqid"] = uniqid
+    return document_json(document)
 
 
 def unwrap_php_string(data: bytes) -> bytes:
