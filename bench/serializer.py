@@ -3,12 +3,12 @@
     python bench/serializer.py [--messages 20000] [--repeats 15]
 
 The message is the transport benchmarks' ``OrderPlaced`` (``bench/_workload.py``) with the
-stamps a sent message carries (its bus name). Printed, each the median of ``--repeats``
-interleaved runs:
-the serializer's encode, decode and the round trip (encode then decode), and in the same run
-``json.dumps`` + ``json.loads`` of the same body and a stamp header, the floor any JSON
-serializer builds on. The JSON backend in use is printed first (``orjson`` when the
-``messenger-core[fast]`` extra is installed, else the standard library's ``json``).
+stamp a sent message carries (its bus name). For each JSON backend installed (the standard
+library's ``json`` always, ``orjson`` with the ``messenger-core[fast]`` extra), the serializer's
+encode, decode and round trip (encode then decode); and in the same run ``json.dumps`` +
+``json.loads`` of the same body and stamp header, the floor any JSON serializer builds on. Each
+figure is the median of ``--repeats`` runs, interleaved so that the noise of a shared machine
+hits every figure alike; the ratios are the medians of the per-run ratios.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable
 from _workload import envelope, serializer
 
 from messenger_core.envelope import Envelope
+from messenger_core.serialization import _json_text
 from messenger_core.serialization import json as json_serialization
 from messenger_core.stamps import BusNameStamp
 
@@ -30,6 +31,12 @@ def _rate(run: Callable[[int], None], count: int) -> float:
     started = time.perf_counter()
     run(count)
     return count / (time.perf_counter() - started)
+
+
+def _use(backend: _json_text.JsonText) -> None:
+    json_serialization._dumps = backend.dumps
+    json_serialization._dumps_bytes = backend.dumps_bytes
+    json_serialization._loads = backend.loads
 
 
 def main() -> None:
@@ -65,26 +72,31 @@ def main() -> None:
             loads(dumps(value).encode())
             loads(dumps(stamp_value))
 
-    round_trip(5_000)  # warm the per-class caches
-    backend = getattr(json_serialization, "JSON_BACKEND", "json (private C encoder/scanner)")
-    print(f"JSON backend                          : {backend}")
-    runs = {
-        "encode": encode,
-        "decode": decode,
-        "encode + decode": round_trip,
-        "raw json.dumps + json.loads": raw_json,
-    }
-    # Interleaved, so that the noise of a shared machine hits every figure alike.
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    ratios = []
+    backends = [b for b in (_json_text.JSON, _json_text.ORJSON) if b is not None]
+    runs = {"encode": encode, "decode": decode, "encode + decode": round_trip}
+    samples: dict[str, list[float]] = {"raw json.dumps + json.loads": []}
+    ratios: dict[str, list[float]] = {}
+    for backend in backends:
+        _use(backend)
+        round_trip(5_000)  # warm the per-class caches
+        for name in runs:
+            samples[f"{backend.name:6s} {name}"] = []
+        ratios[backend.name] = []
     for _ in range(args.repeats):
-        for name, run in runs.items():
-            samples[name].append(_rate(run, args.messages))
-        ratios.append(samples["encode + decode"][-1] / samples["raw json.dumps + json.loads"][-1])
+        raw = _rate(raw_json, args.messages)
+        samples["raw json.dumps + json.loads"].append(raw)
+        for backend in backends:
+            _use(backend)
+            for name, run in runs.items():
+                samples[f"{backend.name:6s} {name}"].append(_rate(run, args.messages))
+            ratios[backend.name].append(samples[f"{backend.name:6s} encode + decode"][-1] / raw)
+    _use(_json_text.backend())
+    print(f"default JSON backend: {json_serialization.JSON_BACKEND}")
     for name, rates in samples.items():
         rate = statistics.median(rates)
-        print(f"{name:38s}: {rate:>10,.0f} messages/s  ({1e6 / rate:6.2f} µs)")
-    print(f"{'ratio serializer / raw json':38s}: {statistics.median(ratios):>10.3f}")
+        print(f"{name:30s}: {rate:>10,.0f} messages/s  ({1e6 / rate:6.2f} µs)")
+    for name, values in ratios.items():
+        print(f"{'ratio ' + name + ' round trip / raw':30s}: {statistics.median(values):>10.3f}")
 
 
 if __name__ == "__main__":
