@@ -210,3 +210,36 @@ def test_orjson_is_the_default_when_installed(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("MESSENGER_JSON_BACKEND", raising=False)
     expected = "json" if _json_text.ORJSON is None else "orjson"
     assert _json_text.backend().name == expected
+
+
+def test_without_orjson_the_standard_library_serves() -> None:
+    """The ``fast`` extra is optional: with orjson missing the serializer works on ``json``."""
+    code = (
+        "import sys\n"
+        "sys.modules['orjson'] = None  # an import of it fails, as if not installed\n"
+        "import attrs\n"
+        "from messenger_core.envelope import Envelope\n"
+        "from messenger_core.message_types import MessageTypeRegistry\n"
+        "from messenger_core.serialization import _json_text\n"
+        "from messenger_core.serialization.json import JSON_BACKEND, JsonSerializer\n"
+        "from messenger_core.wire import headers_json\n"
+        "@attrs.frozen\n"
+        "class Ping:\n"
+        "    n: float\n"
+        "registry = MessageTypeRegistry()\n"
+        "registry.register(Ping, 'ping')\n"
+        "serializer = JsonSerializer(registry)\n"
+        "message = serializer.encode(Envelope(Ping(1e-7)))\n"
+        "assert serializer.decode(message).message == Ping(1e-7)\n"
+        "assert headers_json({'a': '✓'}) == '{\"a\":\"✓\"}'\n"
+        "print(JSON_BACKEND, _json_text.ORJSON, message.body.decode())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["json", "None", '{"n":1e-07}']
