@@ -26,7 +26,7 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.stamps import Stamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
-__all__ = ["Serializer", "SerializerFactory", "decode_or_quarantine"]
+__all__ = ["Serializer", "SerializerFactory", "StampDecodingSerializer", "decode_or_quarantine"]
 
 
 @runtime_checkable
@@ -42,6 +42,21 @@ class Serializer(Protocol):
         ...
 
 
+@runtime_checkable
+class StampDecodingSerializer(Protocol):
+    """A serializer that can read a message's stamps alone (an optional capability).
+
+    :func:`decode_or_quarantine` asks it for the stamps of a message it cannot decode, so that
+    the parked :class:`~messenger_core.transport.UndecodableMessage` still carries its error
+    details and original transport (which ``messenger failed show`` then lists).
+    """
+
+    def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
+        """The stamps in ``message``'s headers; raises ``MessageDecodingError`` if they
+        cannot be read."""
+        ...
+
+
 class SerializerFactory(Protocol):
     """Builds a serializer that knows the application's message types."""
 
@@ -52,7 +67,7 @@ class SerializerFactory(Protocol):
 
 def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> Envelope:
     """Decode ``message``; if it cannot be decoded, wrap its raw form in ``UndecodableMessage``
-    (with the stamps, if the serializer has a ``decode_stamps(message)`` method that reads them).
+    (with the stamps, if the serializer is a :class:`StampDecodingSerializer` that can read them).
 
     Receivers call this so that one bad entry never stops a worker nor gets lost: *any*
     exception the serializer raises (not only ``MessageDecodingError``: a ``RecursionError``
@@ -72,10 +87,9 @@ def decode_or_quarantine(serializer: Serializer, message: TransportMessage) -> E
     # Keep the stamps when the serializer can read them alone (error details, the original
     # transport...): a parked message must still say why and where from.
     stamps: list[Stamp] = []
-    decode_stamps = getattr(serializer, "decode_stamps", None)
-    if decode_stamps is not None:
+    if isinstance(serializer, StampDecodingSerializer):
         try:
-            stamps = list(decode_stamps(message))
+            stamps = list(serializer.decode_stamps(message))
         except Exception:
             stamps = []
     return Envelope(quarantined, stamps)

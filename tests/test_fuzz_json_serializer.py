@@ -16,6 +16,7 @@ import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from json_backends import json_backend  # noqa: F401 - the fixture, used below
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import MessageDecodingError
@@ -38,6 +39,9 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+
+# Every test here runs with each JSON backend (the standard library, orjson).
+pytestmark = pytest.mark.usefixtures("json_backend")
 
 
 @attrs.frozen

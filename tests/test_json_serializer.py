@@ -16,6 +16,7 @@ import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_backends import json_backend  # noqa: F401 - the fixture, used below
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, MessageDecodingError
@@ -47,6 +48,9 @@ from messenger_core.stamps import (
     UnknownStampsStamp,
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
+
+# Every test here runs with each JSON backend (the standard library, orjson).
+pytestmark = pytest.mark.usefixtures("json_backend")
 
 # -- message classes -----------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -27,7 +26,6 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError
 from messenger_core.hookspecs import hookimpl
 from messenger_core.message_types import type_name_of
-from messenger_core.serialization.json import STAMP_HEADER_PREFIX
 from messenger_core.stamps import (
     ErrorDetailsStamp,
     RedeliveryStamp,
@@ -205,43 +203,26 @@ class FailedMessage:
 
     @classmethod
     def of(cls, messenger: Messenger, envelope: Envelope) -> FailedMessage:
-        """Describe ``envelope`` (as listed or found in a failure transport)."""
+        """Describe ``envelope`` (as listed or found in a failure transport).
+
+        An undecodable message is described by its stamps too: its serializer read them when
+        it was received (``decode_or_quarantine`` asks a ``StampDecodingSerializer``), so they
+        are on the envelope like any other message's.
+        """
         id_stamp = envelope.last(TransportMessageIdStamp)
         message = envelope.message
-        redeliveries: list[tuple[int, datetime | None]]
+        errors = [
+            ErrorInfo(s.exception_class, s.message, s.failed_at, s.traceback)
+            for s in envelope.all(ErrorDetailsStamp)
+        ]
+        redeliveries = [(s.retry_count, s.redelivered_at) for s in envelope.all(RedeliveryStamp)]
+        sent = envelope.last(SentToFailureTransportStamp)
+        original = sent.original_receiver_name if sent else None
         if isinstance(message, UndecodableMessage):
-            # Its stamps are still raw headers: read what they say, as far as they say it.
-            raw = _RawStamps(messenger, message.headers)
-            errors = [
-                ErrorInfo(
-                    str(item.get("exception_class", "?")),
-                    str(item.get("message", "")),
-                    _time(item.get("failed_at")),
-                    item.get("traceback") if isinstance(item.get("traceback"), str) else None,
-                )
-                for item in raw.items(ErrorDetailsStamp)
-            ] or [ErrorInfo("MessageDecodingError", message.reason)]
-            redeliveries = [
-                (_int(item.get("retry_count")), _time(item.get("redelivered_at")))
-                for item in raw.items(RedeliveryStamp)
-            ]
-            origins = [
-                item.get("original_receiver_name")
-                for item in raw.items(SentToFailureTransportStamp)
-            ]
-            original = str(origins[-1]) if origins and origins[-1] else None
+            errors = errors or [ErrorInfo("MessageDecodingError", message.reason)]
             type_name = message.headers.get("type", "(no type header)")
             full_type = type_name
         else:
-            errors = [
-                ErrorInfo(s.exception_class, s.message, getattr(s, "failed_at", None), s.traceback)
-                for s in envelope.all(ErrorDetailsStamp)
-            ]
-            redeliveries = [
-                (s.retry_count, s.redelivered_at) for s in envelope.all(RedeliveryStamp)
-            ]
-            sent = envelope.last(SentToFailureTransportStamp)
-            original = sent.original_receiver_name if sent else None
             type_name = type(message).__qualname__
             full_type = type_name_of(type(message))
         failed_at = errors[-1].failed_at if errors else None
@@ -257,37 +238,6 @@ class FailedMessage:
             original_transport=original,
             retries=redeliveries[-1][0] if redeliveries else 0,
         )
-
-
-class _RawStamps:
-    """Stamps an undecodable message still carries as JSON headers (best effort)."""
-
-    def __init__(self, messenger: Messenger, headers: Mapping[str, str]) -> None:
-        self.messenger = messenger
-        self.headers = headers
-
-    def items(self, stamp: type[Stamp]) -> list[dict[str, Any]]:
-        raw = self.headers.get(STAMP_HEADER_PREFIX + self.messenger.registry.stamp_name_of(stamp))
-        if raw is None:
-            return []
-        try:
-            items = json.loads(raw)
-        except ValueError:
-            return []
-        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-
-def _time(value: object) -> datetime | None:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    return None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 # -- show ---------------------------------------------------------------------------------------

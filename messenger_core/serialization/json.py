@@ -27,6 +27,11 @@ Wire format (DESIGN.md section 6):
   an ``X-Message-Decoding-Error`` header with the reason (one line, at most 1000 characters).
   That header is informational: decoding ignores it.
 
+The JSON text is written by orjson when the ``messenger-core[fast]`` extra is installed
+(:data:`JSON_BACKEND` says which), else by the standard library's :mod:`json` (which always
+reads it): the two accept, refuse and mean the same; only the spelling of a float's exponent may
+differ (``1e-07``, ``1e-7``).
+
 Every decoding failure raises :class:`MessageDecodingError` naming the message type and, where
 it applies, the field path (``items[2].price``, ``X-Message-Stamp-…[0].retry_count``). Nothing
 else escapes ``decode``: an unexpected exception (nesting deeper than the recursion limit, a
@@ -35,9 +40,6 @@ header that is not a string) becomes a ``MessageDecodingError`` saying so.
 
 from __future__ import annotations
 
-import json
-import json.encoder
-import json.scanner
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
@@ -49,12 +51,14 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, MessageDecodingError
 from messenger_core.message_types import MessageTypeRegistry, type_name_of
 from messenger_core.serialization._converter import TAG_KEY, json_kind, make_converter
+from messenger_core.serialization._json_text import backend
 from messenger_core.stamps import NonSendableStamp, Stamp, UnknownStampsStamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
 __all__ = [
     "CONTENT_TYPE",
     "DECODING_ERROR_HEADER",
+    "JSON_BACKEND",
     "STAMP_HEADER_PREFIX",
     "TAG_KEY",
     "JsonSerializer",
@@ -71,79 +75,16 @@ _MAX_LISTED_ERRORS = 5
 _CACHE_SIZE = 512  # entries per cache; cleared when full
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    # ``1e999`` is valid JSON but reads as an infinity, which cannot be written again: refuse it
-    # here, or the message could be neither retried nor parked.
-    value = float(text)
-    if value - value != 0.0:
-        raise ValueError(f"the number {text[:40]} is out of the range of a float")
-    return value
-
-
-def _not_serializable(value: Any) -> Any:
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_encoder = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
-)
-_decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+# The JSON backend (orjson with the ``fast`` extra, else the standard library): see _json_text.
+_backend = backend()
+JSON_BACKEND: Final = _backend.name
+"""The JSON library in use: ``"orjson"`` (the ``messenger-core[fast]`` extra) or ``"json"``."""
+_dumps = _backend.dumps
+_dumps_bytes = _backend.dumps_bytes
+_loads = _backend.loads
 # A JSON ``\\uXXXX`` escape of a surrogate: the only way a decoded string can hold a lone
 # surrogate (UTF-8 input cannot), which could not be encoded as UTF-8 again.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-# The C encoder and scanner, made once: ``JSONEncoder.encode`` builds a new C encoder on every
-# call and ``JSONDecoder.decode`` runs two regular expressions around the scanner, which together
-# double the cost of a small message. Both fall back to the documented API.
-def _c_codec() -> tuple[Any, Any]:
-    make_encoder = getattr(json.encoder, "c_make_encoder", None)
-    make_scanner = getattr(json.scanner, "c_make_scanner", None)
-    try:
-        # markers (no cycle check), default, string encoder, indent, key and item separators,
-        # sort_keys, skipkeys, allow_nan
-        encoder = make_encoder and make_encoder(
-            None,
-            _not_serializable,
-            json.encoder.encode_basestring,
-            None,
-            ":",
-            ",",
-            False,
-            False,
-            False,
-        )
-        scanner = make_scanner and make_scanner(_decoder)
-    except TypeError:  # another Python's private signature: use the public API
-        return None, None
-    return encoder, scanner
-
-
-_c_encoder, _c_scan = _c_codec()
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON, non-ASCII characters kept as they are (the body is UTF-8)."""
-    if _c_encoder is not None:
-        return "".join(_c_encoder(value, 0))
-    return _encoder.encode(value)
-
-
-def _loads(text: str) -> Any:
-    """The value of a JSON document; ``ValueError`` (a ``JSONDecodeError``) if it is not one."""
-    if _c_scan is not None:
-        try:
-            value, end = _c_scan(text, 0)
-        except StopIteration:
-            pass  # let the decoder explain (or skip leading whitespace)
-        else:
-            if end == len(text):
-                return value
-    return _decoder.decode(text)
 
 
 def _check_encodable(text: str, value: Any, *, from_utf8: bool = True) -> None:
@@ -256,7 +197,7 @@ class JsonSerializer:
             for header, value in verbatim.items():
                 headers.setdefault(header, value)
         try:
-            body = _dumps(unstructure(message)).encode()
+            body = _dumps_bytes(unstructure(message))
         except (TypeError, ValueError) as error:
             error.add_note(f"while encoding message {name!r} as JSON")
             raise
@@ -264,15 +205,7 @@ class JsonSerializer:
 
     def _message_encoder(self, cls: type[Any]) -> tuple[str, _Unstructure]:
         name = self._registry.name_of(cls)
-        try:
-            unstructure = self._converter.get_unstructure_hook(cls)
-            # Built now as well so that a class that could not be read back fails on the
-            # sending side, at its first message, instead of on every receiver.
-            self._converter.get_structure_hook(cls)
-        except Exception as error:
-            raise ConfigurationError(
-                f"the json serializer cannot handle message class {type_name_of(cls)}: {error}"
-            ) from error
+        unstructure = self._unstructure_hook(cls, "message")
         self._message_encoders[cls] = (name, unstructure)
         return name, unstructure
 
@@ -307,19 +240,25 @@ class JsonSerializer:
                 items.append(text)
         return groups, verbatim
 
+    def _unstructure_hook(self, cls: type[Any], kind: str) -> _Unstructure:
+        """How to write ``cls`` (a ``kind`` class); ``ConfigurationError`` if it cannot be."""
+        try:
+            unstructure = self._converter.get_unstructure_hook(cls)
+            # Built now as well so that a class that could not be read back fails on the
+            # sending side, at its first message, instead of on every receiver.
+            self._converter.get_structure_hook(cls)
+        except Exception as error:
+            raise ConfigurationError(
+                f"the json serializer cannot handle {kind} class {type_name_of(cls)}: {error}"
+            ) from error
+        return unstructure
+
     def _stamp_encoder(self, cls: type[Any]) -> _StampEncoder:
         if issubclass(cls, NonSendableStamp) or cls is UnknownStampsStamp:
             encoder = _StampEncoder(None, _unused)
         else:
             header = STAMP_HEADER_PREFIX + self._registry.stamp_name_of(cls)
-            try:
-                unstructure = self._converter.get_unstructure_hook(cls)
-                self._converter.get_structure_hook(cls)
-            except Exception as error:
-                raise ConfigurationError(
-                    f"the json serializer cannot handle stamp class {type_name_of(cls)}: {error}"
-                ) from error
-            encoder = _StampEncoder(header, unstructure)
+            encoder = _StampEncoder(header, self._unstructure_hook(cls, "stamp"))
         self._stamp_encoders[cls] = encoder
         return encoder
 
@@ -390,9 +329,10 @@ class JsonSerializer:
             raise MessageDecodingError(
                 f"the body is not JSON ({error})", type_name=type_name
             ) from None
-        except RecursionError:
+        except RecursionError as error:
             raise MessageDecodingError(
-                "the body is not JSON that can be read (nested too deeply)", type_name=type_name
+                f"the body is not JSON that can be read (nested too deeply: {_short(error)})",
+                type_name=type_name,
             ) from None
         try:
             _check_encodable(text, data)
@@ -499,9 +439,10 @@ class JsonSerializer:
             raise MessageDecodingError(
                 f"the stamp header is not JSON ({error})", type_name=type_name, field=header
             ) from None
-        except RecursionError:
+        except RecursionError as error:
             raise MessageDecodingError(
-                "the stamp header is not JSON that can be read (nested too deeply)",
+                "the stamp header is not JSON that can be read "
+                f"(nested too deeply: {_short(error)})",
                 type_name=type_name,
                 field=header,
             ) from None

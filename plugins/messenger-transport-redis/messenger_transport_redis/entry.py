@@ -17,20 +17,29 @@ unique), and is moved into the stream verbatim when it is due.
   (or JSON nested too deep to parse), or not of that shape comes out as an
   :class:`~messenger_core.transport.UndecodableMessage` holding the raw bytes and the reason,
   for the worker to park in the failure transport: any exception, not only ``ValueError``.
+
+Body, headers and the decode wrapper are :mod:`messenger_core.wire`'s, shared with every
+transport that stores text; this module adds the entry's layout and PHP's wrapper.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
-import json.encoder
 from collections.abc import Mapping, Sequence
 
 from messenger_core.envelope import Envelope
-from messenger_core.serializer import Serializer, decode_or_quarantine
+from messenger_core.serializer import Serializer
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
+from messenger_core.wire import (
+    BODY_ENCODING_HEADER,
+    decode_body_text,
+    decode_stored,
+    describe_error,
+    document_json,
+    encode_body_text,
+    headers_from_json,
+)
 
 __all__ = [
     "BODY_ENCODING_HEADER",
@@ -44,26 +53,19 @@ __all__ = [
 
 FIELD = b"message"
 """The stream entry's one field (Symfony's name)."""
-BODY_ENCODING_HEADER = "X-Messenger-Body-Encoding"
-"""Header marking a body stored base64-encoded (it was not UTF-8 text)."""
 
-_string = json.encoder.encode_basestring  # a JSON string literal, non-ASCII kept as is
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False).encode
 _loads = json.JSONDecoder().decode
 
 
 def encode_entry(message: TransportMessage, uniqid: str | None = None) -> bytes:
     """The ``message`` field for ``message`` (with ``uniqid`` for the delay queue)."""
-    headers = message.headers
-    try:
-        body = message.body.decode("utf-8")
-    except UnicodeDecodeError:
-        body = base64.b64encode(message.body).decode("ascii")
-        headers = {**headers, BODY_ENCODING_HEADER: "base64"}
-    # Written by hand: twice as fast as json.dumps for this fixed shape (it is on every send).
-    text = ",".join([_string(name) + ":" + _string(value) for name, value in headers.items()])
-    tail = "}}" if uniqid is None else '},"uniqid":' + _string(uniqid) + "}"
-    return ('{"body":' + _string(body) + ',"headers":{' + text + tail).encode("utf-8")
+    # A JSON string holds a NUL (escaped): only a body that is not UTF-8 needs base64.
+    body, headers = encode_body_text(message.body, message.headers, allow_nul=True)
+    document = {"body": body, "headers": headers if type(headers) is dict else dict(headers)}
+    if uniqid is not None:
+        document["uniqid"] = uniqid
+    return document_json(document)
 
 
 def unwrap_php_string(data: bytes) -> bytes:
@@ -84,21 +86,10 @@ def parse_payload(data: bytes) -> tuple[bytes, dict[str, str]]:
     if not isinstance(body, str):
         raise ValueError("the JSON object has no text 'body'")
     raw_headers = document.get("headers", {})
-    if raw_headers == []:  # PHP's json_encode writes an empty array for no headers
-        raw_headers = {}
-    if not isinstance(raw_headers, dict):
+    if raw_headers != [] and not isinstance(raw_headers, dict):
         raise ValueError("the JSON object's 'headers' is not an object")
-    headers = {
-        str(name): value if isinstance(value, str) else _dumps(value)
-        for name, value in raw_headers.items()
-    }
-    if headers.get(BODY_ENCODING_HEADER) == "base64":
-        del headers[BODY_ENCODING_HEADER]
-        try:
-            return base64.b64decode(body, validate=True), headers
-        except (binascii.Error, ValueError) as error:
-            raise ValueError(f"the base64 body is corrupt: {error}") from None
-    return body.encode("utf-8"), headers
+    headers = headers_from_json(raw_headers)
+    return decode_body_text(body, headers), headers
 
 
 def decode_entry(entry_id: str, fields: Sequence[bytes], serializer: Serializer) -> Envelope:
@@ -120,15 +111,11 @@ def decode_entry(entry_id: str, fields: Sequence[bytes], serializer: Serializer)
     try:
         body, headers = parse_payload(data)
     except Exception as error:
-        reason = f"stream entry {entry_id} is not a Symfony Messenger entry: {_describe(error)}"
+        reason = (
+            f"stream entry {entry_id} is not a Symfony Messenger entry: {describe_error(error)}"
+        )
         return Envelope(UndecodableMessage(bytes(data), {}, reason), (id_stamp,))
-    message = TransportMessage(body, headers, entry_id)
-    try:
-        envelope = decode_or_quarantine(serializer, message)
-    except Exception as error:  # a serializer bug must not hide the other entries of a batch
-        reason = f"the serializer failed: {_describe(error)}"
-        envelope = Envelope(UndecodableMessage(body, headers, reason))
-    return envelope.with_(id_stamp)
+    return decode_stored(TransportMessage(body, headers, entry_id), serializer, id_stamp)
 
 
 def quarantine_entry(entry_id: str, fields: Sequence[bytes], error: BaseException) -> Envelope:
@@ -138,14 +125,8 @@ def quarantine_entry(entry_id: str, fields: Sequence[bytes], error: BaseExceptio
         raw = _dumps(_text_fields(fields)).encode("utf-8")
     except Exception:
         raw = repr(fields).encode("utf-8", "replace")
-    reason = f"stream entry {entry_id} could not be decoded: {_describe(error)}"
+    reason = f"stream entry {entry_id} could not be decoded: {describe_error(error)}"
     return Envelope(UndecodableMessage(raw, {}, reason), (TransportMessageIdStamp(id=entry_id),))
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, ValueError):  # UnicodeDecodeError, JSONDecodeError: self-explaining
-        return str(error)
-    return f"{type(error).__name__}: {error}"
 
 
 def _text_fields(fields: Sequence[bytes]) -> Mapping[str, str]:

@@ -11,20 +11,29 @@ a row that cannot be read becomes an :class:`UndecodableMessage` with its raw co
 reason, which the worker parks. SQLite hands the columns over as bytes (the transport reads
 them as BLOBs, since SQLite's TEXT may hold bytes that are not UTF-8); the other databases as
 text.
+
+The conversions themselves are :mod:`messenger_core.wire`'s, shared by every transport that
+stores text; this module adds what is particular to rows (column types, raw-column headers).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 from collections.abc import Mapping
-from typing import Any
 
 from messenger_core.envelope import Envelope
-from messenger_core.serializer import Serializer, decode_or_quarantine
+from messenger_core.serializer import Serializer
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
+from messenger_core.wire import (
+    BODY_ENCODING_HEADER,
+    decode_body_text,
+    decode_stored,
+    describe_error,
+    encode_body_text,
+    headers_json,
+    parse_headers_json,
+)
 
 __all__ = [
     "BODY_ENCODING_HEADER",
@@ -35,26 +44,16 @@ __all__ = [
     "encode_headers",
 ]
 
-BODY_ENCODING_HEADER = "X-Messenger-Body-Encoding"
-"""Header marking a body stored base64-encoded (it was not UTF-8 text)."""
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
-
 
 def encode_body(body: bytes, headers: Mapping[str, str]) -> tuple[str, Mapping[str, str]]:
-    """The text to store for ``body``, and the headers to store with it."""
-    if b"\x00" not in body:
-        try:
-            return body.decode("utf-8"), headers
-        except UnicodeDecodeError:
-            pass
-    return base64.b64encode(body).decode("ascii"), {**headers, BODY_ENCODING_HEADER: "base64"}
+    """The text to store for ``body``, and the headers to store with it (base64 for a body
+    that is not UTF-8 text or holds a NUL, which PostgreSQL ``text`` cannot)."""
+    return encode_body_text(body, headers)
 
 
 def encode_headers(headers: Mapping[str, str]) -> str:
     """The JSON text stored in the ``headers`` column."""
-    return _dumps(dict(headers))
+    return headers_json(headers)
 
 
 RAW_HEADERS_HEADER = "X-Messenger-Raw-Headers"
@@ -94,53 +93,30 @@ def _raw_headers(value: object) -> dict[str, str]:
         return {RAW_HEADERS_BASE64_HEADER: base64.b64encode(data).decode("ascii")}
 
 
-def _describe(error: BaseException) -> str:
-    # RecursionError's message is long and generic; keep every reason short and typed.
-    text = str(error)
-    if len(text) > 200:
-        text = text[:200] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _parse_headers(row_id: int, column: object) -> dict[str, str]:
     """The headers of a row, from its ``headers`` column (text, or bytes on SQLite)."""
     try:
-        text = column.decode("utf-8") if isinstance(column, bytes) else column
-        if not isinstance(text, str):
+        if not isinstance(column, str | bytes):
             raise TypeError(f"expected text, got {type(column).__name__}")
-        value: Any = _loads(text)
-        if value == []:  # PHP's json_encode writes an empty array for no headers
-            return {}
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a JSON object, got {type(value).__name__}")
-        headers = {
-            str(name): item if isinstance(item, str) else _dumps(item)
-            for name, item in value.items()
-        }
-        for name, item in headers.items():
-            # A lone surrogate (written as an escape) could never be stored again.
-            name.encode("utf-8")
-            item.encode("utf-8")
+        return parse_headers_json(column)
     except Exception as error:  # RecursionError too: any content, one clear reason
         reason = (
             f"the headers column of row {row_id} is not a JSON object of headers: "
-            f"{_describe(error)}"
+            f"{describe_error(error)}"
         )
         raise _BadRowError(reason, _raw_headers(column)) from None
-    return headers
 
 
 def _read_body(row_id: int, column: object, headers: dict[str, str]) -> bytes:
     """The body of a row, from its ``body`` column; removes the base64 marker header."""
     if headers.get(BODY_ENCODING_HEADER) != "base64":
         return _raw_bytes(column)
-    del headers[BODY_ENCODING_HEADER]
     try:
-        text = column if isinstance(column, bytes | str) else _raw_bytes(column)
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as error:
-        headers[BODY_ENCODING_HEADER] = "base64"  # parked as found
-        reason = f"the base64 body of row {row_id} is corrupt: {_describe(error)}"
+        return decode_body_text(
+            column if isinstance(column, bytes | str) else _raw_bytes(column), headers
+        )
+    except ValueError as error:  # parked as found, the marker kept
+        reason = f"the body of row {row_id} cannot be read: {describe_error(error)}"
         raise _BadRowError(reason, headers) from None
 
 
@@ -162,10 +138,4 @@ def decode_row(
     except _BadRowError as bad:
         message = UndecodableMessage(_raw_bytes(body), dict(bad.headers), bad.reason)
         return Envelope(message, (id_stamp,))
-    transport_message = TransportMessage(data, headers, str(row_id))
-    try:
-        envelope = decode_or_quarantine(serializer, transport_message)
-    except Exception as error:  # a serializer bug must not hide the other rows of a batch
-        reason = f"the serializer failed: {_describe(error)}"
-        envelope = Envelope(UndecodableMessage(data, headers, reason))
-    return envelope.with_(id_stamp)
+    return decode_stored(TransportMessage(data, headers, str(row_id)), serializer, id_stamp)
