@@ -111,6 +111,8 @@ class SqlAcknowledgements:
 
     def flush(self) -> None:
         """Delete the rows of deferred acknowledgements now."""
+        if not self._pending:
+            return  # (the usual case, checked again under the lock)
         db = self._db
         with db.lock:
             acks = self._pending

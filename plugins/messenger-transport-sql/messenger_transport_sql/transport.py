@@ -233,5 +233,6 @@ class SqlTransport:
                     error,
                 )
             finally:
+                db.closed = True  # first: a get() waiting in another thread then gives up
                 self._receiver.close()
                 db.close()
