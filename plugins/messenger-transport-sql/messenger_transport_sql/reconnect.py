@@ -24,7 +24,7 @@ import sqlalchemy as sa
 
 from messenger_core.dsn import mask_dsn
 
-__all__ = ["ErrorKind", "ReconnectPolicy", "classify", "describe_error"]
+__all__ = ["OUTAGE_WAIT", "ErrorKind", "ReconnectPolicy", "classify", "describe_error", "reason"]
 
 logger = logging.getLogger("messenger.transport.sql")
 
@@ -32,6 +32,10 @@ FIRST_DELAY = 0.1
 """Seconds before the first reconnection attempt of an outage."""
 MAX_DELAY = 5.0
 """Seconds between two reconnection attempts, at most."""
+OUTAGE_WAIT = 1.0
+"""Seconds one ``get()``, ``ack()``, ``reject()`` or ``keepalive()`` keeps reconnecting during an
+outage before it returns (nothing; the settlement deferred) so that the worker around it can
+check whether it should stop. Other operations keep trying for ``reconnect_timeout``."""
 JITTER = 0.2
 """Each delay is shortened by up to this fraction at random: consumers that lost the same
 server do not all come back in the same instant."""
@@ -119,6 +123,14 @@ def describe_error(error: BaseException) -> str:
     original = getattr(error, "orig", None) or error
     text = " ".join(str(original).split())
     return mask_dsn(text) or type(original).__name__
+
+
+def reason(error: sa.exc.SQLAlchemyError) -> str:
+    """What went wrong, for an error message: the driver's error class and text where there is
+    one (SQLAlchemy's wrapper adds only noise)."""
+    if isinstance(error, sa.exc.DBAPIError) and error.orig is not None:
+        return f"{type(error.orig).__name__}: {str(error.orig).strip()}"
+    return f"{type(error).__name__}: {error}"
 
 
 class ReconnectPolicy:

@@ -15,12 +15,14 @@ transport works with both).
 from __future__ import annotations
 
 import zlib
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import quoted_name
 
 __all__ = [
+    "utcnow",
     "RESERVE_INDEX",
     "build_table",
     "doctrine_index_name",
@@ -34,6 +36,11 @@ in order, where Symfony's single-column indexes make the database sort all avail
 every receive (PostgreSQL: 30,000 instead of 4,000 messages/s with 20,000 waiting)."""
 
 _BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # INTEGER PRIMARY KEY = rowid
+
+
+def utcnow() -> datetime:
+    """Now, as the table's datetimes hold it (naive UTC)."""
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _is_mysql(dialect: sa.Dialect) -> bool:
