@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from messenger_core import diagnostics
+from messenger_core._bus_middleware import bus_middleware
 from messenger_core.bus import MessageBus
 from messenger_core.config import MessengerConfig, TransportConfig, load_config, structure_config
 from messenger_core.errors import ConfigurationError
@@ -24,9 +25,7 @@ from messenger_core.handlers import (
 )
 from messenger_core.hooks import Hooks
 from messenger_core.message_types import MessageTypeRegistry
-from messenger_core.middleware import Middleware, MiddlewareContext
 from messenger_core.middleware.dispatch_after_current_bus import RootDispatch
-from messenger_core.middleware.stack import build_stack
 from messenger_core.plugins import SERIALIZERS_GROUP, PluginRegistry
 from messenger_core.routing import Router
 from messenger_core.scanning import is_method_in_class_body, scan_modules
@@ -36,7 +35,6 @@ from messenger_core.transport import Transport
 from messenger_core.wiring import (
     configured_stop_signal,
     create_transport,
-    named_middleware,
 )
 
 if TYPE_CHECKING:
@@ -236,38 +234,9 @@ class Messenger:
                     if name not in self.config.bus_names:
                         known = ", ".join(self.config.bus_names)
                         raise ConfigurationError(f"no bus named {name!r} (configured: {known})")
-                    bus = MessageBus(name, self._middleware_for(name))
+                    bus = MessageBus(name, bus_middleware(self, name))
                     self._buses[name] = bus
         return bus
-
-    def _middleware_for(self, bus_name: str) -> list[Middleware]:
-        bus_config = self.config.bus(bus_name)
-        user = [
-            named_middleware(
-                self.factories, self._middleware_context(bus_name, m.options), index, m
-            )
-            for index, m in enumerate(bus_config.middleware)
-        ]
-        if not bus_config.default_middleware:
-            return user
-        plugged = self.hooks.bus_middleware(self, bus_name)
-        return build_stack(self._middleware_context(bus_name), [*user, *plugged])
-
-    def _middleware_context(
-        self, bus_name: str, options: Mapping[str, Any] | None = None
-    ) -> MiddlewareContext:
-        """What a middleware factory of ``bus_name`` gets (the bus's options for one entry)."""
-        return MiddlewareContext(
-            messenger=self,
-            bus_name=bus_name,
-            options=options if options is not None else {},
-            config=self.config,
-            handlers=self.handlers,
-            router=self.router,
-            transports=self.get_transport,
-            hooks=self.hooks,
-            root_dispatch=self.root_dispatch,
-        )
 
     # -- transports -------------------------------------------------------------------------
     @property

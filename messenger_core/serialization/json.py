@@ -41,7 +41,7 @@ header that is not a string) becomes a ``MessageDecodingError`` saying so.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 import cattrs
@@ -49,10 +49,11 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, MessageDecodingError
-from messenger_core.message_types import MessageTypeRegistry, type_name_of
+from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization._converter import TAG_KEY, json_kind, make_converter
+from messenger_core.serialization._json_hooks import STAMP_HEADER_PREFIX, ClassHooks, StampHeader
 from messenger_core.serialization._json_text import backend
-from messenger_core.stamps import NonSendableStamp, Stamp, UnknownStampsStamp
+from messenger_core.stamps import Stamp, UnknownStampsStamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
 __all__ = [
@@ -67,7 +68,6 @@ __all__ = [
 ]
 
 CONTENT_TYPE: Final = "application/json"
-STAMP_HEADER_PREFIX: Final = "X-Message-Stamp-"
 DECODING_ERROR_HEADER: Final = "X-Message-Decoding-Error"
 
 _MAX_REASON = 1000
@@ -118,31 +118,6 @@ def _check_text(text: str) -> None:
             ) from None
 
 
-_Unstructure = Callable[[Any], Any]
-_Structure = Callable[[Any, Any], Any]
-
-
-class _StampEncoder:
-    """How one stamp class is written: its header name and unstructure function."""
-
-    __slots__ = ("header", "unstructure")
-
-    def __init__(self, header: str | None, unstructure: _Unstructure) -> None:
-        self.header = header  # None: not sent (non-sendable, or written verbatim)
-        self.unstructure = unstructure
-
-
-class _StampHeader:
-    """How one known stamp header is read, with the stamps recently decoded from its values."""
-
-    __slots__ = ("cls", "decoded", "structure")
-
-    def __init__(self, cls: type[Stamp], structure: _Structure | None) -> None:
-        self.cls = cls
-        self.structure = structure  # None: ignored (a non-sendable stamp)
-        self.decoded: dict[str, tuple[Stamp, ...]] = {}
-
-
 class JsonSerializer:
     """Encodes envelopes as JSON transport messages and back; see the module docstring.
 
@@ -161,10 +136,16 @@ class JsonSerializer:
     ) -> None:
         self._registry = registry
         self._converter = converter if converter is not None else make_converter()
-        self._message_encoders: dict[type[Any], tuple[str, _Unstructure]] = {}
-        self._message_decoders: dict[type[Any], _Structure] = {}
-        self._stamp_encoders: dict[type[Any], _StampEncoder] = {}
-        self._stamp_headers: dict[str, _StampHeader] = {}
+        hooks = ClassHooks(registry, self._converter)
+        # The caches and the functions filling them, as attributes: read on every message.
+        self._message_encoders = hooks.message_encoders
+        self._message_decoders = hooks.message_decoders
+        self._stamp_encoders = hooks.stamp_encoders
+        self._stamp_headers = hooks.stamp_headers
+        self._message_encoder = hooks.message_encoder
+        self._message_decoder = hooks.message_decoder
+        self._stamp_encoder = hooks.stamp_encoder
+        self._stamp_header = hooks.stamp_header
         # id(stamp) -> (stamp, its JSON); holding the stamp keeps its id from being reused.
         self._stamp_json: dict[int, tuple[Stamp, str]] = {}
 
@@ -203,12 +184,6 @@ class JsonSerializer:
             raise
         return TransportMessage(body, headers)
 
-    def _message_encoder(self, cls: type[Any]) -> tuple[str, _Unstructure]:
-        name = self._registry.name_of(cls)
-        unstructure = self._unstructure_hook(cls, "message")
-        self._message_encoders[cls] = (name, unstructure)
-        return name, unstructure
-
     def _group_stamps(self, stamps: Iterable[Stamp]) -> tuple[dict[str, list[str]], dict[str, str]]:
         """The JSON of each sendable stamp by header (in order), and verbatim unknown headers."""
         groups: dict[str, list[str]] = {}
@@ -239,28 +214,6 @@ class JsonSerializer:
             else:
                 items.append(text)
         return groups, verbatim
-
-    def _unstructure_hook(self, cls: type[Any], kind: str) -> _Unstructure:
-        """How to write ``cls`` (a ``kind`` class); ``ConfigurationError`` if it cannot be."""
-        try:
-            unstructure = self._converter.get_unstructure_hook(cls)
-            # Built now as well so that a class that could not be read back fails on the
-            # sending side, at its first message, instead of on every receiver.
-            self._converter.get_structure_hook(cls)
-        except Exception as error:
-            raise ConfigurationError(
-                f"the json serializer cannot handle {kind} class {type_name_of(cls)}: {error}"
-            ) from error
-        return unstructure
-
-    def _stamp_encoder(self, cls: type[Any]) -> _StampEncoder:
-        if issubclass(cls, NonSendableStamp) or cls is UnknownStampsStamp:
-            encoder = _StampEncoder(None, _unused)
-        else:
-            header = STAMP_HEADER_PREFIX + self._registry.stamp_name_of(cls)
-            encoder = _StampEncoder(header, self._unstructure_hook(cls, "stamp"))
-        self._stamp_encoders[cls] = encoder
-        return encoder
 
     def _encode_undecodable(
         self, message: UndecodableMessage, stamps: tuple[Stamp, ...]
@@ -365,18 +318,6 @@ class JsonSerializer:
                 type_name=type_name,
             ) from error
 
-    def _message_decoder(self, cls: type[Any], type_name: str) -> _Structure:
-        try:
-            structure = self._converter.get_structure_hook(cls)
-        except Exception as error:
-            # A receiver turns this into an UndecodableMessage: parked, not lost.
-            raise MessageDecodingError(
-                f"the json serializer cannot handle class {type_name_of(cls)}: {error}",
-                type_name=type_name,
-            ) from error
-        self._message_decoders[cls] = structure
-        return structure
-
     def _decode_stamps(self, headers: Mapping[str, str], type_name: str) -> list[Stamp]:
         stamps: list[Stamp] = []
         unknown: dict[str, str] | None = None
@@ -411,25 +352,8 @@ class JsonSerializer:
             stamps.append(UnknownStampsStamp(headers=unknown))
         return stamps
 
-    def _stamp_header(self, header: str, type_name: str) -> _StampHeader | None:
-        """How to read ``header``, or ``None`` if it names no registered stamp class."""
-        cls = self._registry.resolve_stamp(header[len(STAMP_HEADER_PREFIX) :])
-        if cls is None:
-            return None  # not remembered: the class may be registered later
-        structure: _Structure | None = None
-        if not issubclass(cls, NonSendableStamp) and cls is not UnknownStampsStamp:
-            try:
-                structure = self._converter.get_structure_hook(cls)
-            except Exception as error:
-                raise MessageDecodingError(
-                    f"the json serializer cannot handle stamp class {type_name_of(cls)}: {error}",
-                    type_name=type_name,
-                ) from error
-        entry = self._stamp_headers[header] = _StampHeader(cls, structure)
-        return entry
-
     def _decode_stamp_header(
-        self, entry: _StampHeader, header: str, value: str, type_name: str
+        self, entry: StampHeader, header: str, value: str, type_name: str
     ) -> tuple[Stamp, ...]:
         structure, cls = entry.structure, entry.cls
         assert structure is not None
@@ -473,10 +397,6 @@ class JsonSerializer:
             entry.decoded.clear()
         entry.decoded[value] = stamps
         return stamps
-
-
-def _unused(_: Any) -> Any:  # pragma: no cover - never called (header is None)
-    raise AssertionError("unreachable")
 
 
 class JsonSerializerFactory:

@@ -10,7 +10,15 @@ import pytest
 
 # Plain asserts in the suite should explain themselves like the tests' own asserts do; this
 # only works if registered before the module is imported.
-pytest.register_assert_rewrite("messenger_core.testing.contract")
+pytest.register_assert_rewrite(
+    "messenger_core.testing.contract",
+    "messenger_core.testing._contract_support",
+    "messenger_core.testing._contract_basic",
+    "messenger_core.testing._contract_delays",
+    "messenger_core.testing._contract_listing",
+    "messenger_core.testing._contract_redelivery",
+    "messenger_core.testing._contract_restart",
+)
 
 from messenger_core.testing.contract import (  # noqa: E402
     POISON_BODY,
