@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -21,11 +21,13 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_transport_sql._codec import decode_row
-from messenger_transport_sql._notify import NotifyListener
 from messenger_transport_sql.acknowledgements import SqlAcknowledgements, row_id_of
 from messenger_transport_sql.connection import SqlConnection
 from messenger_transport_sql.reconnect import OUTAGE_WAIT
 from messenger_transport_sql.schema import utcnow
+
+if TYPE_CHECKING:  # PostgreSQL only: a SQLite worker never loads it
+    from messenger_transport_sql._notify import NotifyListener
 
 __all__ = ["SqlReceiver"]
 

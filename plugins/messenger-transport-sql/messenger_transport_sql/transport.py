@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import sqlalchemy as sa
 
@@ -43,7 +43,6 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.transport import TransportCapabilities
-from messenger_transport_sql._notify import NotifyListener
 from messenger_transport_sql.acknowledgements import SqlAcknowledgements
 from messenger_transport_sql.backends import backend_for
 from messenger_transport_sql.connection import SqlConnection
@@ -51,6 +50,9 @@ from messenger_transport_sql.engine import ENGINE_MARK
 from messenger_transport_sql.options import SqlTransportOptions
 from messenger_transport_sql.receiver import SqlReceiver
 from messenger_transport_sql.sender import SqlSender
+
+if TYPE_CHECKING:  # PostgreSQL only: a SQLite worker never loads it
+    from messenger_transport_sql._notify import NotifyListener
 
 __all__ = ["SqlTransport"]
 
