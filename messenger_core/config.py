@@ -7,10 +7,8 @@ and every mistake is reported with the key path that holds it and what was expec
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
+from messenger_core._suggest import close_matches
 from messenger_core.bus import DEFAULT_BUS
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import ConfigurationError
@@ -138,7 +137,7 @@ class MessengerConfig:
 
 
 def _unknown(key: str, value: str, known: Mapping[str, Any]) -> str:
-    close = difflib.get_close_matches(value, list(known), n=1)
+    close = close_matches(value, list(known))
     hint = f"; did you mean {close[0]!r}?" if close else ""
     names = ", ".join(repr(k) for k in known) or "none"
     return f"messenger.{key}: no transport named {value!r} (configured: {names}){hint}"
@@ -268,7 +267,7 @@ def _format_leaf(exception: BaseException, type_: type[Any] | None) -> str:
         known = [a.name for a in attrs.fields(exception.cl)] if attrs.has(exception.cl) else []
         parts = []
         for key in sorted(exception.extra_fields):
-            close = difflib.get_close_matches(key, known, n=1)
+            close = close_matches(key, known)
             parts.append(
                 f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
             )
@@ -290,6 +289,8 @@ def load_config(path: str | os.PathLike[str]) -> MessengerConfig:
 def read_config_table(path: str | os.PathLike[str]) -> Any:
     """The raw ``[messenger]`` table of a ``messenger.toml`` (``[tool.messenger]`` of a
     ``pyproject.toml``), unchecked; a :class:`ConfigurationError` if there is none."""
+    import tomllib  # noqa: PLC0415 - only when a file is read: an embedded app never needs it
+
     file = Path(path)
     try:
         with file.open("rb") as stream:

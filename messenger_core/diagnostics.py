@@ -12,10 +12,10 @@ does not resolve: see ``Messenger.build_buses``).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from messenger_core._suggest import close_matches
 from messenger_core.message_types import type_name_of
 from messenger_core.routing import ANY_ROUTE, route_key_name, route_names_of
 
@@ -162,7 +162,7 @@ def _did_you_mean(name: str, known: Sequence[type[Any]]) -> str:
     # Same class name in another module first (a wrong module is the usual mistake), then spelling.
     leaf = name.rpartition(".")[2]
     same_leaf = [type_name_of(cls) for cls in known if cls.__qualname__.rpartition(".")[2] == leaf]
-    close = same_leaf[:1] or difflib.get_close_matches(name, [type_name_of(c) for c in known], n=1)
+    close = same_leaf[:1] or close_matches(name, [type_name_of(c) for c in known])
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

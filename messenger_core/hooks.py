@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Iterable
 from types import ModuleType
@@ -12,6 +11,7 @@ import pluggy
 from pluggy import HookCaller
 
 from messenger_core import hookspecs
+from messenger_core._suggest import close_matches
 from messenger_core.errors import ConfigurationError
 from messenger_core.plugins import load_hook_plugins
 
@@ -200,5 +200,5 @@ def _closest(name: str, known: list[str]) -> str | None:
     # Compared without the common prefix, which would make every hook look alike.
     prefix = f"{hookspecs.PROJECT_NAME}_"
     tails = {hook.removeprefix(prefix): hook for hook in known}
-    close = difflib.get_close_matches(name.removeprefix(prefix), list(tails), n=1)
+    close = close_matches(name.removeprefix(prefix), list(tails))
     return tails[close[0]] if close else None

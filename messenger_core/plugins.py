@@ -21,7 +21,6 @@ stevedore is imported only when a third-party entry point is loaded.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from messenger_core._requirements import normalize_name
+from messenger_core._suggest import close_matches
 from messenger_core._version import CORE_DISTRIBUTION, core_version
 from messenger_core.errors import ConfigurationError
 from messenger_core.middleware.stack import DEFAULT_STACK
@@ -347,7 +347,7 @@ class PluginRegistry:
 
     def _not_found(self, group: str, name: str) -> str:
         known = self.names(group)
-        close = difflib.get_close_matches(name, known, n=1)
+        close = close_matches(name, known)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         listed = ", ".join(sorted(known)) or "none"
         if group == TRANSPORTS_GROUP:

@@ -23,11 +23,11 @@ it got::
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from messenger_core._suggest import close_matches
 from messenger_core.dsn import Dsn
 from messenger_core.errors import ConfigurationError
 
@@ -142,7 +142,7 @@ def reject_unknown_options(
         return
     described = []
     for name in unknown:
-        close = difflib.get_close_matches(name, known, n=1)
+        close = close_matches(name, known)
         described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
     where = f"the {transport} transport" + (f" {dsn}" if dsn is not None else "")
     raise ConfigurationError(

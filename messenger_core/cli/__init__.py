@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import importlib
 import logging
 import os
@@ -28,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
+from messenger_core._suggest import close_matches
 from messenger_core._version import core_version
 from messenger_core.cli.app_loader import APP_VARIABLE, AppLoader
 from messenger_core.cli.command import (
@@ -210,7 +210,7 @@ def _commands(context: CommandContext, word: str | None) -> Commands:
 
 
 def _unknown_command(word: str, commands: Commands) -> str:
-    close = difflib.get_close_matches(word, commands.names(), n=1)
+    close = close_matches(word, commands.names())
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown command {word!r}{hint} (commands: {', '.join(commands.names())})"
 

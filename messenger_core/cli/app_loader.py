@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def find_config_file(directory: Path) -> Path | None:
         return own
     pyproject = directory / "pyproject.toml"
     if pyproject.is_file():
+        import tomllib  # noqa: PLC0415 - only when there is a file to look into
+
         try:
             with pyproject.open("rb") as stream:
                 document = tomllib.load(stream)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 from typing import Any
 
+from messenger_core._suggest import close_matches
 from messenger_core.cli.command import CommandContext, Commands
 from messenger_core.cli.consume import consumable_transports
 from messenger_core.diagnostics import worker_problems
@@ -43,7 +43,7 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
     buses = config.bus_names
     if args.bus is not None:
         if args.bus not in buses:
-            close = difflib.get_close_matches(args.bus, buses, n=1)
+            close = close_matches(args.bus, buses)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(
                 f"no bus named {args.bus!r} (configured: {', '.join(buses)}){hint}"

@@ -103,7 +103,8 @@ def _orjson() -> JsonText | None:
 
     def dumps_bytes(value: Any) -> bytes:
         try:
-            data = orjson_dumps(value, option=option)
+            # Typed here: without orjson installed, mypy sees the module as Any.
+            data: bytes = orjson_dumps(value, option=option)
         except encode_error:
             return _json_dumps_bytes(value)  # writes it, or raises its own error
         if b"null" in data:  # maybe a NaN or an infinity, which ``json`` refuses
@@ -112,7 +113,7 @@ def _orjson() -> JsonText | None:
 
     def dumps(value: Any) -> str:
         try:
-            data = orjson_dumps(value, option=option)
+            data: bytes = orjson_dumps(value, option=option)
         except encode_error:
             return _encode(value)
         if b"null" in data:

@@ -16,7 +16,6 @@ synchronised (NTP).
 
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
@@ -24,6 +23,7 @@ from typing import Any, TypeVar, cast
 import attrs
 import redis
 
+from messenger_core._suggest import close_matches
 from messenger_core.dsn import Dsn, mask_dsn
 from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.stop_signal import PollingStopSignal
@@ -86,7 +86,7 @@ def parse_stop_signal_options(options: Mapping[str, Any]) -> RedisStopSignalOpti
                 f"option {name!r} is an option of the Redis transport, not of the Redis stop "
                 f"signal; known options: {', '.join(known)}"
             )
-        close = difflib.get_close_matches(name, known, n=1)
+        close = close_matches(name, known)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigurationError(
             f"unknown option {name!r} for the Redis stop signal{hint}; "

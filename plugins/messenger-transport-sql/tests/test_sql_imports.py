@@ -66,3 +66,19 @@ def test_a_sqlite_worker_imports_no_postgresql_or_mysql_module(tmp_path: Path) -
     assert "sqlalchemy.dialects.sqlite" in modules  # the check itself works
     loaded = [name for name in modules if name.split(".")[0] in FOREIGN or name.startswith(FOREIGN)]
     assert loaded == []
+
+
+def test_a_worker_that_meets_no_mistake_loads_no_error_path_module(tmp_path: Path) -> None:
+    # "Did you mean" (difflib) and TOML (an embedded app reads no file) are loaded only when
+    # needed: together about 300 KB of a worker's resident memory.
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRAM, str(tmp_path / "messages.db")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    modules = json.loads(done.stdout.splitlines()[-1])
+    assert "messenger_core.worker" in modules  # the check itself works
+    assert [name for name in modules if name in ("difflib", "tomllib")] == []
