@@ -100,6 +100,12 @@ class Worker:
             if queues and not isinstance(receiver, QueueReceiver):
                 raise ConfigurationError(f"transport {name!r} cannot consume selected queues")
             self.receivers.append((name, receiver))
+        # Receivers after the first that hold acknowledgements back: the worker goes back to
+        # the first after their messages, which may keep it busy for long; they write theirs
+        # before it does, so a crash meanwhile redelivers nothing they had settled.
+        self._flush_when_leaving = {
+            name for name, receiver in self.receivers[1:] if isinstance(receiver, FlushingReceiver)
+        }
         self.forced_bus: MessageBus | None = messenger.get_bus(bus) if bus else None
         self.queues = list(queues) if queues else None
         self.stop_signal = stop_signal or messenger.stop_signal
@@ -197,17 +203,21 @@ class Worker:
         # Transports that batch acknowledgements (SQL, Redis) write them now rather than when
         # the application closes them: a worker that returned has settled its messages.
         for name, receiver in self.receivers:
-            if not isinstance(receiver, FlushingReceiver):
-                continue
-            try:
-                receiver.flush()
-            except Exception as error:
-                logger.warning(
-                    "could not write the pending acknowledgements of %s (those messages will "
-                    "be delivered again): %s",
-                    name,
-                    error,
-                )
+            self._flush(name, receiver)
+
+    @staticmethod
+    def _flush(name: str, receiver: Receiver) -> None:
+        if not isinstance(receiver, FlushingReceiver):
+            return
+        try:
+            receiver.flush()
+        except Exception as error:
+            logger.warning(
+                "could not write the pending acknowledgements of %s (those messages will "
+                "be delivered again): %s",
+                name,
+                error,
+            )
 
     def _receivers_wait(self) -> bool:
         # Receivers that wait for a message inside get() (PostgreSQL LISTEN) make the worker's
@@ -252,6 +262,8 @@ class Worker:
                 self._unreachable.add(name)
                 continue
             if received:
+                if name in self._flush_when_leaving:
+                    self._flush(name, receiver)
                 if self._unreachable and name in self._unreachable and name not in paused:
                     # A message was received and settled: the next outage backs off afresh.
                     self._unreachable.discard(name)

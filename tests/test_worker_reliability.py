@@ -494,3 +494,30 @@ def test_a_worker_flushes_its_receivers_when_it_stops_and_survives_a_failing_flu
     assert isinstance(bad, CapableTransport)
     assert (good.flushes, bad.flushes) == (1, 0)
     assert "could not write the pending acknowledgements of other" in caplog.text
+
+
+def test_a_lower_priority_receiver_writes_its_acks_before_the_worker_goes_back_up() -> None:
+    # The first receiver may keep the worker busy for long: a lower one's held-back
+    # acknowledgements must not wait for its next turn (a crash would redeliver them).
+    messenger = capable_messenger(
+        {"high": "capable://", "low": "capable://", "failed": "memory://"}, Outage()
+    )
+    messenger.handler(lambda m: None, handles=Order, name="fine")
+    messenger.route(Order, "low")
+    messenger.bus.dispatch(Order(1))
+    messenger.bus.dispatch(Order(2))
+    high, low = messenger.get_transport("high"), messenger.get_transport("low")
+    assert isinstance(high, CapableTransport)
+    assert isinstance(low, CapableTransport)
+
+    flushes_at_handling: list[int] = []
+    worker = quick_worker(messenger, ["high", "low"])
+    worker.on_message = lambda _: flushes_at_handling.append(low.flushes)
+    stats = worker.run(limit=2, sleep=0.001, handle_signals=False)
+
+    assert stats.handled == 2
+    # The first message's ack was written when the worker went back to "high", before the
+    # second was handled; the second's when the worker stopped.
+    assert flushes_at_handling == [0, 1]
+    assert low.flushes == 2
+    assert high.flushes == 1  # the first receiver is read again at once: only the stop's flush
