@@ -5,7 +5,9 @@ in the failure transport (reject); :mod:`messenger_core.failure_policy` says whi
 the retry copy or the failure copy fails, the original is left alone (it comes back when its
 reservation expires) and only its receiver pauses for a while: nothing is dropped, and the
 other transports are still served. A receiver whose ``get()``, ``ack()`` or ``reject()``
-raises pauses the same way; the worker never dies of it.
+raises pauses the same way; the worker never dies of it, with one exception: a ``get()`` that
+raises :class:`~messenger_core.errors.BrokerUnreachableError` (the broker was never reached:
+a wrong DSN or a stopped server at start-up) stops the worker with that error.
 
 This module is the receive loop. Its other jobs each have a module of their own:
 
