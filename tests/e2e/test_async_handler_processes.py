@@ -6,13 +6,14 @@ a message whose handler body never ran must never leave its queue as handled.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from messenger_core.testing.processes import messenger_environment
 
 pytestmark = pytest.mark.slow
 
@@ -43,22 +44,12 @@ dsn = "sqlite:///{db}?queue_name=failed"
 
 
 def _environment(root: Path, state: Path, config: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-        "MESSENGER_E2E_CONFIG": str(config),
-        "MESSENGER_E2E_STATE": str(state),
-        "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
-    }
-    for name in (
-        "MESSENGER_APP",
-        "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
-        "MESSENGER_DISABLED_PLUGINS",
-    ):
-        env.pop(name, None)
-    return env
+    return messenger_environment(
+        [APP_DIR],
+        root / "stop-workers",
+        MESSENGER_E2E_CONFIG=str(config),
+        MESSENGER_E2E_STATE=str(state),
+    )
 
 
 def _run(command: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

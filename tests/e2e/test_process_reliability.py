@@ -7,7 +7,6 @@ with the test application ``app/reliability_app.py``, and ends the worker with a
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from messenger_core.testing.processes import messenger_environment
 
 pytestmark = pytest.mark.slow
 
@@ -62,18 +63,12 @@ class World:
         self.config = root / "messenger.toml"
         failed = failed_dsn or f"sqlite:///{self.db}?queue_name=failed"
         self.config.write_text(CONFIG.format(db=self.db, failed_dsn=failed))
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "MESSENGER_E2E_CONFIG": str(self.config),
-            "MESSENGER_E2E_STATE": str(self.state),
-            "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("MESSENGER_APP", "MESSENGER_DISABLE_PLUGIN_AUTOLOAD"):
-            self.env.pop(name, None)
+        self.env = messenger_environment(
+            [APP_DIR],
+            root / "stop-workers",
+            MESSENGER_E2E_CONFIG=str(self.config),
+            MESSENGER_E2E_STATE=str(self.state),
+        )
         self.worker: subprocess.Popen[bytes] | None = None
         self.output = root / "worker.log"
 

@@ -10,7 +10,6 @@ with a deadline.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from messenger_core.testing.processes import messenger_environment
 
 pytestmark = pytest.mark.slow
 
@@ -87,23 +88,12 @@ class Shop:
         self.db = root / "messages.db"
         self.config = root / "messenger.toml"
         self.config.write_text(CONFIG.format(db=self.db, **RETRY))
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(APP_DIR), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "MESSENGER_E2E_CONFIG": str(self.config),
-            "MESSENGER_E2E_STATE": str(self.state),
-            "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        # The outer environment must not pick another application or block the SQL plugin.
-        for name in (
-            "MESSENGER_APP",
-            "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
-            "MESSENGER_DISABLED_PLUGINS",
-        ):
-            self.env.pop(name, None)
+        self.env = messenger_environment(
+            [APP_DIR],
+            root / "stop-workers",
+            MESSENGER_E2E_CONFIG=str(self.config),
+            MESSENGER_E2E_STATE=str(self.state),
+        )
         self.processes: list[Process] = []
 
     # -- processes ----------------------------------------------------------------------------

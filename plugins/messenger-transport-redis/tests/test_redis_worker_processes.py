@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import signal
 import subprocess
@@ -37,6 +36,7 @@ from redis_test_support import (
 from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
+from messenger_core.testing.processes import messenger_environment
 
 pytestmark = pytest.mark.slow
 
@@ -91,20 +91,13 @@ class App:
         self.config = root / "messenger.toml"
         self.config.write_text(CONFIG.format(main=main, failed=failed))
         self.log = root / "handled.log"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(HERE / "app"), str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "MESSENGER_REDIS_TEST_CONFIG": str(self.config),
-            "MESSENGER_REDIS_TEST_LOG": str(self.log),
-            "MESSENGER_REDIS_TEST_DELAY": str(delay),
-            "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        for name in ("MESSENGER_APP", "MESSENGER_DISABLE_PLUGIN_AUTOLOAD"):
-            self.env.pop(name, None)
-        self.env.pop("MESSENGER_DISABLED_PLUGINS", None)
+        self.env = messenger_environment(
+            [HERE / "app", HERE],
+            root / "stop-workers",
+            MESSENGER_REDIS_TEST_CONFIG=str(self.config),
+            MESSENGER_REDIS_TEST_LOG=str(self.log),
+            MESSENGER_REDIS_TEST_DELAY=str(delay),
+        )
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, output: str = "worker.out", **env: str) -> subprocess.Popen[bytes]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 import attrs
 from sql_test_support import Database
+
+from messenger_core.testing.processes import messenger_environment
 
 HERE = Path(__file__).parent
 PING = "sql_worker_app.Ping"
@@ -53,23 +54,12 @@ class WorkerWorld:
         self.config.write_text(
             _CONFIG.format(dsn_async=async_dsn, dsn_failed=failed_dsn, ping=PING, slow=SLOW)
         )
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(
-                [str(HERE), *filter(None, [os.environ.get("PYTHONPATH")])]
-            ),
-            "MESSENGER_SQL_APP_CONFIG": str(self.config),
-            "MESSENGER_SQL_APP_LOG": str(self.log),
-            "MESSENGER_STOP_SIGNAL_FILE": str(root / "stop-workers"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        # The outer environment must not pick another application or block the SQL plugin.
-        for name in (
-            "MESSENGER_APP",
-            "MESSENGER_DISABLE_PLUGIN_AUTOLOAD",
-            "MESSENGER_DISABLED_PLUGINS",
-        ):
-            self.env.pop(name, None)
+        self.env = messenger_environment(
+            [HERE],
+            root / "stop-workers",
+            MESSENGER_SQL_APP_CONFIG=str(self.config),
+            MESSENGER_SQL_APP_LOG=str(self.log),
+        )
 
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args]
