@@ -1,0 +1,34 @@
+<?php
+
+/*
+ * Dispatches OrderPlaced messages on the default bus, routed to the configured transport.
+ *
+ *   php produce.php CONFIG.json --count N --prefix P [--start I] [--delay-ms D]
+ *
+ * Message i (start <= i < start + count): orderId "P-i", amount 1000 + i, placedAt
+ * 2026-03-01T12:00:00+02:00 plus i seconds. Prints "sent N" when done.
+ */
+
+declare(strict_types=1);
+
+require __DIR__.'/bootstrap.php';
+
+use App\Interop\StderrLogger;
+use App\Message\OrderPlaced;
+use Symfony\Component\EventDispatcher\EventDispatcher;
+use Symfony\Component\Messenger\Stamp\DelayStamp;
+
+$config = interop_config($argv);
+$options = interop_options($argv, ['count' => '1', 'prefix' => 'php', 'start' => '0', 'delay-ms' => '0']);
+$transports = interop_transports($config, interop_serializer());
+$bus = interop_bus($config, $transports, new EventDispatcher(), null);
+
+$base = new DateTimeImmutable('2026-03-01T12:00:00+02:00');
+$delay = (int) $options['delay-ms'];
+$start = (int) $options['start'];
+$count = (int) $options['count'];
+for ($i = $start; $i < $start + $count; ++$i) {
+    $message = new OrderPlaced(sprintf('%s-%d', $options['prefix'], $i), 1000 + $i, $base->modify("+$i seconds"));
+    $bus->dispatch($message, $delay > 0 ? [new DelayStamp($delay)] : []);
+}
+echo "sent $count\n";
