@@ -67,8 +67,8 @@ def _probe_redis(dsn: str) -> None:
         client.close()
 
 
-def _sql(dsn: str, statement: str) -> None:
-    """Run one statement on the database of ``dsn`` (PostgreSQL or MySQL)."""
+def _sql(dsn: str, statement: str) -> list[tuple[Any, ...]]:
+    """Run one statement on the database of ``dsn`` (PostgreSQL or MySQL); its rows."""
     parts = urlsplit(dsn)
     if parts.scheme.startswith("postgres"):
         import psycopg  # noqa: PLC0415
@@ -82,8 +82,8 @@ def _sql(dsn: str, statement: str) -> None:
             connect_timeout=2,
             autocommit=True,
         ) as connection:
-            connection.execute(statement)  # type: ignore[arg-type]  # trusted test SQL
-        return
+            cursor = connection.execute(statement)  # type: ignore[arg-type]  # test SQL
+            return list(cursor.fetchall()) if cursor.description else []
     import pymysql  # noqa: PLC0415
 
     connection = pymysql.connect(
@@ -98,8 +98,19 @@ def _sql(dsn: str, statement: str) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute(statement)
+            return list(cursor.fetchall())
     finally:
         connection.close()
+
+
+def symfony_stamp_classes() -> set[str]:
+    """The stamp classes of the installed Symfony Messenger (the component and its bridges)."""
+    root = Path("/usr/share/php/Symfony/Component/Messenger")
+    found = {f"Symfony\\Component\\Messenger\\Stamp\\{p.stem}" for p in root.glob("Stamp/*.php")}
+    for path in root.glob("Bridge/*/Transport/*Stamp.php"):
+        bridge = path.parent.parent.name
+        found.add(f"Symfony\\Component\\Messenger\\Bridge\\{bridge}\\Transport\\{path.stem}")
+    return found
 
 
 @attrs.frozen
@@ -139,6 +150,25 @@ class Backend:
             return f"{REDIS_DSN}/{self.table}_{queue}"
         return _with_query(self._sql_dsn(), table_name=self.table, queue_name=queue)
 
+    def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
+        """The headers of every message waiting in ``queue``, as stored."""
+        if self.name == "redis" and queue != "failed":
+            import redis  # noqa: PLC0415
+
+            client = redis.Redis.from_url(REDIS_DSN)
+            try:
+                name = f"{self.table}_{queue}"
+                fields = [f[b"message"] for _, f in client.xrange(name)]
+                fields += client.zrange(f"{name}__queue", 0, -1)
+            finally:
+                client.close()
+            return [_entry_headers(field) for field in fields]
+        rows = _sql(
+            self._sql_dsn(),
+            f"SELECT headers FROM {self.table} WHERE queue_name = '{queue}' ORDER BY id",
+        )
+        return [json.loads(row[0]) for row in rows]
+
     def cleanup(self) -> None:
         if self.name == "redis":
             import redis  # noqa: PLC0415
@@ -150,6 +180,16 @@ class Backend:
             finally:
                 client.close()
         _sql(self._sql_dsn(), f"DROP TABLE IF EXISTS {self.table}")
+
+
+def _entry_headers(field: bytes) -> dict[str, str]:
+    """The headers of a Redis entry's ``message`` field (plain JSON, or phpredis' serialized
+    string ``s:<length>:"<json>";``)."""
+    text = field.decode()
+    if text.startswith("s:"):
+        text = text[text.index(":", 2) + 2 : -2]
+    headers: dict[str, str] = json.loads(text)["headers"]
+    return headers
 
 
 def new_backend(name: str) -> Backend:

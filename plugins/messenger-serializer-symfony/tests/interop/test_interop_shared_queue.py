@@ -1,0 +1,31 @@
+"""A Symfony worker and a Python worker on one queue: each message handled once overall."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from interop_support import Interop, check_handled
+
+pytestmark = pytest.mark.usefixtures("symfony_serializer")
+
+N = 50
+
+
+def test_php_and_python_workers_share_a_queue(interop: Interop) -> None:
+    stop_file = interop.root / "php-stop"
+    php = interop.php_worker(interop.php_config(), "--stop-file", str(stop_file))
+    python = interop.python_worker(interop.python_settings(), "async", "--time-limit", "120")
+    time.sleep(1)  # both are polling
+    expected = interop.php_produce("php", N)
+    expected |= interop.python_dispatch("py", N)
+    interop.wait_for(lambda: interop.handled_ids() >= expected.keys(), "every message", php, python)
+    stop_file.touch()
+    python.popen.send_signal(signal.SIGTERM)
+    php.finish()
+    python.finish()
+
+    records = check_handled(interop.records(), expected)
+    sides = {r["side"] for r in records}
+    assert sides == {"php", "python"}, f"only {sides} handled messages"
