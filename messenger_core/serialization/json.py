@@ -3,7 +3,9 @@
 Wire format (DESIGN.md section 6):
 
 - **body**: the message unstructured by the converter (:func:`make_converter`; its module
-  docstring lists how each Python type is written), as compact UTF-8 JSON. NaN and infinities
+  docstring lists how each Python type is written), as compact UTF-8 JSON. Fields keep their
+  Python names unless the ``field_names`` option, the class or the field says otherwise
+  (:mod:`messenger_core.serialization.naming`). NaN and infinities
   are refused, since they are not JSON. On input, a number out of the range of a float
   (``1e999``) and a ``\\uD800``-style escape of a lone surrogate are refused as well (in the
   body and in stamp headers): such a message could be read but never written again, so it
