@@ -279,7 +279,8 @@ class Messenger:
         factory = self.factories.load(SERIALIZERS_GROUP, name)
         if isinstance(factory, type):
             factory = factory()
-        return factory(self.registry, {})  # type: ignore[no-any-return]
+        options = self.config.serializers.get(name, {})
+        return factory(self.registry, options)  # type: ignore[no-any-return]
 
     # -- consuming --------------------------------------------------------------------------
     @property
