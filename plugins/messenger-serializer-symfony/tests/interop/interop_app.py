@@ -7,7 +7,8 @@ dispatch. Settings (JSON, written by the tests):
 - ``transports``: ``{name: {dsn, options?, retry_strategy?}}``; ``failure_transport``: a name;
 - ``handled_file``: where the handler appends one JSON line per attempt (the same keys as the
   PHP handler's, so that both sides' lines are read alike);
-- ``fail``: ``{ids: [order_id...], below_retry: null (always) or n (while retry_count < n)}``.
+- ``fail``: ``{ids: [order_id...], below_retry: null (always) or n (while retry_count < n)}``;
+- ``sleep_ms``: how long the handler takes (so that workers sharing a queue both get some).
 """
 
 from __future__ import annotations
@@ -66,8 +67,11 @@ class Recorder:
         fail = settings.get("fail") or {}
         self.fail_ids = frozenset(fail.get("ids", ()))
         self.below_retry: int | None = fail.get("below_retry")
+        self.sleep = float(settings.get("sleep_ms", 0)) / 1000
 
     def __call__(self, message: OrderPlaced) -> None:
+        if self.sleep:
+            time.sleep(self.sleep)
         envelope = _current.get()
         redelivery = envelope.last(RedeliveryStamp) if envelope else None
         retry_count = redelivery.retry_count if redelivery else 0

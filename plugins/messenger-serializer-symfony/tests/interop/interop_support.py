@@ -294,6 +294,7 @@ class Interop:
         delay: int = 100,
         fail: Sequence[str] = (),
         below_retry: int | None = None,
+        sleep_ms: float = 0,
     ) -> Path:
         """A PHP configuration: ``async`` (retries as given) and ``failed``."""
         retry = {"max_retries": max_retries, "delay": delay, "multiplier": 1, "max_delay": 0}
@@ -309,6 +310,7 @@ class Interop:
                 "dbal_url": self.backend.dbal_url,
                 "handled_file": str(self.handled_file),
                 "fail": {"ids": list(fail), "below_retry": below_retry},
+                "sleep_ms": sleep_ms,
             },
         )
 
@@ -319,6 +321,7 @@ class Interop:
         delay: int = 100,
         fail: Sequence[str] = (),
         below_retry: int | None = None,
+        sleep_ms: float = 0,
     ) -> Path:
         """The Python side's settings, the same transports under this project's DSNs."""
         retry = {"max_retries": max_retries, "delay": delay, "multiplier": 1, "jitter": 0}
@@ -332,6 +335,7 @@ class Interop:
                 "failure_transport": "failed",
                 "handled_file": str(self.handled_file),
                 "fail": {"ids": list(fail), "below_retry": below_retry},
+                "sleep_ms": sleep_ms,
             },
         )
 

@@ -32,9 +32,10 @@ def test_python_shows_and_retries_what_symfony_parked(interop: Interop) -> None:
     table = interop.messenger(settings, "failed", "show")
     assert f"{len(doomed)} messages in failure transport 'failed'" in table, table
     for order_id, message_id in ids.items():
-        line = next((x for x in table.splitlines() if x.split()[:1] == [message_id]), None)
+        line = next(
+            (x for x in table.splitlines() if x.split()[:2] == [message_id, "OrderPlaced"]), None
+        )
         assert line is not None, table
-        assert "OrderPlaced" in line, table
         assert f"order {order_id} refused by PHP" in line, table
     detail = interop.messenger(settings, "failed", "show", ids[doomed[0]])
     assert "Original transport  async" in detail, detail
@@ -63,7 +64,7 @@ def test_symfony_shows_and_retries_what_python_parked(interop: Interop) -> None:
         assert isinstance(errors, list), message
         assert errors, message
         assert f"order {message['orderId']} refused by Python" in errors[-1]["exceptionMessage"]
-        assert "RuntimeException" in errors[-1]["exceptionClass"]
+        assert errors[-1]["exceptionClass"] == "builtins.RuntimeError"
     config = interop.php_config()
     table = interop.php("failed.php", config, "messenger:failed:show", stderr=True)
     for message in listed:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from interop_support import Interop, check_handled
@@ -15,9 +14,13 @@ N = 50
 
 def test_php_and_python_workers_share_a_queue(interop: Interop) -> None:
     stop_file = interop.root / "php-stop"
-    php = interop.php_worker(interop.php_config(), "--stop-file", str(stop_file))
-    python = interop.python_worker(interop.python_settings(), "async", "--time-limit", "120")
-    time.sleep(1)  # both are polling
+    # Handlers take 10 ms: one worker alone cannot empty the queue before the other polls.
+    php = interop.php_worker(interop.php_config(sleep_ms=10), "--stop-file", str(stop_file))
+    python = interop.python_worker(
+        interop.python_settings(sleep_ms=10), "async", "--time-limit", "120", "--sleep", "0.1"
+    )
+    interop.wait_for(lambda: "worker started" in php.text(), "the PHP worker", php)
+    interop.wait_for(lambda: "worker consuming" in python.text(), "the Python worker", python)
     expected = interop.php_produce("php", N)
     expected |= interop.python_dispatch("py", N)
     interop.wait_for(lambda: interop.handled_ids() >= expected.keys(), "every message", php, python)

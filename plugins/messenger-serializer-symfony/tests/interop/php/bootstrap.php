@@ -11,6 +11,7 @@
  *   dbal_url: the DBAL connection of doctrine:// transports (Symfony's "default" connection)
  *   handled_file: where the handler appends one JSON line per attempt
  *   fail: {ids: [orderId...], below_retry: null (always) or n (while retryCount < n)}
+ *   sleep_ms: how long the handler takes (so that workers sharing a queue both get some)
  */
 
 declare(strict_types=1);
@@ -141,6 +142,10 @@ function interop_transports(array $config, Serializer $serializer): array
             $transports[$name] = (new RedisTransportFactory())->createTransport($dsn, $options, $serializer);
         } elseif (str_starts_with($dsn, 'doctrine://')) {
             // What DoctrineTransportFactory does with the registry's "default" connection.
+            // Symfony's PostgreSQL consumer looks for due delayed messages only every
+            // check_delayed_interval (60 s by default) unless notified: the tests' delays are
+            // seconds.
+            $options += ['check_delayed_interval' => 1000];
             $dbal = $dbal ?? DriverManager::getConnection(['url' => $config['dbal_url']]);
             $transports[$name] = interop_doctrine_transport($dsn, $options, $dbal, $serializer);
         } else {
@@ -207,8 +212,12 @@ function interop_handler(array $config): callable
     $file = $config['handled_file'];
     $failIds = array_flip($config['fail']['ids'] ?? []);
     $belowRetry = $config['fail']['below_retry'] ?? null;
+    $sleep = (int) (1000 * ($config['sleep_ms'] ?? 0));
 
-    return static function (OrderPlaced $message) use ($file, $failIds, $belowRetry): void {
+    return static function (OrderPlaced $message) use ($file, $failIds, $belowRetry, $sleep): void {
+        if ($sleep > 0) {
+            usleep($sleep);
+        }
         $envelope = CurrentEnvelope::$envelope;
         $redelivery = $envelope ? $envelope->last(RedeliveryStamp::class) : null;
         $retryCount = $redelivery ? $redelivery->getRetryCount() : 0;
