@@ -8,7 +8,9 @@ dispatch. Settings (JSON, written by the tests):
 - ``handled_file``: where the handler appends one JSON line per attempt (the same keys as the
   PHP handler's, so that both sides' lines are read alike);
 - ``fail``: ``{ids: [order_id...], below_retry: null (always) or n (while retry_count < n)}``;
-- ``sleep_ms``: how long the handler takes (so that workers sharing a queue both get some).
+- ``sleep_ms``: how long the handler takes (so that workers sharing a queue both get some);
+- ``audit``: a second handler, which records ``audited`` and never fails (a retry must skip
+  it once it succeeded, wherever the retry went in between).
 """
 
 from __future__ import annotations
@@ -69,6 +71,14 @@ class Recorder:
         self.below_retry: int | None = fail.get("below_retry")
         self.sleep = float(settings.get("sleep_ms", 0)) / 1000
 
+    def audit(self, message: OrderPlaced) -> None:
+        record = {"side": "python", "pid": os.getpid(), "at": time.time(), "outcome": "audited"}
+        self._write({**record, "orderId": message.order_id})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with self.file.open("a", encoding="utf-8") as log:  # one short O_APPEND write
+            log.write(json.dumps(record) + "\n")
+
     def __call__(self, message: OrderPlaced) -> None:
         if self.sleep:
             time.sleep(self.sleep)
@@ -92,8 +102,7 @@ class Recorder:
             "receiver": received.transport_name if received else None,
             "busName": bus.bus_name if bus else None,
         }
-        with self.file.open("a", encoding="utf-8") as log:  # one short O_APPEND write
-            log.write(json.dumps(record) + "\n")
+        self._write(record)
         if fail:
             raise RuntimeError(f"order {message.order_id} refused by Python")
 
@@ -118,6 +127,12 @@ def build_messenger(settings: dict[str, Any]) -> Messenger:
     @messenger.handler
     def on_order_placed(message: OrderPlaced) -> None:
         recorder(message)
+
+    if settings.get("audit"):
+
+        @messenger.handler
+        def audit(message: OrderPlaced) -> None:
+            recorder.audit(message)
 
     return messenger
 

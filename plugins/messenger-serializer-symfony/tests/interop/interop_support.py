@@ -192,6 +192,16 @@ def _entry_headers(field: bytes) -> dict[str, str]:
     return headers
 
 
+def check_symfony_stamps_only(all_headers: Iterable[Mapping[str, str]]) -> None:
+    """No stamp header names a class Symfony 5.4 lacks (Symfony would delete the message)."""
+    known = symfony_stamp_classes()
+    for headers in all_headers:
+        assert headers["type"] == "App\\Message\\OrderPlaced", headers
+        prefix = "X-Message-Stamp-"
+        stamps = {name.removeprefix(prefix) for name in headers if name.startswith(prefix)}
+        assert stamps <= known, f"stamp headers Symfony 5.4 does not have: {stamps - known}"
+
+
 def new_backend(name: str) -> Backend:
     return Backend(name, uuid.uuid4().hex[:12])
 
@@ -322,6 +332,7 @@ class Interop:
         fail: Sequence[str] = (),
         below_retry: int | None = None,
         sleep_ms: float = 0,
+        audit: bool = False,
     ) -> Path:
         """The Python side's settings, the same transports under this project's DSNs."""
         retry = {"max_retries": max_retries, "delay": delay, "multiplier": 1, "jitter": 0}
@@ -336,6 +347,7 @@ class Interop:
                 "handled_file": str(self.handled_file),
                 "fail": {"ids": list(fail), "below_retry": below_retry},
                 "sleep_ms": sleep_ms,
+                "audit": audit,
             },
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from interop_support import Interop, check_handled
+from interop_support import Interop, check_handled, check_symfony_stamps_only
 
 pytestmark = pytest.mark.usefixtures("symfony_serializer")
 
@@ -54,6 +54,7 @@ def test_symfony_shows_and_retries_what_python_parked(interop: Interop) -> None:
     doomed = [f"py-{i}" for i in DOOMED]
     settings = interop.python_settings(max_retries=1, fail=doomed)
     interop.python_worker(settings, "async", "--limit", str(N + len(doomed))).finish()
+    check_symfony_stamps_only(interop.backend.raw_headers("failed"))
 
     listed = _listed(interop)
     assert sorted(m["orderId"] for m in listed) == sorted(doomed)

@@ -7,8 +7,10 @@ below 2, and handles them on retry 2.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
-from interop_support import Interop, check_handled
+from interop_support import Interop, check_handled, check_symfony_stamps_only
 
 pytestmark = pytest.mark.usefixtures("symfony_serializer")
 
@@ -20,7 +22,7 @@ def _attempts(interop: Interop, order_id: str) -> list[tuple[str, str, int]]:
     return [
         (r["side"], r["outcome"], r["retryCount"])
         for r in interop.records()
-        if r["orderId"] == order_id
+        if r["orderId"] == order_id and r["outcome"] != "audited"
     ]
 
 
@@ -29,6 +31,7 @@ def test_a_python_retry_is_read_by_php(interop: Interop) -> None:
     doomed = [f"py-{i}" for i in range(0, N, 4)]
     first = interop.python_settings(max_retries=3, delay=FIRST_DELAY, fail=doomed)
     interop.python_worker(first, "async", "--limit", str(N)).finish()
+    check_symfony_stamps_only(interop.backend.raw_headers())
     second = interop.php_config(max_retries=3, fail=doomed, below_retry=2)
     interop.php_worker(second, "--limit", str(2 * len(doomed))).finish()
 
@@ -57,3 +60,32 @@ def test_a_php_retry_is_read_by_python(interop: Interop) -> None:
             ("python", "handled", 2),
         ]
     check_handled(interop.records(), expected)
+
+
+def test_a_handler_that_succeeded_is_skipped_after_a_retry_through_php(interop: Interop) -> None:
+    # Python's second handler succeeds on the first attempt; the retry goes through a PHP
+    # worker (Symfony keeps the HandledStamp on its own retry) and back to Python, which must
+    # not run that handler again.
+    expected = interop.python_dispatch("py", 10)
+    doomed = ["py-1", "py-4", "py-8"]
+    settings = interop.python_settings(
+        max_retries=3, delay=FIRST_DELAY, fail=doomed, below_retry=2, audit=True
+    )
+    interop.python_worker(settings, "async", "--limit", "10").finish()
+    headers = interop.backend.raw_headers()
+    check_symfony_stamps_only(headers)
+    handled = "X-Message-Stamp-Symfony\\Component\\Messenger\\Stamp\\HandledStamp"
+    assert all(handled in h for h in headers), headers
+    php = interop.php_config(max_retries=3, delay=FIRST_DELAY, fail=doomed, below_retry=2)
+    interop.php_worker(php, "--limit", str(len(doomed))).finish()
+    interop.python_worker(settings, "async", "--limit", str(len(doomed))).finish()
+
+    for order_id in doomed:
+        assert _attempts(interop, order_id) == [
+            ("python", "failed", 0),
+            ("php", "failed", 1),
+            ("python", "handled", 2),
+        ]
+    audits = Counter(r["orderId"] for r in interop.records() if r["outcome"] == "audited")
+    assert audits == Counter(expected.keys()), "the audit handler ran once per message"
+    check_handled(interop.records(), expected, whole_seconds=doomed)
