@@ -8,6 +8,7 @@ on each backend (Redis, PostgreSQL, MariaDB), dropped afterwards.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -94,7 +95,7 @@ def php() -> None:
 def symfony_serializer() -> None:
     """The ``symfony`` serializer plugin is installed (skip, or fail under CI, if not)."""
     try:
-        import messenger_serializer_symfony  # noqa: F401, PLC0415
+        importlib.import_module("messenger_serializer_symfony")
     except ImportError as error:
         reason = (
             "the symfony serializer is needed "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from interop_support import Interop, check_handled, check_symfony_stamps_only
@@ -14,7 +15,7 @@ N = 10
 DOOMED = (2, 5, 7)
 
 
-def _listed(interop: Interop) -> list[dict[str, object]]:
+def _listed(interop: Interop) -> list[dict[str, Any]]:
     """The failure transport as Symfony lists it (``ListableReceiverInterface::all()``)."""
     output = interop.php("failed.php", interop.php_config(), "interop:failed:list")
     return [json.loads(line) for line in output.splitlines()]
