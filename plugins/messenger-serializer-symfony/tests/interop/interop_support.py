@@ -378,14 +378,16 @@ class Interop:
         self.php("setup.php", self.php_config())
 
     def php_produce(
-        self, prefix: str, count: int, *, start: int = 0, delay_ms: int = 0
+        self, prefix: str, count: int, *, start: int = 0, delay_ms: int = 0, trace: bool = False
     ) -> dict[str, Expected]:
+        """Dispatch from PHP (``produce.php``); with ``trace``, each message carries a stamp
+        of the PHP application's own, ``App\\Stamp\\TraceStamp {traceId: "trace-<id>"}``."""
         config = self.php_config()
         self.php(
             "produce.php",
             config,
             *("--prefix", prefix, "--count", str(count), "--start", str(start)),
-            *("--delay-ms", str(delay_ms)),
+            *("--delay-ms", str(delay_ms), "--trace", "1" if trace else "0"),
         )
         return php_messages(prefix, count, start)
 

@@ -89,3 +89,18 @@ def test_a_handler_that_succeeded_is_skipped_after_a_retry_through_php(interop: 
     audits = Counter(r["orderId"] for r in interop.records() if r["outcome"] == "audited")
     assert audits == Counter(expected.keys()), "the audit handler ran once per message"
     check_handled(interop.records(), expected, whole_seconds=doomed)
+
+
+def test_a_stamp_of_the_php_app_s_own_survives_a_python_retry(interop: Interop) -> None:
+    expected = interop.php_produce("php", 10, trace=True)
+    doomed = ["php-3", "php-6"]
+    settings = interop.python_settings(max_retries=3, delay=FIRST_DELAY, fail=doomed, below_retry=1)
+    interop.python_worker(settings, "async", "--limit", "10").finish()
+    interop.php_worker(interop.php_config(), "--limit", str(len(doomed))).finish()
+
+    records = check_handled(interop.records(), expected)
+    for record in records:
+        if record["side"] == "php":
+            assert record["retryCount"] == 1, record
+            assert record["traceId"] == f"trace-{record['orderId']}", record
+    assert {r["orderId"] for r in records if r["side"] == "php"} == set(doomed)

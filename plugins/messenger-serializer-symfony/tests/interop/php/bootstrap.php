@@ -38,10 +38,12 @@ foreach ([
 require_once __DIR__.'/src/OrderPlaced.php';
 require_once __DIR__.'/src/StderrLogger.php';
 require_once __DIR__.'/src/CurrentEnvelope.php';
+require_once __DIR__.'/src/TraceStamp.php';
 
 use App\Interop\CurrentEnvelope;
 use App\Interop\StderrLogger;
 use App\Message\OrderPlaced;
+use App\Stamp\TraceStamp;
 use Doctrine\DBAL\Connection as DbalConnection;
 use Doctrine\DBAL\DriverManager;
 use Doctrine\DBAL\Platforms\PostgreSQLPlatform;
@@ -224,6 +226,7 @@ function interop_handler(array $config): callable
         $fail = isset($failIds[$message->getOrderId()]) && (null === $belowRetry || $retryCount < $belowRetry);
         $received = $envelope ? $envelope->last(ReceivedStamp::class) : null;
         $busName = $envelope ? $envelope->last(BusNameStamp::class) : null;
+        $trace = $envelope ? $envelope->last(TraceStamp::class) : null;
         $record = [
             'side' => 'php',
             'pid' => getmypid(),
@@ -235,6 +238,7 @@ function interop_handler(array $config): callable
             'retryCount' => $retryCount,
             'receiver' => $received ? $received->getTransportName() : null,
             'busName' => $busName ? $busName->getBusName() : null,
+            'traceId' => $trace ? $trace->getTraceId() : null,
             'stamps' => $envelope ? array_map('count', $envelope->all()) : [],
         ];
         file_put_contents($file, json_encode($record, \JSON_UNESCAPED_SLASHES)."\n", \FILE_APPEND | \LOCK_EX);
