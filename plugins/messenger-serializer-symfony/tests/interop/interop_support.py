@@ -170,6 +170,25 @@ class Backend:
         )
         return [json.loads(row[0]) for row in rows]
 
+    def waiting(self, queue: str = "async") -> int:
+        """Messages left in ``queue``: not yet received, or received and not settled (rows
+        Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count)."""
+        if self.name == "redis" and queue != "failed":
+            import redis  # noqa: PLC0415
+
+            client: Any = redis.Redis.from_url(REDIS_DSN)
+            try:
+                name = f"{self.table}_{queue}"
+                return int(client.xlen(name)) + int(client.zcard(f"{name}__queue"))
+            finally:
+                client.close()
+        [(count,)] = _sql(
+            self._sql_dsn(),
+            f"SELECT COUNT(*) FROM {self.table} WHERE queue_name = '{queue}' "
+            "AND (delivered_at IS NULL OR delivered_at < '9999-01-01')",
+        )
+        return int(count)
+
     def cleanup(self) -> None:
         if self.name == "redis":
             import redis  # noqa: PLC0415

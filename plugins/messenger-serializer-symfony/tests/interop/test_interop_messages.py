@@ -22,6 +22,7 @@ def test_php_to_python(interop: Interop) -> None:
     worker = interop.python_worker(interop.python_settings(), "async", "--limit", str(N))
     worker.finish()
     check_handled(interop.records(), expected, side="python")
+    assert interop.backend.waiting() == 0
 
 
 def test_python_to_php(interop: Interop) -> None:
@@ -31,6 +32,7 @@ def test_python_to_php(interop: Interop) -> None:
     worker.finish()
     records = check_handled(interop.records(), expected, side="php")
     assert {r["busName"] for r in records} == {"messenger.bus.default"}
+    assert interop.backend.waiting() == 0
 
 
 def test_a_delay_from_php_is_honoured_by_python(interop: Interop) -> None:

@@ -30,5 +30,6 @@ def test_php_and_python_workers_share_a_queue(interop: Interop) -> None:
     python.finish()
 
     records = check_handled(interop.records(), expected)
+    assert interop.backend.waiting() == 0
     sides = {r["side"] for r in records}
     assert sides == {"php", "python"}, f"only {sides} handled messages"
