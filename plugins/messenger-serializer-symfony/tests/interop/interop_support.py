@@ -121,6 +121,12 @@ class Backend:
     token: str
 
     @property
+    def redis(self) -> bool:
+        """Redis: ``redis`` (Symfony's default phpredis serializer, PHP's ``serialize()``
+        around the JSON entry) or ``redis-json`` (Symfony's option ``serializer=0``)."""
+        return self.name.startswith("redis")
+
+    @property
     def table(self) -> str:
         return f"interop_{self.token}"
 
@@ -129,7 +135,7 @@ class Backend:
 
     def require(self) -> None:
         """Skip (or fail under MESSENGER_REQUIRE_SERVICES=1) if a service is unreachable."""
-        if self.name == "redis":
+        if self.redis:
             require_service("Redis", REDIS_DSN, lambda: _probe_redis(REDIS_DSN))
         sql = self._sql_dsn()
         require_service(self.name, sql, lambda: _sql(sql, "SELECT 1"))
@@ -140,19 +146,20 @@ class Backend:
 
     def php_dsn(self, queue: str) -> str:
         """Symfony's DSN of ``queue`` (``async`` or ``failed``)."""
-        if self.name == "redis" and queue != "failed":
-            return f"{REDIS_DSN}/{self.table}_{queue}?delete_after_ack=1"
+        if self.redis and queue != "failed":
+            plain = "&serializer=0" if self.name == "redis-json" else ""
+            return f"{REDIS_DSN}/{self.table}_{queue}?delete_after_ack=1{plain}"
         return f"doctrine://default?table_name={self.table}&queue_name={queue}"
 
     def python_dsn(self, queue: str) -> str:
         """This project's DSN of the same queue."""
-        if self.name == "redis" and queue != "failed":
+        if self.redis and queue != "failed":
             return f"{REDIS_DSN}/{self.table}_{queue}"
         return _with_query(self._sql_dsn(), table_name=self.table, queue_name=queue)
 
     def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
         """The headers of every message waiting in ``queue``, as stored."""
-        if self.name == "redis" and queue != "failed":
+        if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
             # (Any: redis-py annotates its sync client as possibly asynchronous.)
@@ -173,7 +180,7 @@ class Backend:
     def waiting(self, queue: str = "async") -> int:
         """Messages left in ``queue``: not yet received, or received and not settled (rows
         Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count)."""
-        if self.name == "redis" and queue != "failed":
+        if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
             client: Any = redis.Redis.from_url(REDIS_DSN)
@@ -190,7 +197,7 @@ class Backend:
         return int(count)
 
     def cleanup(self) -> None:
-        if self.name == "redis":
+        if self.redis:
             import redis  # noqa: PLC0415
 
             # (Any: redis-py annotates its sync client as possibly asynchronous.)

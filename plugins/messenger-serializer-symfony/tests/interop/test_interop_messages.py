@@ -17,6 +17,13 @@ EARLIEST = 1.0
 delay by up to a second (PHP truncates ``available_at``), Redis keeps milliseconds."""
 
 
+# Both phpredis forms of the Redis entry, Symfony's default and its option serializer=0.
+ALL_BACKENDS = pytest.mark.parametrize(
+    "backend", ["redis", "redis-json", "postgresql", "mariadb"], indirect=True
+)
+
+
+@ALL_BACKENDS
 def test_php_to_python(interop: Interop) -> None:
     expected = interop.php_produce("php", N)
     worker = interop.python_worker(interop.python_settings(), "async", "--limit", str(N))
@@ -25,6 +32,7 @@ def test_php_to_python(interop: Interop) -> None:
     assert interop.backend.waiting() == 0
 
 
+@ALL_BACKENDS
 def test_python_to_php(interop: Interop) -> None:
     expected = interop.python_dispatch("py", N)
     check_symfony_stamps_only(interop.backend.raw_headers())
