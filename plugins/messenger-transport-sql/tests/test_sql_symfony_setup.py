@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -46,7 +47,8 @@ _PROBE = (
     "foreach (['Symfony/Component/Messenger/Bridge/Doctrine/autoload.php', "
     "'Symfony/Component/Serializer/autoload.php', 'Doctrine/DBAL/autoload.php'] as $f) "
     "{ if (!stream_resolve_include_path($f)) { echo $f; exit(1); } } "
-    "foreach (['pdo_pgsql', 'pdo_mysql'] as $e) { if (!extension_loaded($e)) { echo $e; exit(1); } }"
+    "foreach (['pdo_pgsql', 'pdo_mysql'] as $e) "
+    "{ if (!extension_loaded($e)) { echo $e; exit(1); } }"
 )
 _php_checked: list[str] = []
 
@@ -294,3 +296,73 @@ def test_a_table_symfony_created_then_set_up_here(shared: Database) -> None:
     symfony(shared, "setup")
     assert _indexes(shared) == SYMFONY_INDEXES
     _both_sides_work(shared)
+
+
+# -- the same without PHP ----------------------------------------------------------------------
+def _drop_reserve_index(database: Database) -> None:
+    engine = database.engine()
+    try:
+        with engine.begin() as connection:
+            for index in database.table.indexes:
+                if tuple(column.name for column in index.columns) == RESERVE_INDEX:
+                    index.drop(connection)
+    finally:
+        engine.dispose()
+
+
+def test_setup_restores_a_dropped_reserve_index(database: Database) -> None:
+    transport = database.transport()
+    transport.setup()
+    _drop_reserve_index(database)
+    assert RESERVE_INDEX not in _indexes(database)
+    transport.setup()
+    transport.setup()
+    assert RESERVE_INDEX in _indexes(database)
+
+
+def test_a_consumer_creating_the_trigger_leaves_the_indexes_alone(database_factory: Any) -> None:
+    database = database_factory("postgresql")
+    database.transport(use_notify=False).setup()
+    _drop_reserve_index(database)
+    consumer = database.transport(get_notify_timeout=100)
+    assert consumer.get() == []  # (auto_setup: it creates the missing trigger)
+    assert _triggers(database) == OUR_TRIGGER
+    assert RESERVE_INDEX not in _indexes(database)
+
+
+_SYMFONY_LIKE_TRIGGER = [
+    "CREATE FUNCTION notify_{table}() RETURNS TRIGGER AS $$ BEGIN "
+    "PERFORM pg_notify('{table}', NEW.queue_name::text); RETURN NEW; END; $$ LANGUAGE plpgsql",
+    "CREATE TRIGGER notify_trigger AFTER INSERT OR UPDATE ON {table} "
+    "FOR EACH ROW EXECUTE PROCEDURE notify_{table}()",
+]
+
+
+def test_setup_keeps_a_trigger_that_also_fires_on_updates(database_factory: Any) -> None:
+    database = database_factory("postgresql")
+    database.transport(use_notify=False).setup()
+    for statement in _SYMFONY_LIKE_TRIGGER:
+        database.execute(statement)
+    database.transport().setup()
+    assert _triggers(database) == SYMFONY_TRIGGER
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        "BEFORE INSERT ON {table} FOR EACH ROW",  # (a BEFORE trigger may drop the row)
+        "AFTER UPDATE ON {table} FOR EACH ROW",
+        "AFTER INSERT ON {table} FOR EACH STATEMENT",  # (NEW is null)
+    ],
+)
+def test_setup_replaces_a_trigger_that_does_not_notify_inserts(
+    database_factory: Any, definition: str
+) -> None:
+    database = database_factory("postgresql")
+    database.transport(use_notify=False).setup()
+    database.execute(_SYMFONY_LIKE_TRIGGER[0])
+    database.execute(
+        f"CREATE TRIGGER notify_trigger {definition} EXECUTE PROCEDURE notify_{{table}}()"
+    )
+    database.transport().setup()
+    assert _triggers(database) == OUR_TRIGGER
