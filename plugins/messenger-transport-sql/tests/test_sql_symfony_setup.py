@@ -249,6 +249,7 @@ def _both_sides_work(database: Database) -> None:
 
 
 # -- the scenarios -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_table_set_up_here_then_by_symfony(shared: Database, tmp_path: Path) -> None:
     postgresql = shared.backend == "postgresql"
     shared.transport().setup()
@@ -280,6 +281,7 @@ def test_a_table_set_up_here_then_by_symfony(shared: Database, tmp_path: Path) -
     _both_sides_work(shared)
 
 
+@pytest.mark.slow
 def test_a_table_symfony_created_then_set_up_here(shared: Database) -> None:
     postgresql = shared.backend == "postgresql"
     symfony(shared, "setup")
