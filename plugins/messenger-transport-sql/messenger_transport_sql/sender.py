@@ -99,10 +99,10 @@ class SqlSender:
         message = self._serializer.encode(envelope)
         body, headers = encode_body(message.body, message.headers)
         # Whole seconds: Symfony's Doctrine transport compares with its clock truncated to the
-        # second, and a whole-second column (a table Doctrine created) rounds to the nearest
-        # one. A Symfony worker woken by the notify trigger would not see a message due at
-        # .3 s yet, and would then sleep check_delayed_interval (a minute) before looking again.
-        # (The ids keep messages of one second in order.)
+        # second, and a whole-second column (a table Doctrine created) may round up. A Symfony
+        # worker woken by the notify trigger would not see a message due at .3 s yet, and would
+        # then sleep check_delayed_interval (a minute) before looking again. (The ids keep the
+        # messages of one second in order.)
         available_at = now.replace(microsecond=0)
         delay = envelope.last(DelayStamp)
         if delay is not None and delay.delay_ms > 0:
