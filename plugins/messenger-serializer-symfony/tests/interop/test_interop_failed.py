@@ -73,8 +73,8 @@ def test_symfony_shows_and_retries_what_python_parked(interop: Interop) -> None:
     interop.python_worker(settings, "async", "--limit", str(N + len(doomed))).finish()
     check_symfony_stamps_only(interop.backend.raw_headers("failed"))
 
-    # PostgreSQL rounds the microseconds of available_at in a table Doctrine made (whole
-    # seconds), so Symfony may see a row this project just wrote up to a second later.
+    # Symfony lists only the rows due by its own clock, to the whole second (a table Doctrine
+    # made keeps no fractions): give it that second.
     interop.wait_for(lambda: len(_listed(interop)) == len(doomed), "Symfony to list them")
     listed = _listed(interop)
     assert sorted(m["orderId"] for m in listed) == sorted(doomed)
