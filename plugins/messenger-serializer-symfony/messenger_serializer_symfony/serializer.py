@@ -7,7 +7,8 @@ A message written here is read by a Symfony app configured with
 - **body**: the message as a JSON object, its fields named as the PHP class names its
   properties (``camelCase`` unless the ``field_names`` option or the class says otherwise; see
   :mod:`messenger_core.serialization.naming`), values written as by the ``json`` serializer
-  (datetimes as ISO 8601, which PHP's ``DateTimeImmutable`` reads).
+  (datetimes as ISO 8601 with their offset, which PHP's ``DateTimeImmutable`` reads; a naive
+  datetime is refused, since PHP would read it in its own time zone).
 - ``type``: the name the message class is registered under, which must be the PHP class name:
   ``messenger.register_message(OrderPlaced, "App\\\\Message\\\\OrderPlaced")``.
 - ``Content-Type: application/json``.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import cattrs
@@ -66,7 +68,7 @@ class SymfonySerializer:
         converter: cattrs.Converter | None = None,
     ) -> None:
         """``converter`` replaces the one made for ``field_names`` (hooks of your own)."""
-        self._json = JsonSerializer(registry, converter=converter or make_converter(field_names))
+        self._json = JsonSerializer(registry, converter=converter or _converter(field_names))
         # (Symfony stamp header, its value) -> the core stamps read from it; most values repeat
         # (the bus name, the failure transport's name).
         self._decoded: dict[tuple[str, str], tuple[Stamp, ...]] = {}
@@ -154,6 +156,24 @@ class SymfonySerializer:
                 self._decoded.clear()
             self._decoded[key] = stamps
         return stamps
+
+
+def _converter(field_names: FieldNameStyle) -> cattrs.Converter:
+    converter = make_converter(field_names)
+    converter.register_unstructure_hook(datetime, _aware_datetime)
+    return converter
+
+
+def _aware_datetime(value: datetime) -> str:
+    # PHP reads a time without offset in its own date.timezone: the instant would depend on
+    # the PHP app's settings. The json serializer passes naive times through; here they are
+    # refused at dispatch rather than shifted silently.
+    if value.utcoffset() is None:
+        raise ValueError(
+            f"naive datetime {value.isoformat()} (no time zone): PHP would read it in its own "
+            "date.timezone; give it one (datetime.now(UTC))"
+        )
+    return value.isoformat()
 
 
 def _outgoing_header(name: str) -> str:

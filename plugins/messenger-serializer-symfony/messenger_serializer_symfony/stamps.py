@@ -14,7 +14,8 @@ The mapping, core stamp to Symfony stamp (Symfony 5.4 to 7.x read all of them):
 ``RedeliveryStamp``             ``RedeliveryStamp {retryCount, redeliveredAt}``
 ``ErrorDetailsStamp``           ``ErrorDetailsStamp {exceptionClass, exceptionCode,
                                 exceptionMessage, flattenException}``; the Python traceback is the
-                                ``trace_as_string`` of the flattened exception
+                                flattened exception's ``trace`` (its frames) and
+                                ``trace_as_string``
 ``SentToFailureTransportStamp`` ``SentToFailureTransportStamp {originalReceiverName}``
 ``HandledByStamp``              ``HandledStamp {result: null, handlerName}``: Symfony's own record
                                 of the handlers that already ran, which its retries carry too
@@ -26,6 +27,7 @@ message on an earlier delivery, and the receiver adds the current one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -135,7 +137,7 @@ def _write_error(stamp: ErrorDetailsStamp) -> dict[str, Any]:
             "previous": None,
             "status": 500,
             "status_text": _STATUS_TEXT,
-            "trace": [],
+            "trace": _php_frames(stamp.traceback),
             "trace_as_string": stamp.traceback,
         }
     return {
@@ -144,6 +146,30 @@ def _write_error(stamp: ErrorDetailsStamp) -> dict[str, Any]:
         "exceptionMessage": stamp.message,
         "flattenException": flattened,
     }
+
+
+# One frame of a Python traceback: `  File "shop/handlers.py", line 12, in on_order`.
+_FRAME = re.compile(r'^  File "(?P<file>[^"]*)", line (?P<line>\d+), in (?P<function>.+)$', re.M)
+
+
+def _php_frames(traceback: str) -> list[dict[str, Any]]:
+    """The frames of a Python traceback as FlattenException's ``trace`` (innermost first, as
+    PHP lists them), which ``messenger:failed:show -vv`` prints."""
+    frames: list[dict[str, Any]] = [
+        {
+            "namespace": "",
+            "short_class": "",
+            "class": "",
+            "type": "",
+            "function": match["function"],
+            "file": match["file"],
+            "line": int(match["line"]),
+            "args": [],
+        }
+        for match in _FRAME.finditer(traceback)
+    ]
+    frames.reverse()
+    return frames
 
 
 def _read_error(data: Mapping[str, Any]) -> ErrorDetailsStamp:

@@ -147,6 +147,34 @@ def test_writes_what_symfony_reads(serializer: SymfonySerializer) -> None:
     }
 
 
+def test_a_python_traceback_becomes_php_frames_innermost_first(
+    serializer: SymfonySerializer,
+) -> None:
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/srv/shop/worker.py", line 10, in handle\n'
+        "    on_order(message)\n"
+        '  File "/srv/shop/handlers.py", line 42, in on_order\n'
+        "    raise KeyError(sku)\n"
+        "KeyError: 'sku'\n"
+    )
+    stamp = ErrorDetailsStamp(exception_class="KeyError", message="'sku'", traceback=traceback)
+    encoded = serializer.encode(Envelope(OrderPlaced("o", 1, datetime.now(UTC)), [stamp]))
+
+    [error] = json.loads(encoded.headers[PREFIX + "ErrorDetailsStamp"])
+    frames = error["flattenException"]["trace"]
+    assert [(f["function"], f["file"], f["line"]) for f in frames] == [
+        ("on_order", "/srv/shop/handlers.py", 42),
+        ("handle", "/srv/shop/worker.py", 10),
+    ]
+    assert error["flattenException"]["trace_as_string"] == traceback
+
+
+def test_a_naive_datetime_is_refused_when_sent(serializer: SymfonySerializer) -> None:
+    with pytest.raises(ValueError, match="naive datetime 2026-01-01T12:00:00"):
+        serializer.encode(Envelope(OrderPlaced("o", 1, datetime(2026, 1, 1, 12))))
+
+
 def test_error_without_code_or_traceback_is_written_as_php_expects(
     serializer: SymfonySerializer,
 ) -> None:
