@@ -6,6 +6,9 @@ with a time limit and a memory limit, and stops it at the first empty poll when 
 nothing yet (as Shopware's endpoint returns early). It blocks: the ASGI app calls it in a
 worker thread, never on the event loop.
 
+Each receiver is read one message per ``get()`` (see :mod:`messenger_http.receivers`), so that
+a consume stopping at its time limit leaves nothing reserved behind it.
+
 Only one consume of a receiver runs at a time: :meth:`Consumer.reserve` marks it busy in this
 process, and :meth:`Consumer.consume` then takes the transport's cross-process lock (see
 :mod:`messenger_http.locks`).
@@ -23,7 +26,9 @@ from messenger_core.app import Messenger
 from messenger_core.cli.consume import consumable_transports
 from messenger_core.hookspecs import hookimpl
 from messenger_core.worker import Worker
+from messenger_core.transport import Transport
 from messenger_http.locks import Reservations, TransportLock, transport_lock
+from messenger_http.receivers import one_at_a_time_transport
 from messenger_http.settings import HttpSettings
 
 __all__ = ["ConsumeResult", "Consumer", "ReceiverBusyError", "ShuttingDownError"]
@@ -66,6 +71,7 @@ class Consumer:
         self._workers: dict[str, Worker] = {}
         self._running: dict[str, Worker] = {}
         self._locks: dict[str, TransportLock | None] = {}
+        self._own_transports: list[Transport] = []
         self._receivers: list[str] | None = None
         self._stopping = False
         self._hooks = _EarlyReturn(self)
@@ -159,6 +165,12 @@ class Consumer:
                     lock.close()
                 except Exception as error:  # closing must go on for the others
                     logger.warning("could not close %s: %s", lock.description, error)
+        transports, self._own_transports = self._own_transports, []
+        for transport in transports:
+            try:
+                transport.close()
+            except Exception as error:
+                logger.warning("could not close %r: %s", transport, error)
         if self.messenger.hooks.manager.is_registered(self._hooks):
             self.messenger.hooks.unregister(self._hooks)
 
@@ -168,6 +180,10 @@ class Consumer:
         worker = self._workers.get(name)
         if worker is None:
             worker = self.messenger.worker([name], keepalive_interval=self.settings.keepalive)
+            own = one_at_a_time_transport(self.messenger, name)
+            if own is not None:  # see messenger_http.receivers
+                self._own_transports.append(own)
+                worker.receivers = [(name, own)]
             self._workers[name] = worker
         return worker
 
