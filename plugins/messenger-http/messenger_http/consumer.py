@@ -25,8 +25,8 @@ import attrs
 from messenger_core.app import Messenger
 from messenger_core.cli.consume import consumable_transports
 from messenger_core.hookspecs import hookimpl
-from messenger_core.worker import Worker
 from messenger_core.transport import Transport
+from messenger_core.worker import Worker
 from messenger_http.locks import Reservations, TransportLock, transport_lock
 from messenger_http.receivers import one_at_a_time_transport
 from messenger_http.settings import HttpSettings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "app"))
 
-from http_support import World, require_redis  # noqa: E402
-
-# Starlette's TestClient asks for httpx2 and warns when it runs on httpx; the tests use httpx.
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+from http_support import World, require_redis
 
 
 @pytest.fixture

@@ -220,7 +220,9 @@ class World:
         server.url = wait_for(listening, "serve-http to listen")
         return server
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``messenger ARGS`` to its end."""
         return subprocess.run(
             self.command(*args),

@@ -14,18 +14,21 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from http_app import Broken, Ping, Slow
-from http_support import DEADLINE, TOKEN, World, wait_for
+from http_support import DEADLINE, TOKEN, Server, World, wait_for
 
 pytestmark = pytest.mark.slow
 
 TIME_LIMIT = 2.0
+"""The default: the tests about the time limit run with it."""
+SHORT = ("--time-limit", "0.5")
+"""The others consume for half a second, to keep the suite quick."""
 
 
-def drain(server_consume: object, world: World) -> tuple[int, int]:
+def drain(server: Server) -> tuple[int, int]:
     """POST /consume until a call handles nothing; the handled and failed totals."""
     handled = failed = 0
     for _ in range(20):
-        response = world.processes[0].consume()  # type: ignore[attr-defined]
+        response = server.consume()
         assert response.status_code == 200, response.text
         body = response.json()
         handled += body["handledMessages"]
@@ -36,7 +39,7 @@ def drain(server_consume: object, world: World) -> tuple[int, int]:
 
 
 def test_the_counts_match_what_was_dispatched(world: World) -> None:
-    server = world.serve()
+    server = world.serve(*SHORT)
     ids = [f"p{i}" for i in range(7)]
     world.dispatch(*(Ping(id) for id in ids), Broken("b1"))
     with server.client() as client:
@@ -44,7 +47,7 @@ def test_the_counts_match_what_was_dispatched(world: World) -> None:
     assert stats["transports"]["async"] == {"count": 8, "failureTransport": False}
     assert stats["transports"]["failed"] == {"count": 0, "failureTransport": True}
 
-    assert drain(server.consume, world) == (7, 1)
+    assert drain(server) == (7, 1)
 
     assert sorted(world.events("handled")) == ids
     assert world.events("attempt") == ["b1"]
@@ -58,7 +61,7 @@ def test_the_counts_match_what_was_dispatched(world: World) -> None:
 
 
 def test_concurrent_requests_for_one_receiver_give_one_200_and_409s(world: World) -> None:
-    server = world.serve()
+    server = world.serve(*SHORT)
     world.dispatch(Slow("s1", 1.0))
     start = threading.Barrier(6)
 
@@ -79,8 +82,8 @@ def test_concurrent_requests_for_one_receiver_give_one_200_and_409s(world: World
 
 
 def test_the_lock_holds_across_processes(world: World) -> None:
-    first = world.serve()
-    second = world.serve()
+    first = world.serve(*SHORT)
+    second = world.serve(*SHORT)
     world.dispatch(Slow("s1", 1.5))
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(first.consume)
@@ -130,7 +133,7 @@ def test_a_slow_handler_is_not_cut_off_mid_message(sqlite_world: World) -> None:
 
 def test_sigterm_during_a_consume_finishes_the_current_message(sqlite_world: World) -> None:
     world = sqlite_world
-    server = world.serve()
+    server = world.serve(*SHORT)
     world.dispatch(Slow("slow", 1.0), Ping("next"))
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(server.consume)
@@ -149,7 +152,7 @@ def test_no_token_or_a_wrong_one_is_401_and_tokens_stay_out_of_the_logs(
     sqlite_world: World,
 ) -> None:
     world = sqlite_world
-    server = world.serve("-v")  # -v: access log and one line per consume, the most output
+    server = world.serve("-v", *SHORT)  # -v: access log and one line per consume, the most output
     wrong = "wrong-token-" + "x" * 20
     with httpx.Client(base_url=server.url, timeout=DEADLINE) as client:
         attempts = [
@@ -159,9 +162,7 @@ def test_no_token_or_a_wrong_one_is_401_and_tokens_stay_out_of_the_logs(
                 json={"receiver": "async"},
                 headers={"Authorization": f"Bearer {wrong}"},
             ),
-            client.post(
-                "/consume", json={"receiver": "async"}, headers={"Authorization": TOKEN}
-            ),
+            client.post("/consume", json={"receiver": "async"}, headers={"Authorization": TOKEN}),
             client.post(
                 "/consume",
                 json={"receiver": "async"},
@@ -191,16 +192,17 @@ def test_no_token_or_a_wrong_one_is_401_and_tokens_stay_out_of_the_logs(
 def test_a_missing_or_unknown_receiver_is_400_naming_the_known_ones(
     sqlite_world: World,
 ) -> None:
-    server = sqlite_world.serve()
+    server = sqlite_world.serve(*SHORT)
     with server.client() as client:
         for body in ({}, {"receiver": "nope"}, {"receiver": 3}, {"receiver": "failed"}):
             response = client.post("/consume", json=body)
             assert response.status_code == 400, response.text
             assert response.json()["receivers"] == ["async"]
             assert "async" in response.json()["error"]
-        assert "unknown receiver 'nope'" in client.post(
-            "/consume", json={"receiver": "nope"}
-        ).json()["error"]
+        assert (
+            "unknown receiver 'nope'"
+            in client.post("/consume", json={"receiver": "nope"}).json()["error"]
+        )
         assert client.post("/consume", content=b"{not json").status_code == 400
         assert client.post("/consume", content=b"x" * 10_000).status_code == 413
         assert client.get("/consume").status_code == 405
@@ -224,7 +226,7 @@ def test_serve_http_refuses_to_start_without_a_token(sqlite_world: World) -> Non
 def test_serve_http_behind_authentication_serves_without_a_token(sqlite_world: World) -> None:
     world = sqlite_world
     env = {k: v for k, v in world.env.items() if k != "MESSENGER_HTTP_TOKEN"}
-    server = world.serve("--behind-authentication", env=env)
+    server = world.serve("--behind-authentication", *SHORT, env=env)
     assert "no token (--behind-authentication)" in server.text()
     world.dispatch(Ping("p"))
     assert server.consume(token=False).json()["handledMessages"] == 1
