@@ -6,7 +6,7 @@ Settings come from the arguments of :func:`~messenger_http.create_app` first, th
 ``MESSENGER_HTTP_TOKEN`` environment variable::
 
     [messenger.plugins.http]
-    token = "${MESSENGER_HTTP_TOKEN}"   # the default source anyway
+    # token: better left to $MESSENGER_HTTP_TOKEN (a secret kept out of files)
     time_limit = 2                      # seconds one POST /consume may consume for
     memory_limit = "512M"               # stop consuming once the process used this much
     receivers = ["async"]               # default: every transport but failure and sync:// ones
