@@ -156,6 +156,8 @@ def _serve(context: CommandContext, args: argparse.Namespace) -> int:
         worker_logger.setLevel(logging.WARNING)
     try:
         HttpServer(config, app, on_listening=listening).run()
+    except SystemExit:  # uvicorn's way of saying that it could not start (logged above)
+        raise CommandError(f"could not serve on {args.host}:{args.port}") from None
     finally:
         worker_logger.setLevel(previous)
     return 0
