@@ -1,7 +1,8 @@
 """``messenger serve-http`` and ``messenger consume-http``: the plugin's commands.
 
-This module is the plugin's ``messenger.plugins`` entry point (``http``); the commands'
-code is imported only when one of them runs.
+This module is the plugin's ``messenger.plugins`` entry point (``http``), which every
+application loads: it imports nothing at the top but the hook marker, and the commands' code
+only when one of them runs.
 """
 
 from __future__ import annotations
@@ -12,19 +13,13 @@ import os
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
-from messenger_core.cli.command import (
-    CommandContext,
-    CommandError,
-    Commands,
-    UsageError,
-    memory_size,
-    non_negative_float,
-    positive_float,
-    positive_int,
-)
 from messenger_core.hookspecs import hookimpl
-from messenger_http.settings import TOKEN_VARIABLE
+from messenger_http._names import TOKEN_VARIABLE
+
+if TYPE_CHECKING:
+    from messenger_core.cli.command import CommandContext, Commands
 
 __all__ = ["messenger_add_commands"]
 
@@ -69,6 +64,8 @@ def messenger_add_commands(commands: Commands) -> None:
 
 # -- serve-http -------------------------------------------------------------------------------
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
+    from messenger_core.cli.command import memory_size, positive_float  # noqa: PLC0415
+
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=8000, help="port to bind (default 8000; 0: any free one)"
@@ -112,6 +109,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def _serve(context: CommandContext, args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415 - only when serving
 
+    from messenger_core.cli.command import CommandError, UsageError  # noqa: PLC0415
     from messenger_http.app import create_app  # noqa: PLC0415
     from messenger_http.server import HttpServer  # noqa: PLC0415
 
@@ -165,6 +163,12 @@ def _serve(context: CommandContext, args: argparse.Namespace) -> int:
 
 # -- consume-http -----------------------------------------------------------------------------
 def _consume_http_arguments(parser: argparse.ArgumentParser) -> None:
+    from messenger_core.cli.command import (  # noqa: PLC0415
+        non_negative_float,
+        positive_float,
+        positive_int,
+    )
+
     parser.add_argument("url", metavar="URL", help="the endpoint's base URL")
     parser.add_argument("--receiver", required=True, metavar="NAME", help="transport to consume")
     parser.add_argument(
@@ -203,6 +207,7 @@ def _consume_http_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _consume_http(context: CommandContext, args: argparse.Namespace) -> int:
+    from messenger_core.cli.command import CommandError  # noqa: PLC0415
     from messenger_http.client import ConsumeHttpError, ConsumeLoop  # noqa: PLC0415
 
     loop = ConsumeLoop(
@@ -238,6 +243,8 @@ def _consume_http(context: CommandContext, args: argparse.Namespace) -> int:
 
 
 def _token(token_file: Path | None) -> str | None:
+    from messenger_core.cli.command import UsageError  # noqa: PLC0415
+
     if token_file is None:
         return os.environ.get(TOKEN_VARIABLE) or None
     try:

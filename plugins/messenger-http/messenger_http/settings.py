@@ -24,6 +24,7 @@ from messenger_core.app import Messenger
 from messenger_core.errors import ConfigurationError
 from messenger_core.transport_options import parse_bool, parse_seconds
 from messenger_core.worker_limits import parse_memory_limit
+from messenger_http._names import PLUGIN_NAME, TOKEN_VARIABLE
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
@@ -34,10 +35,6 @@ __all__ = [
     "HttpSettings",
 ]
 
-PLUGIN_NAME = "http"
-"""The plugin's name: its options are the ``[messenger.plugins.http]`` table."""
-TOKEN_VARIABLE = "MESSENGER_HTTP_TOKEN"  # noqa: S105 - a variable name, not a secret
-"""The environment variable holding the bearer token when nothing else gives one."""
 DEFAULT_TIME_LIMIT = 2.0
 """Seconds one ``POST /consume`` consumes for at most (a message in progress is finished)."""
 DEFAULT_MEMORY_LIMIT = "512M"
