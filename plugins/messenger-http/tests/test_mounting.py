@@ -21,7 +21,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from messenger_core import Messenger
+from messenger_core import Messenger, hookimpl
 from messenger_core.errors import ConfigurationError
 
 TOKEN = "mounting-token-0123456789"
@@ -201,3 +201,55 @@ def test_the_token_comes_from_the_environment_or_the_configuration() -> None:
 def test_an_unknown_option_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown option 'time_limt'"):
         create_app(Shop(time_limt=3).messenger, token=TOKEN)
+
+
+class Recorder:
+    """A plugin recording the worker events of HTTP consumes."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    @hookimpl
+    def messenger_message_handled(self, envelope: Any, transport_name: str) -> None:
+        self.events.append(f"handled {envelope.message.id} from {transport_name}")
+
+    @hookimpl
+    def messenger_message_retried(
+        self, envelope: Any, transport_name: str, retry_count: int
+    ) -> None:
+        self.events.append(f"retried {envelope.message.id} ({retry_count})")
+
+
+def test_the_real_worker_runs_hooks_retries_and_the_failure_transport() -> None:
+    messenger = Messenger(
+        config={
+            "failure_transport": "failed",
+            "transports": {
+                "async": {"dsn": "memory://", "retry_strategy": {"max_retries": 1, "delay": 0}},
+                "failed": "memory://",
+            },
+        }
+    )
+    messenger.route(Job, "async")
+    recorder = Recorder()
+    messenger.hooks.register(recorder)
+
+    @messenger.handler
+    def on_job(message: Job) -> None:
+        if message.id == 13:
+            raise RuntimeError("unlucky")
+
+    messenger.bus.dispatch(Job(1))
+    messenger.bus.dispatch(Job(13))
+    http_app = create_app(messenger, token=TOKEN, time_limit=0.5)
+    with TestClient(http_app) as client:
+        body = client.post("/consume", json={"receiver": "async"}, headers=AUTH).json()
+        stats = client.get("/stats", headers=AUTH).json()["transports"]
+    assert (body["handledMessages"], body["failedMessages"]) == (1, 2)  # 13: tried, retried
+    assert recorder.events == ["handled 1 from async", "retried 13 (1)"]
+    assert stats == {
+        "async": {"count": 0, "failureTransport": False},
+        "failed": {"count": 1, "failureTransport": True},
+    }
+    http_app.close()
+    messenger.close()
