@@ -100,14 +100,14 @@ def test_the_pace_after_handled_idle_busy_and_failed_calls() -> None:
         "http://endpoint/base",
         "async",
         token=TOKEN,
-        idle_pause=0.3,
-        backoff=0.15,
+        idle_pause=0.6,
+        backoff=0.3,
         client=httpx.Client(transport=httpx.MockTransport(respond)),
     )
     stats = loop.run()
     assert (stats.requests, stats.handled, stats.errors) == (7, 3, 2)
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    expected = [0.0, 0.0, 0.3, 0.3, 0.15, 0.3]
+    expected = [0.0, 0.0, 0.6, 0.6, 0.3, 0.6]
     for gap, wanted in zip(gaps, expected, strict=True):
         assert wanted - 0.02 <= gap < wanted + 0.25, (gaps, expected)
 

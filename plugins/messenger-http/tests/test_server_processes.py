@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from http_app import Broken, Ping, Slow
-from http_support import DEADLINE, TOKEN, Server, World, wait_for
+from http_support import DEADLINE, TOKEN, Server, World, redis_client, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +230,18 @@ def test_serve_http_behind_authentication_serves_without_a_token(sqlite_world: W
     assert "no token (--behind-authentication)" in server.text()
     world.dispatch(Ping("p"))
     assert server.consume(token=False).json()["handledMessages"] == 1
+
+
+def test_a_stopped_server_closes_its_transports(redis_world: World) -> None:
+    world = redis_world
+    server = world.serve(*SHORT)
+    world.dispatch(Ping("p"))
+    assert server.consume().json()["handledMessages"] == 1
+    client = redis_client()
+    consumers = client.xinfo_consumers(world.stream, "http-tests")
+    assert consumers  # the server's receiver joined the group
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0, server.text()
+    # Closed: a transport with a generated consumer name leaves the group when closed.
+    assert client.xinfo_consumers(world.stream, "http-tests") == []
+    client.close()
