@@ -24,7 +24,12 @@ from messenger_core.app import Messenger
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import BrokerUnreachableError, ConfigurationError
 from messenger_http.auth import BearerToken
-from messenger_http.consumer import Consumer, ReceiverBusyError, ShuttingDownError
+from messenger_http.consumer import (
+    Consumer,
+    LockUnavailableError,
+    ReceiverBusyError,
+    ShuttingDownError,
+)
 from messenger_http.openapi import openapi_document
 from messenger_http.settings import HttpSettings
 from messenger_http.stats import transport_stats
@@ -164,13 +169,15 @@ class _Endpoints:
             return _error(
                 409, f"receiver {name!r} is being consumed already: {error}", receiver=name
             )
-        except ShuttingDownError as error:
+        except (ShuttingDownError, LockUnavailableError) as error:
             return _error(503, str(error))
         except BrokerUnreachableError as error:
-            return _error(503, mask_dsn(str(error)))
+            # The details (hosts, paths) go to the log, not to the client.
+            logger.error("consuming %s: %s", name, mask_dsn(str(error)))
+            return _error(503, f"the server of receiver {name!r} cannot be reached")
         except ConfigurationError as error:
-            logger.error("consuming %s: %s", name, error)
-            return _error(500, mask_dsn(str(error)))
+            logger.error("consuming %s: %s", name, mask_dsn(str(error)))
+            return _error(500, f"receiver {name!r} is misconfigured (see the server's log)")
         except Exception as error:
             logger.exception("consuming %s failed", name)
             return _error(500, f"consuming {name!r} failed: {type(error).__name__}")

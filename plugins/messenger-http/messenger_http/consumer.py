@@ -24,6 +24,7 @@ import attrs
 
 from messenger_core.app import Messenger
 from messenger_core.cli.consume import consumable_transports
+from messenger_core.dsn import mask_dsn
 from messenger_core.hookspecs import hookimpl
 from messenger_core.transport import Transport
 from messenger_core.worker import Worker
@@ -31,7 +32,13 @@ from messenger_http.locks import Reservations, TransportLock, transport_lock
 from messenger_http.receivers import one_at_a_time_transport
 from messenger_http.settings import HttpSettings
 
-__all__ = ["ConsumeResult", "Consumer", "ReceiverBusyError", "ShuttingDownError"]
+__all__ = [
+    "ConsumeResult",
+    "Consumer",
+    "LockUnavailableError",
+    "ReceiverBusyError",
+    "ShuttingDownError",
+]
 
 logger = logging.getLogger("messenger.http")
 
@@ -41,6 +48,10 @@ NOTHING_WAITING = "no message was waiting"
 
 class ReceiverBusyError(Exception):
     """Another process (or host) holds the receiver's lock."""
+
+
+class LockUnavailableError(Exception):
+    """The store holding the receiver's lock cannot be reached (details in the log)."""
 
 
 class ShuttingDownError(Exception):
@@ -105,15 +116,25 @@ class Consumer:
         """Consume receiver ``name`` (reserved before) until a limit, an empty first poll, or
         :meth:`stop`. Blocks; call it in a worker thread.
 
-        Raises :class:`ReceiverBusyError` if another process holds the receiver's lock and
+        Raises :class:`ReceiverBusyError` if another process holds the receiver's lock,
+        :class:`LockUnavailableError` if the lock's store cannot be reached, and
         :class:`ShuttingDownError` once :meth:`stop` was called; the worker's own errors
         (a broker never reached: ``BrokerUnreachableError``) pass through.
         """
         if self._stopping:
             raise ShuttingDownError("the endpoint is shutting down")
         lock = self._lock_of(name)
-        if lock is not None and not lock.acquire():
-            raise ReceiverBusyError(f"held by another process ({lock.description})")
+        if lock is not None:
+            try:
+                taken = lock.acquire()
+            except Exception as error:
+                logger.error("could not take %s: %s", lock.description, mask_dsn(str(error)))
+                raise LockUnavailableError(
+                    f"the lock of receiver {name!r} cannot be taken"
+                ) from error
+            if not taken:
+                logger.debug("%s is being consumed elsewhere: %s is held", name, lock.description)
+                raise ReceiverBusyError("by another process or host")
         try:
             worker = self._worker_of(name)
             with self._state:

@@ -78,7 +78,9 @@ def openapi_document(root_path: str = "", *, authenticated: bool = True) -> dict
                         **unauthorized,
                         "409": _error("the receiver is being consumed already"),
                         "413": _error("the request body is too large"),
-                        "503": _error("shutting down, or the transport cannot be reached"),
+                        "503": _error(
+                            "shutting down, or the lock's store or the transport cannot be reached"
+                        ),
                     },
                 }
             },

@@ -253,3 +253,25 @@ def test_the_real_worker_runs_hooks_retries_and_the_failure_transport() -> None:
     }
     http_app.close()
     messenger.close()
+
+
+def test_an_unreachable_store_is_503_without_its_address(caplog: pytest.LogCaptureFixture) -> None:
+    messenger = Messenger(
+        config={
+            "transports": {
+                "async": {
+                    "dsn": "redis://:secret-password@127.0.0.1:1",
+                    "options": {"reconnect_timeout": 0.2},
+                }
+            }
+        }
+    )
+    http_app = create_app(messenger, token=TOKEN)
+    with TestClient(http_app) as client:
+        response = client.post("/consume", json={"receiver": "async"}, headers=AUTH)
+    assert response.status_code == 503
+    assert response.json() == {"error": "the lock of receiver 'async' cannot be taken"}
+    assert "could not take Redis key 'messenger:http-consume:messages:symfony'" in caplog.text
+    assert "secret-password" not in caplog.text
+    http_app.close()
+    messenger.close()
