@@ -20,7 +20,6 @@ Redis key expires after at most its time to live.
 from __future__ import annotations
 
 import hashlib
-import logging
 import re
 import threading
 from collections.abc import Callable
@@ -40,8 +39,6 @@ __all__ = [
     "lock_name",
     "transport_lock",
 ]
-
-logger = logging.getLogger("messenger.http")
 
 
 @runtime_checkable
@@ -84,11 +81,6 @@ class Reservations:
         """Mark ``name`` free again."""
         with self._lock:
             self._busy.discard(name)
-
-    def busy(self) -> set[str]:
-        """The names reserved now."""
-        with self._lock:
-            return set(self._busy)
 
 
 def lock_name(*parts: str) -> str:
