@@ -1,0 +1,118 @@
+"""What an encrypted message looks like on the wire, and what is authenticated with it.
+
+An encrypted envelope travels as an ordinary message of type :class:`EncryptedMessage`
+(through whatever serializer the transport uses) with the public stamps the transport and the
+worker need. The message, its class and its other stamps are inside ``ciphertext``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Mapping
+
+import attrs
+
+from messenger_core.errors import MessageDecodingError
+from messenger_core.stamps import NonSendableStamp
+from messenger_core.transport import TransportMessage
+
+__all__ = [
+    "ALGORITHM_PUBLIC_KEY",
+    "ALGORITHM_SYMMETRIC",
+    "FORMAT_VERSION",
+    "TYPE_NAME",
+    "DecryptedStamp",
+    "EncryptedMessage",
+    "associated_data",
+    "pack",
+    "unpack",
+]
+
+FORMAT_VERSION = 1
+ALGORITHM_SYMMETRIC = "A256GCM"
+"""AES-256-GCM under a key of the ring, 12-byte random nonce, 16-byte tag."""
+ALGORITHM_PUBLIC_KEY = "X25519-HKDF-SHA256-A256GCM"
+"""An ephemeral X25519 agreement with the worker's public key, HKDF-SHA256 to a fresh
+AES-256-GCM key per message."""
+TYPE_NAME = "messenger_encryption.EncryptedMessage"
+
+_AD_LABEL = b"messenger-encryption\x00"
+_PACK_VERSION = b"\x01"
+
+
+@attrs.frozen(kw_only=True)
+class EncryptedMessage:
+    """An encrypted envelope, as the transport stores it.
+
+    Bytes are base64 text so that any serializer (JSON ones included) can carry them. The
+    GCM tag is the last 16 bytes of ``ciphertext``.
+    """
+
+    version: int
+    algorithm: str
+    key_id: str
+    nonce: str
+    ciphertext: str
+    ephemeral_key: str | None = None
+    """The producer's one-time X25519 public key (public-key mode only)."""
+
+    def __repr__(self) -> str:
+        # The ciphertext says nothing to a reader and is long: its size is enough.
+        return (
+            f"EncryptedMessage(version={self.version}, algorithm={self.algorithm!r}, "
+            f"key_id={self.key_id!r}, ciphertext=<{len(self.ciphertext)} base64 characters>)"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class DecryptedStamp(NonSendableStamp):
+    """The message arrived encrypted and was decrypted here, with key ``key_id``."""
+
+    key_id: str
+    algorithm: str
+
+
+def associated_data(
+    *,
+    version: int,
+    algorithm: str,
+    key_id: str,
+    transport_name: str,
+    bus_name: str,
+    ephemeral_key: str | None,
+) -> bytes:
+    """The authenticated, unencrypted context of a message, in one canonical encoding.
+
+    Each field is length-prefixed, so no two different contexts encode alike. Moving a
+    ciphertext to another transport or bus, or editing these headers, fails authentication.
+    """
+    parts = [_AD_LABEL]
+    for field in (str(version), algorithm, key_id, transport_name, bus_name, ephemeral_key or ""):
+        data = field.encode("utf-8")
+        parts.append(struct.pack(">I", len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def pack(message: TransportMessage) -> bytes:
+    """The inner serializer's output as one byte string: version, headers (JSON), body."""
+    headers = json.dumps(dict(message.headers), separators=(",", ":"), ensure_ascii=False)
+    encoded = headers.encode("utf-8")
+    return b"".join((_PACK_VERSION, struct.pack(">I", len(encoded)), encoded, bytes(message.body)))
+
+
+def unpack(data: bytes) -> TransportMessage:
+    """The inverse of :func:`pack`; ``MessageDecodingError`` if ``data`` is not its output."""
+    if len(data) < 5 or data[:1] != _PACK_VERSION:
+        raise MessageDecodingError("the decrypted payload is not in a known layout")
+    (size,) = struct.unpack(">I", data[1:5])
+    try:
+        headers = json.loads(data[5 : 5 + size].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MessageDecodingError("the decrypted payload's headers cannot be read") from None
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise MessageDecodingError("the decrypted payload's headers are not strings")
+    return TransportMessage(data[5 + size :], dict(headers))
