@@ -20,10 +20,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from messenger_encryption.keys import encode_key, new_keypair, new_symmetric_key
 
 from messenger_core import Messenger
 from messenger_core.testing.services import require_service, service_dsn
-from messenger_encryption.keys import encode_key, new_keypair, new_symmetric_key
 
 POSTGRESQL_DSN = service_dsn(
     "MESSENGER_TEST_POSTGRESQL_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -128,7 +128,9 @@ class World:
             with sqlite3.connect(self.db) as connection:
                 tables = [
                     row[0]
-                    for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                    for row in connection.execute(
+                        "SELECT name FROM sqlite_master WHERE type='table'"
+                    )
                 ]
                 rows = [list(connection.execute(f'SELECT * FROM "{t}"')) for t in tables]
             return repr(rows)
