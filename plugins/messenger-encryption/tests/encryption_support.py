@@ -19,7 +19,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psycopg
 import pytest
+import redis
 from messenger_encryption.keys import encode_key, new_keypair, new_symmetric_key
 
 from messenger_core import Messenger
@@ -135,8 +137,6 @@ class World:
                 rows = [list(connection.execute(f'SELECT * FROM "{t}"')) for t in tables]
             return repr(rows)
         if self.backend == "postgresql":
-            import psycopg
-
             with psycopg.connect(POSTGRESQL_DSN.split("?", 1)[0]) as connection:
                 return repr(list(connection.execute(f'SELECT * FROM "{self.name}"')))
         return repr(list(redis_entries(self.name)))
@@ -144,8 +144,6 @@ class World:
     def cleanup(self) -> None:
         """Drop what this world stored on a shared server."""
         if self.backend == "postgresql":
-            import psycopg
-
             with psycopg.connect(POSTGRESQL_DSN.split("?", 1)[0], autocommit=True) as connection:
                 connection.execute(f'DROP TABLE IF EXISTS "{self.name}"')
         elif self.backend == "redis":
@@ -157,8 +155,6 @@ class World:
 
 def redis_client() -> Any:
     """A plain redis-py client on the test server."""
-    import redis
-
     return redis.Redis.from_url(REDIS_DSN)
 
 
@@ -185,8 +181,6 @@ def redis_entries(prefix: str) -> Iterator[Any]:
 def require_backend(backend: str) -> None:
     """Skip (or fail) the test if the backend's server is not reachable."""
     if backend == "postgresql":
-        import psycopg
-
         dsn = POSTGRESQL_DSN.split("?", 1)[0]
         require_service("PostgreSQL", dsn, lambda: psycopg.connect(dsn, connect_timeout=3).close())
     elif backend == "redis":

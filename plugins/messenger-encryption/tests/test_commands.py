@@ -36,10 +36,12 @@ def test_generate_key_prints_an_id_and_a_32_byte_key(capsys: pytest.CaptureFixtu
     code, out = run(capsys, "-q", "encryption", "generate-key", "--id", "k7")
     assert code == 0
     key_id, _, encoded = out.strip().partition(":")
-    assert key_id == "k7" and len(base64.b64decode(encoded)) == 32
+    assert key_id == "k7"
+    assert len(base64.b64decode(encoded)) == 32
 
     code, out = run(capsys, "encryption", "generate-key")
-    assert code == 0 and "MESSENGER_ENCRYPTION_KEYS" in out
+    assert code == 0
+    assert "MESSENGER_ENCRYPTION_KEYS" in out
 
 
 def test_generate_key_public_key_prints_the_two_halves_and_where_each_goes(
@@ -50,7 +52,8 @@ def test_generate_key_public_key_prints_the_two_halves_and_where_each_goes(
     lines = out.splitlines()
     private = lines[lines.index(next(x for x in lines if "workers" in x)) + 1]
     public = lines[lines.index(next(x for x in lines if "producers" in x)) + 1]
-    assert "MESSENGER_ENCRYPTION_PUBLIC_KEYS" in out and 'mode = "public-key"' in out
+    assert "MESSENGER_ENCRYPTION_PUBLIC_KEYS" in out
+    assert 'mode = "public-key"' in out
     pair = X25519PrivateKey.from_private_bytes(base64.b64decode(private.split(":")[1]))
     assert pair.public_key().public_bytes_raw() == base64.b64decode(public.split(":")[1])
 
@@ -132,7 +135,8 @@ def test_failed_show_with_the_key_shows_the_content_and_that_it_was_encrypted(
     assert f"cannot process {MARKER}" in out  # the error history, decrypted
 
     code, out = run(capsys, *APP, "failed", "show")
-    assert code == 0 and "Confidential" in out
+    assert code == 0
+    assert "Confidential" in out
 
 
 def test_failed_show_without_the_key_shows_that_it_is_encrypted_and_nothing_more(
@@ -145,7 +149,8 @@ def test_failed_show_without_the_key_shows_that_it_is_encrypted_and_nothing_more
     assert code == 0, out
     assert "messenger_encryption.EncryptedMessage (could not be decoded)" in out
     assert "encrypted with key 'k1', which this process does not hold" in out
-    assert MARKER not in out and "cannot process" not in out
+    assert MARKER not in out
+    assert "cannot process" not in out
 
 
 def test_failed_retry_keeps_the_message_encrypted_and_handles_it_once_fixed(
@@ -156,7 +161,8 @@ def test_failed_retry_keeps_the_message_encrypted_and_handles_it_once_fixed(
     app = app_module()
 
     code, out = run(capsys, *APP, "failed", "retry", "--all", "--force")
-    assert code == 1 and "failed again" in out
+    assert code == 1
+    assert "failed again" in out
     assert MARKER not in world.raw()  # back in the failure transport, still encrypted
 
     (world.state / "broken").unlink()
