@@ -10,7 +10,6 @@ or fail it under ``MESSENGER_REQUIRE_SERVICES=1``.
 from __future__ import annotations
 
 import importlib
-import os
 import sqlite3
 import sys
 import uuid
@@ -60,6 +59,15 @@ dsn = "{failed_dsn}"
 def symmetric_key(key_id: str) -> str:
     """A new ``id:base64`` symmetric key."""
     return f"{key_id}:{encode_key(new_symmetric_key())}"
+
+
+PROVIDED: list[str] = []
+"""What :func:`provide_keys` returns (a secrets manager for the tests)."""
+
+
+def provide_keys() -> str:
+    """A key provider: ``module:callable`` in the options."""
+    return ",".join(PROVIDED)
 
 
 def key_pair(key_id: str) -> tuple[str, str]:
@@ -197,8 +205,3 @@ def app_module() -> ModuleType:
 def keys_variable(*entries: str) -> str:
     """The value of a keys variable: entries newest first."""
     return ",".join(entries)
-
-
-def environment_without_keys() -> dict[str, str]:
-    """This process's environment without any encryption key variable."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MESSENGER_ENCRYPTION_")}
