@@ -37,6 +37,7 @@ __all__ = ["KeyRing", "PublicKeyRing", "SymmetricKeyRing", "key_ring_of"]
 NONCE_SIZE = 12
 TAG_SIZE = 16
 _HKDF_INFO = b"messenger-encryption v1 data key"
+_AAD_CACHE_SIZE = 1024
 
 
 class KeyRing(Protocol):
@@ -113,6 +114,26 @@ class SymmetricKeyRing:
             raise ConfigurationError("an encryption key ring needs at least one key")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
         self._ids = tuple(key_id for key_id, _ in keys)
+        # (key id, transport, bus) -> associated data: a handful of combinations per
+        # process, and building it costs as much as encrypting a kilobyte.
+        self._aad: dict[tuple[str, str, str], bytes] = {}
+
+    def _associated_data(self, key_id: str, transport_name: str, bus_name: str) -> bytes:
+        cache_key = (key_id, transport_name, bus_name)
+        aad = self._aad.get(cache_key)
+        if aad is None:
+            aad = associated_data(
+                version=FORMAT_VERSION,
+                algorithm=ALGORITHM_SYMMETRIC,
+                key_id=key_id,
+                transport_name=transport_name,
+                bus_name=bus_name,
+                ephemeral_key=None,
+            )
+            if len(self._aad) >= _AAD_CACHE_SIZE:
+                self._aad.clear()
+            self._aad[cache_key] = aad
+        return aad
 
     @property
     def encrypting_key_id(self) -> str:
@@ -128,14 +149,7 @@ class SymmetricKeyRing:
         """Encrypt with the newest key and a fresh random nonce."""
         key_id = self._ids[0]
         nonce = os.urandom(NONCE_SIZE)
-        aad = associated_data(
-            version=FORMAT_VERSION,
-            algorithm=ALGORITHM_SYMMETRIC,
-            key_id=key_id,
-            transport_name=transport_name,
-            bus_name=bus_name,
-            ephemeral_key=None,
-        )
+        aad = self._associated_data(key_id, transport_name, bus_name)
         ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
         return EncryptedMessage(
             version=FORMAT_VERSION,
@@ -155,14 +169,8 @@ class SymmetricKeyRing:
         ciphertext = _unb64(message.ciphertext, "ciphertext")
         if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or message.ephemeral_key:
             raise _failed(message, transport_name, bus_name)
-        aad = associated_data(
-            version=message.version,
-            algorithm=message.algorithm,
-            key_id=message.key_id,
-            transport_name=transport_name,
-            bus_name=bus_name,
-            ephemeral_key=None,
-        )
+        # Version and algorithm were checked above: they are the ones the cache holds.
+        aad = self._associated_data(message.key_id, transport_name, bus_name)
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:

@@ -8,7 +8,7 @@ the failure transport and ``failed retry`` included.
 
 from __future__ import annotations
 
-from messenger_core.envelope import Envelope
+from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import MessageDecodingError, MessengerError
 from messenger_core.serializer import Serializer, StampDecodingSerializer
 from messenger_core.stamps import (
@@ -71,6 +71,7 @@ class EncryptingSerializer:
         self.keyring = keyring
         self._buses = frozenset(settings.buses)
         self._require = settings.requires_encryption(transport_name)
+        self._decrypted: dict[str, DecryptedStamp] = {}
 
     def __repr__(self) -> str:
         return (
@@ -98,11 +99,11 @@ class EncryptingSerializer:
         sensitive: list[Stamp] = []
         for stamp in envelope.stamps:
             (public if stamp.__class__ in PUBLIC_STAMPS else sensitive).append(stamp)
-        plaintext = pack(self.inner.encode(Envelope(message, sensitive)))
+        plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
         sealed = self.keyring.seal(
             plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
         )
-        return self.inner.encode(Envelope(sealed, public))
+        return self.inner.encode(new_envelope(sealed, tuple(public)))
 
     # -- in -------------------------------------------------------------------------------------
     def decode(self, message: TransportMessage) -> Envelope:
@@ -142,8 +143,16 @@ class EncryptingSerializer:
             ) from None
         stamps = [s for s in outer.stamps if s.__class__ in _OUTER_STAMPS]
         stamps.extend(inner.stamps)
-        stamps.append(DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm))
-        return Envelope(inner.message, stamps)
+        stamps.append(self._decrypted_stamp(sealed))
+        return new_envelope(inner.message, tuple(stamps))
+
+    def _decrypted_stamp(self, sealed: EncryptedMessage) -> DecryptedStamp:
+        # Stamps are values: one per key id, built once.
+        stamp = self._decrypted.get(sealed.key_id)
+        if stamp is None or stamp.algorithm != sealed.algorithm:
+            stamp = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
+            self._decrypted[sealed.key_id] = stamp
+        return stamp
 
     def _open(self, sealed: EncryptedMessage, outer: Envelope, bus_name: str) -> bytes:
         try:
