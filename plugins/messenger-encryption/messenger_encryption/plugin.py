@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from messenger_core.config import BusConfig
@@ -97,17 +97,23 @@ class EncryptionPlugin:
         for bus in settings.buses:
             messenger.config.buses.setdefault(bus, BusConfig())
 
-    @hookimpl
+    @hookimpl(wrapper=True)
     def messenger_transport_serializer(
         self, messenger: Messenger, transport_name: str, serializer: Serializer
-    ) -> Serializer | None:
-        """Wrap every transport's serializer (so no transport leaks an encrypted message)."""
+    ) -> Generator[None, Serializer | None, Serializer | None]:
+        """Wrap every transport's serializer (so no transport leaks an encrypted message).
+
+        A hook wrapper, not an ordinary implementation: another plugin that replaces the
+        serializer still does (the hook stops at its first result), and the encryption wraps
+        what it returned, so no plugin can take the encryption off a transport by answering
+        first.
+        """
+        replaced = yield
+        inner = serializer if replaced is None else replaced
         settings = self.settings_for(messenger)
-        if settings is None:
-            return None
-        return EncryptingSerializer(
-            serializer, transport_name, self.keyring_for(messenger), settings
-        )
+        if settings is None or isinstance(inner, EncryptingSerializer):
+            return replaced  # not active here, or another instance of this plugin wrapped it
+        return EncryptingSerializer(inner, transport_name, self.keyring_for(messenger), settings)
 
 
 class _EntryPointPlugin(EncryptionPlugin):

@@ -23,12 +23,13 @@ from messenger_encryption import (
 )
 from messenger_encryption.keys import parse_keys
 
-from messenger_core import Messenger
+from messenger_core import Messenger, hookimpl
 from messenger_core.cli import main
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, MessageDecodingError
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
+from messenger_core.serializer import Serializer
 from messenger_core.stamps import (
     BusNameStamp,
     DelayStamp,
@@ -263,3 +264,64 @@ def test_a_wrapper_message_repr_hides_the_ciphertext() -> None:
 def test_decoding_a_transport_message_that_is_not_json_fails_cleanly(key: str) -> None:
     with pytest.raises(MessageDecodingError):
         serializer(key).decode(TransportMessage(b"\xff", {"type": "x"}))
+
+
+class Recording:
+    """Another plugin's serializer wrapper: it records what it encodes."""
+
+    def __init__(self, inner: Serializer) -> None:
+        self.inner = inner
+        self.encoded: list[object] = []
+
+    def encode(self, envelope: Envelope) -> TransportMessage:
+        self.encoded.append(envelope.message)
+        return self.inner.encode(envelope)
+
+    def decode(self, message: TransportMessage) -> Envelope:
+        return self.inner.decode(message)
+
+
+class OtherWrapper:
+    """A plugin answering the firstresult hook with its own serializer."""
+
+    def __init__(self) -> None:
+        self.made: list[Recording] = []
+
+    @hookimpl
+    def messenger_transport_serializer(self, serializer: Serializer) -> Serializer:
+        self.made.append(Recording(serializer))
+        return self.made[-1]
+
+
+def test_another_plugin_replacing_the_serializer_cannot_take_the_encryption_off(
+    key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MESSENGER_ENCRYPTION_KEYS", key)
+    other = OtherWrapper()
+    # Registered after the encryption plugin: pluggy calls it first, and it answers.
+    messenger = Messenger(
+        {
+            "transports": {"async": "memory://?serialize=true"},
+            "routing": {Note: "async"},
+            "plugins": {"encryption": {}},
+        },
+        plugins=[other],
+    )
+    messenger.buses[ENCRYPTED].dispatch(Note(MARKER))
+
+    transport = messenger.get_transport("async")
+    wire = transport.serializer  # type: ignore[attr-defined]
+    assert isinstance(wire, EncryptingSerializer)
+    assert wire.inner is other.made[0]
+    assert [type(m) for m in other.made[0].encoded] == [Note, EncryptedMessage]
+
+
+def test_the_plugin_given_twice_encrypts_once(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESSENGER_ENCRYPTION_KEYS", key)
+    messenger = Messenger(
+        {"transports": {"async": "memory://?serialize=true"}, "plugins": {"encryption": {}}},
+        plugins=[EncryptionPlugin()],
+    )
+    wire = messenger.get_transport("async").serializer  # type: ignore[attr-defined]
+    assert isinstance(wire, EncryptingSerializer)
+    assert not isinstance(wire.inner, EncryptingSerializer)
