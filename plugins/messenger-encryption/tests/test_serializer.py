@@ -325,3 +325,30 @@ def test_the_plugin_given_twice_encrypts_once(key: str, monkeypatch: pytest.Monk
     wire = messenger.get_transport("async").serializer  # type: ignore[attr-defined]
     assert isinstance(wire, EncryptingSerializer)
     assert not isinstance(wire.inner, EncryptingSerializer)
+
+
+@pytest.mark.parametrize("serializer_name", ["json", "symfony"])
+def test_any_serializer_carries_the_encrypted_message(
+    serializer_name: str, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if serializer_name == "symfony":
+        pytest.importorskip("messenger_serializer_symfony")
+    monkeypatch.setenv("MESSENGER_ENCRYPTION_KEYS", key)
+    seen: list[Note] = []
+    messenger = Messenger(
+        {
+            "transports": {
+                "async": {"dsn": "memory://?serialize=true", "serializer": serializer_name}
+            },
+            "routing": {Note: "async"},
+            "plugins": {"encryption": {}},
+        }
+    )
+    messenger.handler(seen.append, bus=ENCRYPTED, handles=Note)
+    wire = messenger.get_transport("async").serializer  # type: ignore[attr-defined]
+    sent = wire.encode(Envelope(Note(MARKER), [BusNameStamp(bus_name=ENCRYPTED)]))
+    assert MARKER not in sent.body.decode() + repr(dict(sent.headers))
+
+    messenger.buses[ENCRYPTED].dispatch(Note(MARKER))
+    messenger.worker(["async"]).run(limit=1, time_limit=5, sleep=0.01)
+    assert seen == [Note(MARKER)]
