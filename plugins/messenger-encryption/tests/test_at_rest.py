@@ -11,6 +11,8 @@ import pytest
 from conftest import make_world
 from encryption_support import BACKENDS, World, app_module
 
+from messenger_core.stamps import DelayStamp
+
 MARKER = "MARKER-7f3c-card-4111111111111111"
 PLAIN = "PLAIN-visible-9d2e"
 
@@ -64,4 +66,21 @@ def test_a_retried_then_parked_message_stays_encrypted_and_so_does_its_error(
     assert MARKER not in raw
     assert "cannot process" not in raw  # the handler's error text is encrypted too
     assert "RuntimeError" not in raw
+    messenger.close()
+
+
+def test_a_delayed_message_waits_encrypted_then_is_handled(
+    world: World, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.environment(monkeypatch, MESSENGER_ENCRYPTION_KEYS=key)
+    app = app_module()
+    messenger = world.app()
+    messenger.buses[app.ENCRYPTED_BUS].dispatch(app.Confidential(MARKER), DelayStamp(delay_ms=1500))
+
+    assert MARKER not in world.raw()  # Redis: in the delay queue (a sorted set)
+    worker = messenger.worker(["async"])
+    worker.run(limit=1, time_limit=0.5, sleep=0.05)
+    assert app.handled() == []  # the delay, readable to the transport, is honoured
+    worker.run(limit=1, time_limit=10, sleep=0.05)
+    assert app.handled() == [f"confidential {MARKER}"]
     messenger.close()
