@@ -85,7 +85,7 @@ class SymmetricKeyRing:
                 key_id=key_id,
                 transport_name=transport_name,
                 bus_name=bus_name,
-                ephemeral_key=None,
+                ephemeral_key="",
             )
             if len(self._aad) >= _AAD_CACHE_SIZE:
                 self._aad.clear()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Mapping
 
 import attrs
 
@@ -54,8 +53,11 @@ class EncryptedMessage:
     key_id: str
     nonce: str
     ciphertext: str
-    ephemeral_key: str | None = None
-    """The producer's one-time X25519 public key (public-key mode only)."""
+    ephemeral_key: str = ""
+    """The producer's one-time X25519 public key (public-key mode; empty otherwise).
+
+    Empty rather than ``None``: a JSON ``null`` sends the core's fast (orjson) encoder back
+    to the standard library, which doubles what encoding this message costs."""
 
     def __repr__(self) -> str:
         # The ciphertext says nothing to a reader and is long: its size is enough.
@@ -80,7 +82,7 @@ def associated_data(
     key_id: str,
     transport_name: str,
     bus_name: str,
-    ephemeral_key: str | None,
+    ephemeral_key: str,
 ) -> bytes:
     """The authenticated, unencrypted context of a message, in one canonical encoding.
 
@@ -88,7 +90,7 @@ def associated_data(
     ciphertext to another transport or bus, or editing these headers, fails authentication.
     """
     parts = [_AD_LABEL]
-    for field in (str(version), algorithm, key_id, transport_name, bus_name, ephemeral_key or ""):
+    for field in (str(version), algorithm, key_id, transport_name, bus_name, ephemeral_key):
         data = field.encode("utf-8")
         parts.append(struct.pack(">I", len(data)))
         parts.append(data)
@@ -111,8 +113,8 @@ def unpack(data: bytes) -> TransportMessage:
         headers = json.loads(data[5 : 5 + size].decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise MessageDecodingError("the decrypted payload's headers cannot be read") from None
-    if not isinstance(headers, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-    ):
-        raise MessageDecodingError("the decrypted payload's headers are not strings")
-    return TransportMessage(data[5 + size :], dict(headers))
+    # Authenticated, so written by a key holder: a cheap check suffices (the inner
+    # serializer refuses headers that are not strings).
+    if not isinstance(headers, dict):
+        raise MessageDecodingError("the decrypted payload's headers are not a mapping")
+    return TransportMessage(data[5 + size :], headers)

@@ -111,7 +111,7 @@ class PublicKeyRing:
             raise unknown_key(message, self._ids)
         nonce = unb64(message.nonce, "nonce")
         ciphertext = unb64(message.ciphertext, "ciphertext")
-        ephemeral_raw = unb64(message.ephemeral_key or "", "ephemeral key")
+        ephemeral_raw = unb64(message.ephemeral_key, "ephemeral key")
         if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or len(ephemeral_raw) != 32:
             raise failed(message, transport_name, bus_name)
         try:
