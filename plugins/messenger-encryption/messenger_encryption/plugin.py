@@ -113,7 +113,13 @@ class EncryptionPlugin:
         settings = self.settings_for(messenger)
         if settings is None or isinstance(inner, EncryptingSerializer):
             return replaced  # not active here, or another instance of this plugin wrapped it
-        return EncryptingSerializer(inner, transport_name, self.keyring_for(messenger), settings)
+        return EncryptingSerializer(
+            inner,
+            transport_name,
+            self.keyring_for(messenger),
+            settings,
+            failure_transport=transport_name in _failure_transports(messenger),
+        )
 
 
 class _EntryPointPlugin(EncryptionPlugin):
@@ -130,6 +136,14 @@ class _EntryPointPlugin(EncryptionPlugin):
 
 plugin = _EntryPointPlugin()
 """The ``messenger.plugins`` entry point."""
+
+
+def _failure_transports(messenger: Messenger) -> set[str]:
+    config = messenger.config
+    names = {t.failure_transport for t in config.transports.values() if t.failure_transport}
+    if config.failure_transport:
+        names.add(config.failure_transport)
+    return names
 
 
 def active_plugin(messenger: Messenger) -> EncryptionPlugin | None:

@@ -57,6 +57,9 @@ class EncryptingSerializer:
         another transport does not decrypt.
     :param keyring: the process's keys.
     :param settings: which buses are encrypted, and where plaintext is refused.
+    :param failure_transport: whether this transport is a failure transport: there, a message
+        parked raw (the worker could not decrypt it) is still bound to the transport it was
+        sent to, which its ``SentToFailureTransportStamp`` names, and is decrypted as such.
     """
 
     def __init__(
@@ -65,10 +68,13 @@ class EncryptingSerializer:
         transport_name: str,
         keyring: KeyRing,
         settings: EncryptionSettings,
+        *,
+        failure_transport: bool = False,
     ) -> None:
         self.inner = inner
         self.transport_name = transport_name
         self.keyring = keyring
+        self.failure_transport = failure_transport
         self._buses = frozenset(settings.buses)
         self._require = settings.requires_encryption(transport_name)
         self._decrypted: dict[str, DecryptedStamp] = {}
@@ -159,7 +165,10 @@ class EncryptingSerializer:
             return self.keyring.open(sealed, transport_name=self.transport_name, bus_name=bus_name)
         except MessageDecodingError:
             # A message the worker could not decrypt is parked raw, still bound to the
-            # transport it was sent to, which the parking stamp names.
+            # transport it was sent to, which the parking stamp names. Only in a failure
+            # transport: elsewhere that stamp would let a ciphertext move between queues.
+            if not self.failure_transport:
+                raise
             parked = outer.last(SentToFailureTransportStamp)
             if parked is None or parked.original_receiver_name == self.transport_name:
                 raise

@@ -170,3 +170,27 @@ def test_failed_retry_keeps_the_message_encrypted_and_handles_it_once_fixed(
     assert code == 0, out
     assert app.handled() == [f"confidential {MARKER}"]
     assert "Confidential" not in world.raw()
+
+
+def test_a_message_parked_for_a_missing_key_is_read_and_retried_once_the_key_is_there(
+    sqlite_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world = sqlite_world
+    key = symmetric_key("k1")
+    world.environment(monkeypatch, MESSENGER_ENCRYPTION_KEYS=key)
+    app = app_module()
+    world.app().buses[app.ENCRYPTED_BUS].dispatch(app.Confidential(MARKER))
+    # A worker deployed without the new key: it cannot decrypt, so it parks the message raw.
+    monkeypatch.setenv("MESSENGER_ENCRYPTION_KEYS", symmetric_key("k0"))
+    world.app().worker(["async"]).run(limit=1, time_limit=10, sleep=0.05)
+    assert app.handled() == []
+    with sqlite3.connect(world.db) as connection:
+        [(id,)] = connection.execute("SELECT id FROM messenger_messages WHERE queue_name='failed'")
+
+    monkeypatch.setenv("MESSENGER_ENCRYPTION_KEYS", key)
+    code, out = run(capsys, *APP, "failed", "show", str(id))
+    assert code == 0, out
+    assert MARKER in out  # still bound to 'async', where it was sent: it decrypts
+    code, out = run(capsys, *APP, "failed", "retry", str(id), "--force")
+    assert code == 0, out
+    assert app.handled() == [f"confidential {MARKER}"]

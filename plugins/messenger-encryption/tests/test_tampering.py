@@ -18,6 +18,7 @@ from messenger_core.transport import UndecodableMessage
 
 MARKER = "MARKER-tamper-5b1e"
 BUS_HEADER = "X-Message-Stamp-messenger_core.stamps.BusNameStamp"
+PARKED_HEADER = "X-Message-Stamp-messenger_core.stamps.SentToFailureTransportStamp"
 
 Row = dict[str, Any]
 
@@ -57,6 +58,15 @@ def _queue(row: Row) -> None:
     row["queue_name"] = "other"
 
 
+def _queue_with_parking_stamp(row: Row) -> None:
+    """Moved, with a stamp claiming it was parked from where it came (a failure transport
+    reads such a message as bound to its original transport; another transport must not)."""
+    _queue(row)
+    headers = json.loads(row["headers"])
+    headers[PARKED_HEADER] = json.dumps([{"original_receiver_name": "async"}])
+    row["headers"] = json.dumps(headers)
+
+
 CASES: dict[str, tuple[Callable[[Row], None], str]] = {
     "ciphertext body": (
         _body(lambda b: b.update(ciphertext=_flip(b["ciphertext"], 0))),
@@ -77,6 +87,7 @@ CASES: dict[str, tuple[Callable[[Row], None], str]] = {
     "bus name, to another encrypted bus": (_bus("messenger.bus.encrypted2"), "does not auth"),
     "bus name, to a plaintext bus": (_bus("messenger.bus.default"), "does not authenticate"),
     "transport (moved to another queue)": (_queue, "does not authenticate"),
+    "transport, with a forged parking stamp": (_queue_with_parking_stamp, "does not auth"),
     "plaintext in place of the ciphertext": (_plaintext, "plaintext message on encrypted bus"),
 }
 
@@ -128,6 +139,11 @@ def test_tampering_is_detected_parked_untouched_and_the_worker_carries_on(
     assert parked["body"] == row["body"]  # the ciphertext exactly as it was found
     assert MARKER not in repr(parked)
     [envelope] = messenger.get_transport("failed").all()  # type: ignore[attr-defined]
-    assert isinstance(envelope.message, UndecodableMessage)
-    assert reason in envelope.message.reason
+    if tamper is _queue_with_parking_stamp:
+        # In the failure transport, the stamp is taken at its word (the README says so):
+        # readable there with the key, never handled on its own.
+        assert envelope.message == app.Confidential(MARKER)
+    else:
+        assert isinstance(envelope.message, UndecodableMessage)
+        assert reason in envelope.message.reason
     messenger.close()
