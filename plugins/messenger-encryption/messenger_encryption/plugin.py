@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from messenger_core.app import Messenger
     from messenger_core.cli.command import Commands
 
-__all__ = ["CONFIG_KEY", "EncryptionPlugin", "active_plugin", "plugin"]
+__all__ = ["CONFIG_KEY", "EncryptionPlugin", "active_plugin", "plugin", "register_types"]
 
 CONFIG_KEY = "encryption"
 """The plugin's table: ``[messenger.plugins.encryption]``."""
@@ -81,17 +81,17 @@ class EncryptionPlugin:
         return ring
 
     @hookimpl
-    def messenger_register_types(self, registry: MessageTypeRegistry) -> None:
-        """Make :class:`EncryptedMessage` and :class:`DecryptedStamp` known by name."""
-        registry.register(EncryptedMessage, TYPE_NAME)
-        registry.register_stamp(DecryptedStamp, "messenger_encryption.DecryptedStamp")
-
-    @hookimpl
     def messenger_configure(self, messenger: Messenger) -> None:
-        """Check the options now, and add the encrypted buses the configuration lacks."""
+        """Where the plugin is active: check the options now, make :class:`EncryptedMessage`
+        known by name, and add the encrypted buses the configuration lacks.
+
+        Not ``messenger_register_types``: that hook does not say which application it is for,
+        and an application without the plugin configured should not learn the type.
+        """
         settings = self.settings_for(messenger)
         if settings is None:
             return
+        register_types(messenger.registry)
         # The bus list lives in a dict of the (frozen) configuration: adding the encrypted
         # buses there is what makes `messenger.buses[...]` and the worker know them.
         for bus in settings.buses:
@@ -136,6 +136,12 @@ class _EntryPointPlugin(EncryptionPlugin):
 
 plugin = _EntryPointPlugin()
 """The ``messenger.plugins`` entry point."""
+
+
+def register_types(registry: MessageTypeRegistry) -> None:
+    """Make :class:`EncryptedMessage` and :class:`DecryptedStamp` known to ``registry``."""
+    registry.register(EncryptedMessage, TYPE_NAME)
+    registry.register_stamp(DecryptedStamp, "messenger_encryption.DecryptedStamp")
 
 
 def _failure_transports(messenger: Messenger) -> set[str]:

@@ -22,6 +22,7 @@ from messenger_encryption import (
     key_ring_of,
 )
 from messenger_encryption.keys import parse_keys
+from messenger_encryption.plugin import register_types
 
 from messenger_core import Messenger, hookimpl
 from messenger_core.cli import main
@@ -58,7 +59,7 @@ def json_serializer() -> JsonSerializer:
     registry = MessageTypeRegistry()
     registry.register(Note)
     registry.register_stamp(TenantStamp)
-    EncryptionPlugin().messenger_register_types(registry)
+    register_types(registry)
     return JsonSerializer(registry)
 
 
