@@ -21,7 +21,9 @@ def b64(data: bytes) -> str:
 def unb64(text: str, what: str) -> bytes:
     """The bytes of base64 field ``what``; ``MessageDecodingError`` if it is not base64."""
     try:
-        return base64.b64decode(text, validate=True)
+        # Strict: anything but the base64 alphabet and its padding is refused (and this is
+        # twice as fast as b64decode(validate=True), which runs a regular expression).
+        return binascii.a2b_base64(text, strict_mode=True)
     except (binascii.Error, ValueError, TypeError):
         raise MessageDecodingError(f"the {what} is not base64", type_name=TYPE_NAME) from None
 
