@@ -18,10 +18,12 @@ from messenger_encryption import (
     EncryptionPlugin,
     EncryptionSettings,
     PlaintextRefusedError,
+    PublicKeyRing,
     SymmetricKeyRing,
     key_ring_of,
 )
-from messenger_encryption.keys import parse_keys
+from messenger_encryption import message as message_module
+from messenger_encryption.keys import new_keypair, parse_keys
 from messenger_encryption.plugin import register_types
 
 from messenger_core import Messenger, hookimpl
@@ -353,3 +355,33 @@ def test_any_serializer_carries_the_encrypted_message(
     messenger.buses[ENCRYPTED].dispatch(Note(MARKER))
     messenger.worker(["async"]).run(limit=1, time_limit=5, sleep=0.01)
     assert seen == [Note(MARKER)]
+
+
+def test_the_packing_works_without_orjson(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(message_module, "orjson", None)
+    wire = serializer(key)
+    envelope = Envelope(Note("é " + MARKER), [BusNameStamp(bus_name=ENCRYPTED)])
+    assert wire.decode(wire.encode(envelope)).message == envelope.message
+
+
+@pytest.mark.parametrize("field", ["ephemeral_key", "nonce", "ciphertext", "key_id"])
+def test_public_key_mode_detects_tampering_of_every_field(field: str) -> None:
+    private, public = new_keypair()
+    worker = PublicKeyRing([("w1", private)], [])
+    producer = PublicKeyRing([], [("w1", public)])
+    sealed = producer.seal(b"secret", transport_name="async", bus_name=ENCRYPTED)
+    assert worker.open(sealed, transport_name="async", bus_name=ENCRYPTED) == b"secret"
+
+    value = getattr(sealed, field)
+    if field == "key_id":
+        changed = "w0"
+    else:
+        data = bytearray(base64.b64decode(value))
+        data[0] ^= 1
+        changed = base64.b64encode(bytes(data)).decode()
+    with pytest.raises(MessageDecodingError):
+        worker.open(
+            attrs.evolve(sealed, **{field: changed}), transport_name="async", bus_name=ENCRYPTED
+        )
+    with pytest.raises(MessageDecodingError, match="holds no private key"):
+        producer.open(sealed, transport_name="async", bus_name=ENCRYPTED)
