@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from messenger_core.cli.command import CommandContext, CommandError, Commands, UsageError
-from messenger_encryption.keys import encode_key, new_key_id, new_keypair, new_symmetric_key
+from messenger_encryption.keys import (
+    encode_key,
+    is_key_id,
+    new_key_id,
+    new_keypair,
+    new_symmetric_key,
+)
 from messenger_encryption.plugin import active_plugin
 from messenger_encryption.rotation import RotationReport, rotate_transport
 from messenger_encryption.settings import DEFAULT_KEYS_ENV, DEFAULT_PUBLIC_KEYS_ENV
@@ -64,8 +70,10 @@ def run(context: CommandContext, args: argparse.Namespace) -> int | None:
 def generate_command(context: CommandContext, args: argparse.Namespace) -> int:
     """Print a new key; the explanation only without ``-q``."""
     key_id = args.id or new_key_id()
-    if ":" in key_id or "," in key_id or not key_id.strip():
-        raise UsageError("a key id cannot hold ':' or ',' nor be empty")
+    if not is_key_id(key_id):
+        raise UsageError(
+            f"{key_id!r} cannot be a key id: use 1 to 64 letters, digits, '.', '_' or '-'"
+        )
     if not args.public_key:
         context.info(f"# a new key: put it first in {DEFAULT_KEYS_ENV} (newest first)")
         context.echo(f"{key_id}:{encode_key(new_symmetric_key())}")

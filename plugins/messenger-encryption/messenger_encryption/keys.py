@@ -28,6 +28,7 @@ __all__ = [
     "KEY_SIZE",
     "KeyList",
     "encode_key",
+    "is_key_id",
     "load_public_keys",
     "load_secret_keys",
     "new_key_id",
@@ -62,8 +63,13 @@ def _decode_key(text: str, key_id: str, source: str) -> bytes:
     return key
 
 
+def is_key_id(text: str) -> bool:
+    """Whether ``text`` can be a key id: 1 to 64 letters, digits, '.', '_' or '-'."""
+    return _KEY_ID.match(text) is not None
+
+
 def _check_id(key_id: str, source: str) -> str:
-    if not _KEY_ID.match(key_id):
+    if not is_key_id(key_id):
         raise ConfigurationError(
             f"a key id in {source} is not valid: ids are 1 to 64 letters, digits, '.', '_' "
             "or '-' (the list is 'id:base64,id:base64', newest first)"

@@ -39,6 +39,10 @@ def test_generate_key_prints_an_id_and_a_32_byte_key(capsys: pytest.CaptureFixtu
     assert key_id == "k7"
     assert len(base64.b64decode(encoded)) == 32
 
+    code, out = run(capsys, "encryption", "generate-key", "--id", "no:colons")
+    assert code == 2
+    assert "cannot be a key id" in out
+
     code, out = run(capsys, "encryption", "generate-key")
     assert code == 0
     assert "MESSENGER_ENCRYPTION_KEYS" in out
