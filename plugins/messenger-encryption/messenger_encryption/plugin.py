@@ -13,7 +13,6 @@ import weakref
 from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from messenger_core.config import BusConfig
 from messenger_core.hookspecs import hookimpl
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serializer import Serializer
@@ -92,10 +91,8 @@ class EncryptionPlugin:
         if settings is None:
             return
         register_types(messenger.registry)
-        # The bus list lives in a dict of the (frozen) configuration: adding the encrypted
-        # buses there is what makes `messenger.buses[...]` and the worker know them.
         for bus in settings.buses:
-            messenger.config.buses.setdefault(bus, BusConfig())
+            messenger.add_bus(bus)
 
     @hookimpl(wrapper=True)
     def messenger_transport_serializer(
