@@ -38,6 +38,7 @@ from messenger_core.errors import (
 )
 from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy, failure_transport_for
 from messenger_core.keepalive import Keepalive
+from messenger_core.logging_json import message_fields
 from messenger_core.stamps import BusNameStamp, ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import (
@@ -219,6 +220,7 @@ class Worker:
                 "be delivered again): %s",
                 name,
                 error,
+                extra=message_fields(None, name),
             )
 
     def _receivers_wait(self) -> bool:
@@ -270,7 +272,7 @@ class Worker:
                     # A message was received and settled: the next outage backs off afresh.
                     self._unreachable.discard(name)
                     self.backoff.reset(name)
-                    logger.info("%s works again", name)
+                    logger.info("%s works again", name, extra=message_fields(None, name))
                 return True
         return False
 
@@ -285,6 +287,7 @@ class Worker:
             error,
             name,
             delay,
+            extra=message_fields(None, name),
         )
 
     def _idle(self, sleep: float) -> None:
@@ -330,6 +333,7 @@ class Worker:
                 "reservation expires",
                 describe_message(envelope),
                 transport_name,
+                extra=message_fields(envelope, transport_name),
             )
             raise
         finally:
