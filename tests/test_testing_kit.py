@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -351,3 +353,19 @@ def test_the_plugin_is_inert_unless_used(pytester: pytest.Pytester) -> None:
     markers.stdout.fnmatch_lines(["@pytest.mark.messenger(keep=*"])
     disabled = run(pytester, "def test_it(messenger_test):\n    pass\n", "-p", "no:messenger")
     disabled.stdout.fnmatch_lines(["*fixture 'messenger_test' not found*"])
+
+
+DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "testing.md"
+_EXAMPLE = re.compile(r"<!-- kit-test: (\S+) -->\n```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def test_the_testing_page_examples_pass(pytester: pytest.Pytester) -> None:
+    """docs/testing.md: its application and its test files, as a user would save them."""
+    examples = _EXAMPLE.findall(DOCS_PAGE.read_text(encoding="utf-8"))
+    assert [name for name, _ in examples][:2] == ["shop.py", "test_orders.py"]
+    for name, code in examples:
+        pytester.path.joinpath(name).write_text(code, encoding="utf-8")
+    pytester.makeini("[pytest]\nmessenger_app = shop:messenger\n")
+    pytester.syspathinsert()
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
