@@ -29,6 +29,7 @@ from typing import NoReturn, TextIO
 
 from messenger_core._suggest import close_matches
 from messenger_core._version import core_version
+from messenger_core.app import Messenger
 from messenger_core.cli.app_loader import APP_VARIABLE, AppLoader
 from messenger_core.cli.command import (
     Command,
@@ -121,8 +122,13 @@ def _add_lazily(commands: Commands, name: str, module: str, help: str) -> None:
     commands.add(name, run, help=help, configure=configure)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``messenger`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+def main(argv: Sequence[str] | None = None, *, application: Messenger | None = None) -> int:
+    """Run ``messenger`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    ``application``: the application to work on, already built (the Django and Flask
+    integrations pass theirs). Its owner closes it; an application the command loads itself
+    is closed when the command ends.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr, stdin = sys.stdout, sys.stderr, sys.stdin
     verbosity = 0
@@ -133,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stdout.write(f"{PROG} {core_version()}\n")
             return 0
         with _logging(stderr, verbosity, options.log_format), _importable(Path.cwd()):
-            loader = AppLoader(app=options.app, config=options.config)
+            loader = AppLoader(app=options.app, config=options.config, messenger=application)
             context = CommandContext(
                 loader, stdout=stdout, stderr=stderr, stdin=stdin, verbosity=verbosity
             )
