@@ -113,7 +113,7 @@ class MessengerTest:
             if name in keep or self._is_sync(name):
                 continue
             transport = RecordingTransport(
-                self._serializer_for(name), name=name, serialize=serialize, delays=delays
+                self._serializer_for(name, serialize), name=name, serialize=serialize, delays=delays
             )
             transport.on_send = self._sent
             self._transports[name] = transport
@@ -287,7 +287,10 @@ class MessengerTest:
             return isinstance(self.messenger._transports.get(name), SyncTransport)
         return Dsn.parse(config.dsn).scheme == "sync"
 
-    def _serializer_for(self, name: str) -> Any:
+    def _serializer_for(self, name: str, serialize: bool) -> Any:
         config = self.messenger.config.transports.get(name)
         serializer = self.messenger.serializer(config.serializer if config else None)
+        if not serialize:
+            return serializer  # unused: envelopes are stored as they are
+        # As the real transport would encode (a plugin may wrap it: encryption, say).
         return self.messenger.hooks.transport_serializer(self.messenger, name, serializer)
