@@ -15,9 +15,9 @@ plus ``MESSENGER_SCAN``, modules whose ``@handler`` marks are registered (``["sh
 and ``MESSENGER_ON_COMMIT`` (default ``True``): a message dispatched inside a transaction
 (``transaction.atomic()``, ``ATOMIC_REQUESTS``) that would be *sent* to a transport is sent when
 the transaction commits, and not at all if it rolls back, so a worker never sees a message
-about rows it cannot read yet. Messages handled synchronously are handled at once. For
-messages that must be committed *with* the data (no loss if the process dies between the
-commit and the send), route them to a SQL transport and use its outbox.
+about rows it cannot read yet. Messages handled synchronously are handled at once. (A message
+sent after the commit is lost if the process dies in between; the SQL transport's outbox,
+which commits it with the data, takes SQLAlchemy connections, not Django's.)
 
 :func:`get_messenger` gives the application; ``manage.py messenger_consume async``,
 ``messenger_failed``, ``messenger_setup_transports``, ``messenger_stats``,
