@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -48,6 +48,7 @@ __all__ = [
     "current_fields",
     "install",
     "message_fields",
+    "worker_fields",
 ]
 
 MESSAGE_ID = "message_id"
@@ -95,6 +96,11 @@ def message_fields(envelope: Envelope | None, transport: str | None = None) -> d
     if transport is not None:
         fields[TRANSPORT] = transport
     return fields
+
+
+def worker_fields(transport_names: Sequence[str]) -> dict[str, str]:
+    """The log fields of a worker's own lines: its transport, if it consumes only one."""
+    return {TRANSPORT: transport_names[0]} if len(transport_names) == 1 else {}
 
 
 def current_fields() -> Mapping[str, str]:
@@ -153,8 +159,7 @@ class MessageLogContext:
     @hookimpl
     def messenger_worker_started(self, worker: Worker) -> None:
         """The transport, if the worker consumes one only."""
-        names = worker.transport_names
-        _base.set({TRANSPORT: names[0]} if len(names) == 1 else {})
+        _base.set(worker_fields(worker.transport_names))
         _context.set(_base.get())
 
     @hookimpl

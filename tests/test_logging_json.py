@@ -100,6 +100,8 @@ def test_consume_with_log_format_json(fx: ModuleType, capsys: pytest.CaptureFixt
     assert retried["message_id"] != parked["message_id"]  # the retry is a new message
     start = next(line for line in lines if line["message"].startswith("worker consuming"))
     assert start["transport"] == "async"  # one transport consumed: every line names it
+    stop = next(line for line in lines if line["message"].startswith("worker stopped"))
+    assert stop["transport"] == "async"
 
 
 def test_the_environment_variable_chooses_the_format(
