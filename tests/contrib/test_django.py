@@ -7,8 +7,11 @@ environment (it is skipped where Django is not installed).
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 import pytest
@@ -16,6 +19,16 @@ import pytest
 django = pytest.importorskip("django")
 
 from django.conf import settings  # noqa: E402
+
+from messenger_core.testing.services import require_service, service_dsn  # noqa: E402
+
+# The outbox's databases: a SQLite file and the local PostgreSQL, each shared by Django and a
+# SQL transport.
+SHOP_FILE = Path(tempfile.mkdtemp(prefix="messenger-django-")) / "shop.db"
+POSTGRESQL_DSN = service_dsn(
+    "MESSENGER_TEST_POSTGRESQL_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+_pg = urlsplit(POSTGRESQL_DSN)
 
 if not settings.configured:
     settings.configure(
@@ -29,12 +42,29 @@ if not settings.configured:
                 "ENGINE": "django.db.backends.sqlite3",
                 "NAME": ":memory:",
                 "ATOMIC_REQUESTS": True,  # every view runs in a transaction
-            }
+            },
+            "shop_file": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(SHOP_FILE)},
+            "shop_pg": {
+                "ENGINE": "django.db.backends.postgresql",
+                "NAME": _pg.path.lstrip("/"),
+                "USER": _pg.username or "",
+                "PASSWORD": _pg.password or "",
+                "HOST": _pg.hostname or "",
+                "PORT": str(_pg.port or ""),
+            },
         },
         MESSENGER={
-            "transports": {"async": "memory://", "failed": "memory://"},
+            "transports": {
+                "async": "memory://",
+                "failed": "memory://",
+                "file_outbox": f"sqlite:///{SHOP_FILE}?table_name=messenger_outbox",
+                "pg_outbox": f"{POSTGRESQL_DSN}?table_name=messenger_django_outbox",
+            },
             "failure_transport": "failed",
-            "routing": {f"{__name__}.OrderPlaced": "async"},
+            "routing": {
+                f"{__name__}.OrderPlaced": "async",
+                f"{__name__}.StoredOrder": ["file_outbox"],
+            },
         },
         MESSENGER_SCAN=[__name__],
     )
@@ -42,17 +72,19 @@ if not settings.configured:
 
 from django.core.management import ManagementUtility, call_command  # noqa: E402
 from django.core.management.base import CommandError  # noqa: E402
-from django.db import connection, transaction  # noqa: E402
+from django.db import connection, connections, transaction  # noqa: E402
 from django.http import HttpRequest, HttpResponse  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from messenger_core import handler  # noqa: E402
+from messenger_core import TransportNamesStamp, handler  # noqa: E402
 from messenger_core.contrib.django import (  # noqa: E402
     dispatch_on_commit,
     get_messenger,
+    outbox,
     reset_messenger,
 )
+from messenger_core.errors import ConfigurationError  # noqa: E402
 from messenger_core.transports.memory import MemoryTransport  # noqa: E402
 
 
@@ -77,6 +109,18 @@ def ship(message: OrderPlaced) -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT id FROM orders WHERE id = %s", [message.order_id])
         SEEN.setdefault("shipped", []).append((message.order_id, cursor.fetchone() is not None))
+
+
+@attrs.frozen
+class StoredOrder:
+    """Sent through the outbox (to file_outbox, or to pg_outbox with a TransportNamesStamp)."""
+
+    order_id: int
+
+
+@handler
+def stored(message: StoredOrder) -> None:
+    SEEN.setdefault("stored", []).append(message.order_id)
 
 
 @handler
@@ -167,3 +211,58 @@ def test_a_failing_command_is_a_command_error_with_its_exit_code() -> None:
     with pytest.raises(CommandError) as raised:
         call_command("messenger_consume", "nowhere")
     assert raised.value.returncode == 2
+
+
+# -- the outbox ---------------------------------------------------------------------------------
+def _outbox_round_trip(alias: str, transport: str) -> None:
+    call_command("messenger_setup_transports", transport)
+    with connections[alias].cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS shop_orders (id integer PRIMARY KEY)")
+        cursor.execute("DELETE FROM shop_orders")
+        table = "messenger_outbox" if transport == "file_outbox" else "messenger_django_outbox"
+        cursor.execute(f"DELETE FROM {table}")  # left by an earlier run
+    stamp = TransportNamesStamp(transport_names=(transport,))
+    sql = get_messenger().get_transport(transport)
+
+    with transaction.atomic(using=alias):
+        with connections[alias].cursor() as cursor:
+            cursor.execute("INSERT INTO shop_orders (id) VALUES (1)")
+        with outbox(using=alias):
+            get_messenger().bus.dispatch(StoredOrder(1), stamp)
+        assert sql.message_count() == 0  # type: ignore[attr-defined]  # not committed yet
+
+    assert sql.message_count() == 1  # type: ignore[attr-defined]
+    call_command("messenger_consume", transport, "--limit", "1")
+    assert SEEN["stored"] == [1]
+
+    def place_and_fail() -> None:
+        with transaction.atomic(using=alias):
+            with connections[alias].cursor() as cursor:
+                cursor.execute("INSERT INTO shop_orders (id) VALUES (2)")
+            with outbox(using=alias):
+                get_messenger().bus.dispatch(StoredOrder(2), stamp)
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        place_and_fail()
+    assert sql.message_count() == 0  # type: ignore[attr-defined]  # gone with the order
+
+
+def test_the_outbox_commits_messages_with_the_data_on_sqlite() -> None:
+    _outbox_round_trip("shop_file", "file_outbox")
+
+
+def test_the_outbox_commits_messages_with_the_data_on_postgresql() -> None:
+    require_service("PostgreSQL", POSTGRESQL_DSN, connections["shop_pg"].ensure_connection)
+    _outbox_round_trip("shop_pg", "pg_outbox")
+
+
+def test_the_outbox_needs_a_transaction_and_a_shareable_database() -> None:
+    with pytest.raises(ConfigurationError, match=r"inside transaction.atomic\(\)"), outbox():
+        pass
+    with (
+        pytest.raises(ConfigurationError, match="in memory"),
+        transaction.atomic(),
+        outbox(),
+    ):
+        pass

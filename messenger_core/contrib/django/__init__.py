@@ -15,9 +15,10 @@ plus ``MESSENGER_SCAN``, modules whose ``@handler`` marks are registered (``["sh
 and ``MESSENGER_ON_COMMIT`` (default ``True``): a message dispatched inside a transaction
 (``transaction.atomic()``, ``ATOMIC_REQUESTS``) that would be *sent* to a transport is sent when
 the transaction commits, and not at all if it rolls back, so a worker never sees a message
-about rows it cannot read yet. Messages handled synchronously are handled at once. (A message
-sent after the commit is lost if the process dies in between; the SQL transport's outbox,
-which commits it with the data, takes SQLAlchemy connections, not Django's.)
+about rows it cannot read yet. Messages handled synchronously are handled at once. A message
+sent after the commit is lost if the process dies in between: inside ``with outbox():``
+(:mod:`messenger_core.contrib.django.outbox`) a message routed to a SQL transport on the same
+database is committed with the data instead.
 
 :func:`get_messenger` gives the application; ``manage.py messenger_consume async``,
 ``messenger_failed``, ``messenger_setup_transports``, ``messenger_stats``,
@@ -33,5 +34,12 @@ from messenger_core.contrib.django.application import (
     reset_messenger,
 )
 from messenger_core.contrib.django.on_commit import OnCommitMiddleware
+from messenger_core.contrib.django.outbox import outbox
 
-__all__ = ["OnCommitMiddleware", "dispatch_on_commit", "get_messenger", "reset_messenger"]
+__all__ = [
+    "OnCommitMiddleware",
+    "dispatch_on_commit",
+    "get_messenger",
+    "outbox",
+    "reset_messenger",
+]

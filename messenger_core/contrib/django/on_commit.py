@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import connections, transaction
 
+from messenger_core.contrib.django.outbox import in_outbox
 from messenger_core.envelope import Envelope
 from messenger_core.middleware import Next
 from messenger_core.routing import Router
@@ -31,8 +32,8 @@ class OnCommitMiddleware:
         return envelope
 
     def _defer(self, envelope: Envelope) -> bool:
-        if envelope.last(ReceivedStamp) is not None:
-            return False
+        if envelope.last(ReceivedStamp) is not None or in_outbox():
+            return False  # a worker's message, or one that joins the transaction itself
         if not connections[self.using or "default"].in_atomic_block:
             return False
         override = envelope.last(TransportNamesStamp)
