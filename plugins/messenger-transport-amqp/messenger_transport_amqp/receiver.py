@@ -307,6 +307,11 @@ class AmqpReceiver:
 
     # -- closing -------------------------------------------------------------------------------
     @property
+    def buffered(self) -> int:
+        """Messages pushed to this receiver and not handed out yet."""
+        return sum(len(buffer) for buffer in self._buffers.values())
+
+    @property
     def holds_deliveries(self) -> bool:
         """Whether this receiver consumes or holds messages on the current channel."""
         return bool(self._consuming or self._outstanding)

@@ -7,10 +7,13 @@ the routing key and properties. With a ``DelayStamp`` it goes to the delays exch
 in its delay queue (see :mod:`.topology`); a retry (a received message re-sent with a
 ``RedeliveryStamp``) waits in a ``_retry`` queue that sends it back to its own queue only.
 
-With ``confirm_timeout``, the channel is in confirm mode: a send, or a whole batch, returns
-only once RabbitMQ confirmed every message (one wait per batch); a ``nack`` or no answer in
-time raises :class:`~messenger_core.errors.TransportError`. A send interrupted by a lost
-connection is published again on a new one (at-least-once: it may then be stored twice).
+The channel is always in confirm mode. With ``confirm_timeout``, a send, or a whole batch,
+returns only once RabbitMQ confirmed every message (one wait per batch); a ``nack`` or no
+answer in time raises :class:`~messenger_core.errors.TransportError`. Without it, a send
+returns once the message is written to the socket, as in Symfony; the confirms are still
+tracked, so that counting messages and closing wait for the messages sent before (a late
+``nack`` is logged as an error). A send interrupted by a lost connection is published again
+on a new one (at-least-once: it may then be stored twice).
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import DelayStamp, RedeliveryStamp
-from messenger_transport_amqp.connection import AmqpConnection
+from messenger_transport_amqp.connection import AmqpConnection, logger
 from messenger_transport_amqp.stamps import AmqpReceivedStamp, AmqpStamp
 
 __all__ = ["AmqpSender", "Publication"]
 
 PERSISTENT = 2
+_SELECT_TIMEOUT = 10.0
 
 
 @attrs.frozen
@@ -67,8 +71,8 @@ class AmqpSender:
         self._pending: set[int] = set()
         self._nacked: list[int] = []
         self._select_ok = False
-        if self._confirm_timeout is not None:
-            connection.on_open.append(self._select_confirms)
+        self._waiting = False
+        connection.on_open.append(self._select_confirms)
 
     # -- building ------------------------------------------------------------------------------
     def publication(self, envelope: Envelope) -> Publication:
@@ -137,13 +141,37 @@ class AmqpSender:
                     channel, each.delay_ms, each.final_routing_key, each.retry
                 )
             impl.basic_publish(each.exchange, each.routing_key, each.body, each.properties)
-            if self._confirm_timeout is not None:
-                self._pending.add(self._next_tag)
-                self._next_tag += 1
+            self._pending.add(self._next_tag)
+            self._next_tag += 1
         if self._confirm_timeout is None:
             channel.connection.process_data_events(0)  # write them out now
+            self._report_nacks()
             return
         self._await_confirms(channel, first, self._confirm_timeout)
+
+    def sync(self, timeout: float) -> None:
+        """Wait (holding the connection's lock) until RabbitMQ confirmed every message sent so
+        far on the current channel: they are in their queues then."""
+        connection = self._connection
+        with connection.lock:
+            if self._pending and connection.connected:
+
+                def wait(channel: BlockingChannel) -> None:
+                    self._wait(channel, lambda: not self._pending, timeout, "earlier messages")
+                    self._report_nacks()
+
+                connection.run(wait, "wait for confirms", budget=0)
+
+    def _report_nacks(self) -> None:
+        nacked, self._nacked = self._nacked, []
+        if nacked:
+            logger.error(
+                "RabbitMQ at %s refused (nack) %d message(s) published to exchange %r: they "
+                "are not stored (set confirm_timeout to get this error from send())",
+                self._connection.where,
+                len(nacked),
+                self._options.exchange.name,
+            )
 
     # -- confirms ------------------------------------------------------------------------------
     def _select_confirms(self, channel: BlockingChannel) -> None:
@@ -153,12 +181,14 @@ class AmqpSender:
 
         def selected(_frame: Any) -> None:
             self._select_ok = True
-            channel.connection.call_later(0, _nothing)  # wake the wait below
+            if self._waiting:
+                channel.connection.call_later(0, _nothing)  # wake the wait below
 
         channel._impl.confirm_delivery(  # noqa: SLF001  (see publish_on)
             ack_nack_callback=lambda frame: self._on_confirm(channel, frame), callback=selected
         )
-        self._wait(channel, lambda: self._select_ok, self._confirm_timeout or 10.0, "confirm mode")
+        # Not confirm_timeout: that bounds confirms of messages, and may be tiny.
+        self._wait(channel, lambda: self._select_ok, _SELECT_TIMEOUT, "confirm mode")
 
     def _on_confirm(self, channel: BlockingChannel, frame: Any) -> None:
         method = frame.method
@@ -167,7 +197,7 @@ class AmqpSender:
         self._pending -= settled
         if isinstance(method, pika.spec.Basic.Nack):
             self._nacked.extend(settled)
-        if not self._pending:
+        if self._waiting and not self._pending:
             channel.connection.call_later(0, _nothing)  # wake the wait for confirms
 
     def _await_confirms(self, channel: BlockingChannel, first: int, timeout: float) -> None:
@@ -186,17 +216,21 @@ class AmqpSender:
     ) -> None:
         deadline = time.monotonic() + timeout
         connection = channel.connection
-        while not ready():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                unconfirmed = len(self._pending)
-                self._pending.clear()
-                raise TransportError(
-                    f"RabbitMQ at {self._connection.where} did not confirm {what} within "
-                    f"confirm_timeout ({timeout:g} s; {unconfirmed} unconfirmed): they may or "
-                    "may not be stored"
-                )
-            connection.process_data_events(time_limit=remaining)
+        self._waiting = True
+        try:
+            while not ready():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    unconfirmed = len(self._pending)
+                    self._pending.clear()
+                    raise TransportError(
+                        f"RabbitMQ at {self._connection.where} did not confirm {what} within "
+                        f"{timeout:g} s ({unconfirmed} unconfirmed): they may or may not be "
+                        "stored"
+                    )
+                connection.process_data_events(time_limit=remaining)
+        finally:
+            self._waiting = False
 
 
 def _nothing() -> None:

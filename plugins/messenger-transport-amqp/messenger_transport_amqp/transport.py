@@ -29,6 +29,9 @@ from messenger_transport_amqp.sender import AmqpSender
 
 __all__ = ["AmqpTransport"]
 
+_SYNC_TIMEOUT = 5.0
+"""Seconds counting and closing wait for confirms of the messages sent before."""
+
 
 class AmqpTransport:
     """Messages published to an exchange and consumed from its queues on RabbitMQ.
@@ -130,14 +133,18 @@ class AmqpTransport:
 
     # -- counting, setup, closing --------------------------------------------------------------
     def message_count(self) -> int:
-        """Messages ready in the transport's queues (summed), as Symfony counts them: not
-        those delivered and unacknowledged, nor those waiting in delay queues."""
+        """Messages waiting: ready in the transport's queues (summed, as Symfony counts them)
+        plus those RabbitMQ pushed to this transport that it has not handed out yet. Not
+        those other consumers hold, nor those waiting in delay queues."""
+        self._sender.sync(_SYNC_TIMEOUT)  # the messages this transport sent are counted
 
         def count(channel: BlockingChannel) -> int:
-            return sum(
+            ready = sum(
                 channel.queue_declare(name, passive=True).method.message_count
                 for name in self._options.queue_names
             )
+            channel.connection.process_data_events(0)  # deliveries sent before the answers
+            return ready + self._receiver.buffered
 
         return self._connection.run(count, "count messages")
 
@@ -153,6 +160,10 @@ class AmqpTransport:
         if connection.closed:
             return
         with connection.lock:
+            try:
+                self._sender.sync(_SYNC_TIMEOUT)  # a producer's last messages reach RabbitMQ
+            except TransportError as error:
+                logger.warning("closing: %s", error)
             if connection.connected and self._receiver.holds_deliveries:
                 try:
                     connection.settle(
