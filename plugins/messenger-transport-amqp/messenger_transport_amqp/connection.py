@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import pika
+import pika  # type: ignore[import-untyped]
 from pika import exceptions as pika_errors
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import TransportError

@@ -19,9 +19,7 @@ __all__ = ["AmqpTransportFactory"]
 class AmqpTransportFactory:
     """Builds AMQP transports; see the package README for DSNs and options."""
 
-    def create(
-        self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer
-    ) -> AmqpTransport:
+    def create(self, dsn: Dsn, options: Mapping[str, Any], serializer: Serializer) -> AmqpTransport:
         """A transport for ``dsn`` (``amqp://user:pass@host:5672/<vhost>/<exchange>``); it
         connects on first use.
 

@@ -222,9 +222,9 @@ def parse_options(dsn: Dsn, options: Mapping[str, Any]) -> AmqpOptions:
     exchange = _exchange(values.get("exchange", {}), exchange_name)
     found["exchange"] = exchange
     # As Symfony: without queues, one queue named after the DSN's exchange segment.
-    found["queues"] = _queues(values["queues"]) if "queues" in values else {
-        exchange_name: QueueOptions()
-    }
+    found["queues"] = (
+        _queues(values["queues"]) if "queues" in values else {exchange_name: QueueOptions()}
+    )
     found["delay"] = _delay(values.get("delay", {}))
     return AmqpOptions(**found)
 
@@ -282,11 +282,13 @@ def _queue(name: str, value: Any) -> QueueOptions:
     found: dict[str, Any] = {}
     if "binding_keys" in table:
         keys = as_list(f"{where}[binding_keys]", table["binding_keys"])
-        found["binding_keys"] = tuple(
-            _text(f"{where}[binding_keys]", key) for key in keys
-        ) or (None,)
+        found["binding_keys"] = tuple(_text(f"{where}[binding_keys]", key) for key in keys) or (
+            None,
+        )
     if "binding_arguments" in table:
-        found["binding_arguments"] = _table(f"{where}[binding_arguments]", table["binding_arguments"])
+        found["binding_arguments"] = _table(
+            f"{where}[binding_arguments]", table["binding_arguments"]
+        )
     if "arguments" in table:
         found["arguments"] = _arguments(f"{where}[arguments]", table["arguments"])
     return QueueOptions(**found)

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
+import pika  # type: ignore[import-untyped]
+from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, TransportError
@@ -321,8 +321,8 @@ class AmqpReceiver:
         acknowledged), messages handed out and not settled put back."""
         self._send_acks(channel)
         channel.connection.process_data_events(0)  # what arrived is buffered, not nacked
-        for tag in list(self._consuming.values()):
-            channel.basic_cancel(tag)
+        for consumer_tag in list(self._consuming.values()):
+            channel.basic_cancel(consumer_tag)
         self._consuming.clear()
         unseen = [d for b in self._buffers.values() for d in b if not d.redelivered]
         for buffer in self._buffers.values():

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from pika import exceptions as pika_errors
+from pika import exceptions as pika_errors  # type: ignore[import-untyped]
 
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import BrokerUnreachableError
@@ -55,7 +55,7 @@ class ReconnectPolicy:
         self._next_try = 0.0
         self._last_error: BaseException | None = None
         self._answered = False
-        self._rng = random.Random()  # noqa: S311  (jitter, not secrets)
+        self._rng = random.Random()
 
     @property
     def in_outage(self) -> bool:

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-import pika
-from pika.adapters.blocking_connection import BlockingChannel
+import pika  # type: ignore[import-untyped]
+from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
@@ -133,7 +133,7 @@ class AmqpSender:
     def publish_on(self, channel: BlockingChannel, publications: Sequence[Publication]) -> None:
         """Publish on ``channel`` now (holding the connection's lock), waiting for confirms."""
         topology = self._connection.topology
-        impl = channel._impl  # noqa: SLF001  (pika's async channel: publish many, confirm once)
+        impl = channel._impl
         first = self._next_tag
         for each in publications:
             if each.delay_ms:
@@ -184,7 +184,7 @@ class AmqpSender:
             if self._waiting:
                 channel.connection.call_later(0, _nothing)  # wake the wait below
 
-        channel._impl.confirm_delivery(  # noqa: SLF001  (see publish_on)
+        channel._impl.confirm_delivery(
             ack_nack_callback=lambda frame: self._on_confirm(channel, frame), callback=selected
         )
         # Not confirm_timeout: that bounds confirms of messages, and may be tiny.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_transport_amqp.options import AmqpOptions
 

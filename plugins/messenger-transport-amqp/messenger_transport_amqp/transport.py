@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from pika.adapters.blocking_connection import BlockingChannel
+from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
@@ -140,7 +140,7 @@ class AmqpTransport:
 
         def count(channel: BlockingChannel) -> int:
             ready = sum(
-                channel.queue_declare(name, passive=True).method.message_count
+                int(channel.queue_declare(name, passive=True).method.message_count)
                 for name in self._options.queue_names
             )
             channel.connection.process_data_events(0)  # deliveries sent before the answers

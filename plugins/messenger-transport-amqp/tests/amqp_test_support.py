@@ -11,6 +11,7 @@ with its own data directory, and never touch the shared broker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -25,7 +26,8 @@ from typing import Any
 import attrs
 import pika
 import pytest
-from messenger_transport_amqp import AmqpTransport, AmqpTransportFactory
+from messenger_transport_amqp import AmqpTransport, AmqpTransportFactory, parse_options
+from messenger_transport_amqp.connection import parameters_of
 
 from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
@@ -61,9 +63,6 @@ def order(number: int, text: str = "", *stamps: Stamp) -> Envelope:
 
 def parameters(dsn: str = AMQP_DSN) -> pika.ConnectionParameters:
     """pika's parameters for the broker and virtual host of ``dsn``."""
-    from messenger_transport_amqp.connection import parameters_of
-    from messenger_transport_amqp.options import parse_options
-
     return parameters_of(parse_options(Dsn.parse(dsn), {}))
 
 
@@ -135,10 +134,8 @@ class Exchange:
 
     def close(self) -> None:
         for transport in self._made:
-            try:
+            with contextlib.suppress(Exception):  # the broker may be down in a failed test
                 transport.close()
-            except Exception:  # the broker may be down in a failed test
-                pass
         try:
             with raw_channel(self.base_dsn) as channel:
                 for queue in self.queue_names:
@@ -217,7 +214,7 @@ class RabbitNode:
     def _ctl(self, *args: str, timeout: float = 90) -> None:
         ctl = _tool("rabbitmqctl")
         assert ctl is not None
-        subprocess.run(  # noqa: S603  (a test's own node)
+        subprocess.run(
             [ctl, "-q", "-n", self.name, *args],
             env=self.env,
             check=True,
@@ -230,7 +227,7 @@ class RabbitNode:
         """Start it (again, on the same ports and data) and wait until it accepts clients."""
         server = _tool("rabbitmq-server")
         assert server is not None
-        subprocess.run([server, "-detached"], env=self.env, check=True, timeout=60)  # noqa: S603
+        subprocess.run([server, "-detached"], env=self.env, check=True, timeout=60)
         self._ctl("wait", str(self.directory / "node.pid"), "--timeout", "60")
         deadline = time.monotonic() + 30
         while True:
@@ -267,7 +264,5 @@ def own_rabbit_node(directory: Path) -> Iterator[RabbitNode]:
     try:
         yield node
     finally:
-        try:
+        with contextlib.suppress(Exception):  # already stopped by a failed test
             node.stop()
-        except Exception:  # already stopped by a failed test
-            pass
