@@ -15,11 +15,19 @@ close. An acknowledgement lost to a crash only means the message comes again.
 On close, buffered messages the worker never saw are published again as new messages (and
 the originals acknowledged), so that they do not come back flagged as redelivered; a message
 handed out and never settled is put back (``basic.nack requeue=true``), flagged redelivered.
+
+When the connection is lost instead, RabbitMQ puts back everything the channel held, all
+flagged redelivered, also the buffered messages nobody saw. The receiver remembers those
+(by body and headers); when one of them comes back to it, it is not stamped
+``TransportRedeliveredStamp``: it was never handled, and the reject-redelivered middleware
+would send it through a retry (or, with no retries left, to the failure transport) for
+nothing. (Two identical messages, one handled and one not, may then be told apart wrongly:
+the handled one runs again, which at-least-once allows.)
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +81,7 @@ class AmqpReceiver:
         self._unsent_acks = 0
         self._ack_batch = max(1, options.prefetch_count // 2)
         self._by_message: dict[int, _Delivery] = {}  # id(message) -> delivery, while handed
+        self._unseen: Counter[tuple[bytes, str]] = Counter()  # lost with a channel, never seen
         self._last_count = -1
         self._empty_before = False
         self.received_once = False
@@ -82,6 +91,7 @@ class AmqpReceiver:
     def _on_open(self, channel: BlockingChannel) -> None:
         """A new channel: what the old one had buffered RabbitMQ puts back by itself."""
         for buffer in self._buffers.values():
+            self._unseen.update(_fingerprint(d) for d in buffer if not d.redelivered)
             buffer.clear()
         self._outstanding.clear()
         self._consuming.clear()
@@ -187,11 +197,23 @@ class AmqpReceiver:
             generation=delivery.generation,
         )
         envelope = envelope.with_(received)
-        if delivery.redelivered:
+        if delivery.redelivered and not self._was_unseen(delivery):
             envelope = envelope.with_(TransportRedeliveredStamp())
         self._by_message[id(envelope.message)] = delivery
         self.received_once = True
         return envelope
+
+    def _was_unseen(self, delivery: _Delivery) -> bool:
+        """Whether ``delivery`` was buffered and never handed out when a channel was lost."""
+        if not self._unseen:
+            return False
+        key = _fingerprint(delivery)
+        if not self._unseen[key]:
+            return False
+        self._unseen[key] -= 1
+        if not self._unseen[key]:
+            del self._unseen[key]
+        return True
 
     def _check(self, queues: Sequence[str]) -> Sequence[str]:
         unknown = [name for name in queues if name not in self._buffers]
@@ -339,3 +361,9 @@ class AmqpReceiver:
         for tag in list(self._outstanding):
             channel.basic_nack(tag, requeue=True)
         self._outstanding.clear()
+
+
+def _fingerprint(delivery: _Delivery) -> tuple[bytes, str]:
+    """What tells a message apart without an id: its body and headers."""
+    headers = delivery.properties.headers or {}
+    return delivery.body, repr(sorted(headers.items(), key=lambda item: str(item[0])))

@@ -72,7 +72,9 @@ def test_exchange_and_queue_are_durable_and_the_exchange_fanout(exchange: Exchan
     assert declare_fails(lambda ch: ch.exchange_declare(name, "direct", durable=True))
     assert not declare_fails(lambda ch: ch.queue_declare(name, durable=True))
     assert declare_fails(lambda ch: ch.queue_declare(name, durable=False))
-    assert not declare_fails(lambda ch: ch.exchange_declare(exchange.delays, "direct", durable=True))
+    assert not declare_fails(
+        lambda ch: ch.exchange_declare(exchange.delays, "direct", durable=True)
+    )
 
 
 def test_amqp_stamp_sets_routing_key_and_properties(exchange: Exchange) -> None:
@@ -185,7 +187,9 @@ def test_the_redelivered_flag_becomes_a_stamp(exchange: Exchange) -> None:
     transport = exchange.transport()
     transport.setup()
     transport.send(order(1))
-    connection = pika.BlockingConnection(pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f"))
+    connection = pika.BlockingConnection(
+        pika.URLParameters("amqp://guest:guest@127.0.0.1:5672/%2f")
+    )
     channel = connection.channel()
     method, _, _ = channel.basic_get(exchange.name)
     assert method is not None
