@@ -50,8 +50,11 @@ __all__ = ["AmqpReceiver"]
 
 _WAIT = 0.1
 """Seconds a ``get()`` with nothing buffered lets pika wait for a delivery."""
-_handed_out = [0]
-"""Messages handed out by every AMQP receiver of the process (see ``_wait_time``)."""
+_DRAIN_WAIT = 0.005
+"""Seconds a ``get()`` that just ran dry waits for deliveries still on the wire."""
+_handed_out: list[Any] = [0, None]
+"""Messages handed out by every AMQP receiver of the process, and the last receiver that
+handed one out (see ``_wait_time``)."""
 
 
 @attrs.define(slots=True)
@@ -156,12 +159,17 @@ class AmqpReceiver:
         return delivery
 
     def _wait_time(self) -> float:
-        """How long an empty ``get()`` waits: not at all if a message was handed out anywhere
-        in this process since this receiver's last call (a worker serving a lower-priority
-        receiver comes back here between its messages), else briefly."""
-        count = _handed_out[0]
+        """How long an empty ``get()`` lets pika wait for a delivery (it returns as soon as
+        one arrives): 0.1 s when nothing happened since this receiver's last call (an idle
+        worker); a few milliseconds when this receiver handed out the last message in the
+        process (it just ran dry: more may be on the wire, and a lower-priority receiver
+        should not go first); else not at all (a worker serving a lower-priority receiver
+        comes back here between its messages)."""
+        count, last_by = _handed_out
         quiet, self._last_count = self._last_count == count, count
-        return _WAIT if quiet and self._empty_before else 0.0
+        if quiet and self._empty_before:
+            return _WAIT
+        return _DRAIN_WAIT if last_by is self and not self._empty_before else 0.0
 
     def _pop(self, names: Sequence[str]) -> _Delivery | None:
         buffers = self._buffers
@@ -171,6 +179,7 @@ class AmqpReceiver:
                 delivery = buffer.popleft()
                 delivery.handed = True
                 _handed_out[0] += 1
+                _handed_out[1] = self
                 return delivery
         return None
 
