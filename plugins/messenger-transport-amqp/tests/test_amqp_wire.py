@@ -224,6 +224,18 @@ def test_reject_is_a_nack_without_requeue(exchange: Exchange) -> None:
             channel.exchange_delete(dead)
 
 
+def test_settling_twice_is_an_error(exchange: Exchange) -> None:
+    transport = exchange.transport()
+    transport.setup()
+    transport.send(order(1))
+    [received] = receive(transport, 1)
+    transport.ack(received)
+    with pytest.raises(TransportError, match="settled already"):
+        transport.reject(received)
+    with pytest.raises(TransportError, match="no AmqpReceivedStamp"):
+        transport.ack(order(2))
+
+
 def test_acknowledgements_are_sent_and_nothing_comes_back(exchange: Exchange) -> None:
     transport = exchange.transport(prefetch_count=10)
     transport.setup()
