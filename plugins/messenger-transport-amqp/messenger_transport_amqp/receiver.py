@@ -35,7 +35,7 @@ from messenger_core.serializer import Serializer
 from messenger_core.stamps import TransportMessageIdStamp, TransportRedeliveredStamp
 from messenger_core.transport import TransportMessage
 from messenger_core.wire import decode_stored
-from messenger_transport_amqp.connection import CONSUMER_SLICE, AmqpConnection
+from messenger_transport_amqp.connection import CONSUMER_SLICE, AmqpConnection, logger
 from messenger_transport_amqp.reconnect import AmqpUnreachableError
 from messenger_transport_amqp.sender import AmqpSender, Publication
 from messenger_transport_amqp.settling import Delivery, Settler
@@ -64,6 +64,7 @@ class AmqpReceiver:
         self._settler = Settler(connection)
         self._consuming: dict[str, str] = {}  # queue -> consumer tag, on the current channel
         self._by_message: dict[int, Delivery] = {}  # id(message) -> delivery, while handed
+        self._redeclare = False  # a consumer was cancelled by RabbitMQ
         self._unseen: Counter[tuple[bytes, str]] = Counter()  # lost with a channel, never seen
         self._last_count = -1
         self._empty_before = False
@@ -79,8 +80,28 @@ class AmqpReceiver:
         self._settler.reset()
         self._consuming.clear()
         self._by_message.clear()
+        channel.add_on_cancel_callback(self._on_cancel)
+
+    def _on_cancel(self, frame: Any) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted, or a node of a cluster went
+        away): consume it again on the next ``get()``, declaring it again with
+        ``auto_setup``, instead of going quiet."""
+        tag = frame.method.consumer_tag
+        for queue, consumer_tag in list(self._consuming.items()):
+            if consumer_tag == tag:
+                del self._consuming[queue]
+                self._redeclare = True
+                logger.warning(
+                    "RabbitMQ cancelled the consumer of queue %s (was it deleted?); "
+                    "consuming it again",
+                    queue,
+                )
 
     def _subscribe(self, channel: BlockingChannel, queues: Sequence[str]) -> None:
+        if self._redeclare:
+            self._redeclare = False
+            if self._options.auto_setup:
+                self._connection.topology.declare(channel)
         for queue in queues:
             if queue not in self._consuming:
                 if not self._consuming:

@@ -224,6 +224,21 @@ def test_reject_is_a_nack_without_requeue(exchange: Exchange) -> None:
             channel.exchange_delete(dead)
 
 
+def test_a_consumer_whose_queue_is_deleted_consumes_it_again(exchange: Exchange) -> None:
+    transport = exchange.transport()
+    transport.setup()
+    transport.send(order(1))
+    transport.ack(receive(transport, 1)[0])
+    with raw_channel() as channel:
+        channel.queue_delete(exchange.name)  # RabbitMQ cancels the consumer
+    assert receive(transport, 1, timeout=0.3) == []  # the next get() declares it again
+    transport.send(order(2))
+    [received] = receive(transport, 1)
+    assert received.message == Order(2)
+    transport.ack(received)
+    assert ready_count(exchange.name) == (0, 1)
+
+
 def test_settling_twice_is_an_error(exchange: Exchange) -> None:
     transport = exchange.transport()
     transport.setup()
