@@ -78,10 +78,10 @@ def test_a_worker_consumes_the_queues_it_is_given(
     two_exchanges: tuple[Exchange, Exchange],
 ) -> None:
     high, low = two_exchanges
-    low.queues = ("a", "b")
-    messenger, handled = app(high, low, queues={"a": {}, "b": {}})
+    a, b = low.queues = (f"{low.name}.a", f"{low.name}.b")
+    messenger, handled = app(high, low, queues={a: {}, b: {}})
     with messenger:
-        low.transport(queues={"a": {}, "b": {}}).send(order(1, "both"))
-        messenger.worker(["low"], queues=["b"]).run(limit=1, handle_signals=False)
+        low.transport(queues={a: {}, b: {}}).send(order(1, "both"))
+        messenger.worker(["low"], queues=[b]).run(limit=1, handle_signals=False)
     assert handled == ["both"]
-    assert low.transport(queues={"a": {}, "b": {}}).message_count() == 1  # still in "a"
+    assert low.transport(queues={a: {}, b: {}}).message_count() == 1  # still in queue a
