@@ -54,6 +54,12 @@ def test_the_path_names_the_virtual_host_and_the_exchange(
     assert list(parsed.queues) == [exchange]  # Symfony's default queue: the DSN's exchange
 
 
+def test_the_dsn_keeps_its_raw_path_for_the_encoded_virtual_host() -> None:
+    dsn = Dsn.parse("amqp://h/%2f/orders")
+    assert (dsn.path, dsn.raw_path) == ("///orders", "/%2f/orders")
+    assert dsn == Dsn.parse("amqp://h/%2F/orders")
+
+
 def test_credentials_host_and_port() -> None:
     parsed = options("amqp://us%40er:p%2Fss@rabbit.internal:5673/%2f/orders")
     assert (parsed.user, parsed.password) == ("us@er", "p/ss")

@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from amqp_test_support import Exchange, Order, order, require_amqp
+from amqp_test_support import Exchange, Order, order, ready_count, require_amqp
+from messenger_transport_amqp import AmqpStamp
 
 from messenger_core import Messenger
+from messenger_core.stamps import TransportNamesStamp
 
 
 @pytest.fixture
@@ -85,3 +87,21 @@ def test_a_worker_consumes_the_queues_it_is_given(
         messenger.worker(["low"], queues=[b]).run(limit=1, handle_signals=False)
     assert handled == ["both"]
     assert low.transport(queues={a: {}, b: {}}).message_count() == 1  # still in queue a
+
+
+def test_an_amqp_stamp_given_to_dispatch_routes_the_message(
+    two_exchanges: tuple[Exchange, Exchange],
+) -> None:
+    high, low = two_exchanges
+    eu, us = low.queues = (f"{low.name}.eu", f"{low.name}.us")
+    queues = {eu: {"binding_keys": ["eu"]}, us: {"binding_keys": ["us"]}}
+    messenger, _ = app(high, low, exchange={"type": "direct"}, queues=queues)
+    with messenger:
+        low.transport(exchange={"type": "direct"}, queues=queues).setup()
+        messenger.bus.dispatch(
+            Order(1, "to eu"),
+            TransportNamesStamp(transport_names=("low",)),
+            AmqpStamp(routing_key="eu"),
+        )
+    assert ready_count(eu) == (1, 0)
+    assert ready_count(us) == (0, 0)
