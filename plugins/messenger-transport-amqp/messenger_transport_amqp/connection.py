@@ -3,10 +3,11 @@ reconnected with backoff, used by one thread at a time.
 
 pika's ``BlockingConnection`` is not thread-safe, and only does I/O (heartbeats included)
 while one of its methods runs. So every use goes through :attr:`AmqpConnection.lock`, and a
-small daemon thread (:class:`_Pump`) takes the lock when nobody holds it and lets pika
-process its events now and then: heartbeats keep flowing while a handler runs for minutes
-and the transport's thread does not touch the connection (the worker's ``keepalive`` does
-the same on demand). Strictly one thread at a time uses pika, so this is safe.
+small daemon thread (:class:`_Pump`) takes the lock when nobody holds it and the connection
+was idle for a second, and lets pika process its events: heartbeats keep flowing while a
+handler runs for minutes and the transport's thread does not touch the connection, and the
+acknowledgements held back go out (the worker's ``keepalive`` does the same on demand).
+Strictly one thread at a time uses pika, so this is safe.
 
 Each new channel is a new *generation*: delivery tags of an older one mean nothing any more
 (RabbitMQ put those messages back when the old channel died).
@@ -96,6 +97,8 @@ class AmqpConnection:
         """Incremented with each new channel."""
         self.closed = False
         self.on_open: list[Callable[[BlockingChannel], None]] = []
+        self.on_idle: list[Callable[[BlockingChannel], None]] = []
+        """Run when the connection is pumped while idle (and by ``keepalive``)."""
         self._parameters = parameters_of(options)
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
@@ -176,13 +179,17 @@ class AmqpConnection:
         self.run(declare, "set up the exchange and queues")
 
     def pump(self) -> None:
-        """Let pika process its events now (heartbeats, deliveries); under the lock."""
+        """Let pika process its events now (heartbeats, deliveries), then run the ``on_idle``
+        callbacks (acknowledgements held back go out); under the lock."""
         with self.lock:
-            connection = self._connection
+            connection, channel = self._connection, self._channel
             if connection is not None and connection.is_open:
                 try:
                     connection.process_data_events(0)
-                except RETRYABLE as error:
+                    if channel is not None and channel.is_open:
+                        for callback in self.on_idle:
+                            callback(channel)
+                except (*RETRYABLE, pika_errors.AMQPChannelError) as error:
                     logger.debug("the connection to %s failed: %s", self.where, error)
                 self.last_io = time.monotonic()
 
@@ -226,8 +233,10 @@ class AmqpConnection:
 
     def _start_pump(self) -> None:
         if self._pump is None:
+            # A quarter of the heartbeat timeout, and at least every second: acknowledgements
+            # held back go out soon after a handler starts running long.
             heartbeat = self.options.heartbeat
-            interval = 15.0 if heartbeat == 0 else min(15.0, max(0.2, (heartbeat or 60) / 4))
+            interval = 1.0 if heartbeat == 0 else min(1.0, max(0.2, (heartbeat or 60) / 4))
             self._pump = _Pump(self, interval)
 
     def error(self, what: str, error: BaseException) -> TransportError:

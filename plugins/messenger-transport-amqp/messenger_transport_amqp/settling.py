@@ -5,7 +5,8 @@ Acknowledgements are held back briefly and sent with one ``basic.ack multiple=tr
 oldest outstanding deliveries once they are all acknowledged (a delivery still held by the
 worker, or buffered and not handed out, stops the run there: those after it are acknowledged
 one by one). They are written when half the prefetch window is acknowledged, before a
-``get()`` waits, on ``flush()`` and on close. Settlements only ever go to the channel the
+``get()`` waits, when the connection was idle for a second (the next handler runs long), on
+``flush()`` and on close. Settlements only ever go to the channel the
 messages came on: after a reconnect they are dropped (logged), and RabbitMQ delivers those
 messages again. An acknowledgement lost so only means the message comes again.
 """
@@ -50,6 +51,7 @@ class Settler:
         self.outstanding: OrderedDict[int, Delivery] = OrderedDict()
         self._unsent = 0
         self._batch = max(1, connection.options.prefetch_count // 2)
+        connection.on_idle.append(self.send_acks)  # a handler running long: send them now
 
     def reset(self) -> None:
         """A new channel: RabbitMQ put back what the old one held."""

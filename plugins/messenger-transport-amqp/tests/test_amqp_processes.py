@@ -160,7 +160,10 @@ def stop_gracefully(process: subprocess.Popen[bytes], app: App) -> int:
 
 
 # -- kill -9 -----------------------------------------------------------------------------------
-def test_messages_of_a_consumer_killed_with_kill_9_come_back(exchange: Exchange) -> None:
+@pytest.mark.parametrize("acks", ["flushed", "held-back"])
+def test_messages_of_a_consumer_killed_with_kill_9_come_back(exchange: Exchange, acks: str) -> None:
+    """``held-back``: the consumer leaves its acknowledgements to the transport, which holds
+    them back; they go out within a second or two while it sits on the next message."""
     count, acked_by_victim = 20, 5
     sender = exchange.transport()
     sender.setup()
@@ -168,7 +171,7 @@ def test_messages_of_a_consumer_killed_with_kill_9_come_back(exchange: Exchange)
 
     victim = subprocess.Popen(
         [sys.executable, str(HERE / "amqp_consumer_process.py"), AMQP_DSN, exchange.name,
-         str(acked_by_victim)],
+         str(acked_by_victim), acks],
         stdout=subprocess.PIPE,
         text=True,
     )  # fmt: skip
@@ -181,6 +184,8 @@ def test_messages_of_a_consumer_killed_with_kill_9_come_back(exchange: Exchange)
                 break
         # It holds the rest in its prefetch window, unacknowledged.
         assert ready_count(exchange.name) == (0, 1)
+        if acks == "held-back":
+            time.sleep(2.5)  # "handling" the held message: the acknowledgements go out
     finally:
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
