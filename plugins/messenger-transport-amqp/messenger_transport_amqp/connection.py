@@ -102,7 +102,6 @@ class AmqpConnection:
         self._parameters = parameters_of(options)
         self._connection: pika.BlockingConnection | None = None
         self._channel: BlockingChannel | None = None
-        self._set_up = False
         self.last_io = time.monotonic()
         self._pump: _Pump | None = None
 
@@ -111,11 +110,6 @@ class AmqpConnection:
         """Whether a channel is open now (as far as pika knows)."""
         channel = self._channel
         return channel is not None and channel.is_open
-
-    @property
-    def blocking(self) -> pika.BlockingConnection | None:
-        """The pika connection (hold :attr:`lock` to use it)."""
-        return self._connection
 
     def check_open(self) -> None:
         """Raise :class:`TransportError` once the transport is closed."""
@@ -207,10 +201,10 @@ class AmqpConnection:
         self.generation += 1
         self.topology.forget()
         self._channel = channel
+        for callback in self.on_open:  # first: what the old channel held is void now
+            callback(channel)
         if self.options.auto_setup:
             self.topology.declare(channel)
-        for callback in self.on_open:
-            callback(channel)
         return channel
 
     def drop(self) -> None:

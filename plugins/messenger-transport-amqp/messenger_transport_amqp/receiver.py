@@ -45,6 +45,8 @@ __all__ = ["AmqpReceiver"]
 
 _WAIT = 0.1
 """Seconds a ``get()`` with nothing buffered lets pika wait for a delivery."""
+_UNSEEN_LIMIT = 10_000
+"""At most about this many messages lost with a channel are remembered as never seen."""
 _DRAIN_WAIT = 0.005
 """Seconds a ``get()`` that just ran dry waits for deliveries still on the wire."""
 _handed_out: list[Any] = [0, None]
@@ -74,6 +76,8 @@ class AmqpReceiver:
     # -- consuming -----------------------------------------------------------------------------
     def _on_open(self, channel: BlockingChannel) -> None:
         """A new channel: what the old one had buffered RabbitMQ puts back by itself."""
+        if sum(self._unseen.values()) > _UNSEEN_LIMIT:
+            self._unseen.clear()  # they went to other consumers long ago
         for buffer in self._buffers.values():
             self._unseen.update(_fingerprint(d) for d in buffer if not d.redelivered)
             buffer.clear()

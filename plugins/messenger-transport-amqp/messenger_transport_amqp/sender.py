@@ -145,10 +145,11 @@ class AmqpSender:
                 topology.declare_delay_queue(
                     channel, each.delay_ms, each.final_routing_key, each.retry
                 )
-            publish = channel.basic_publish if index == last else impl.basic_publish
-            publish(each.exchange, each.routing_key, each.body, each.properties)
+            # Counted before publishing: writing it may read its confirm already.
             self._pending.add(self._next_tag)
             self._next_tag += 1
+            publish = channel.basic_publish if index == last else impl.basic_publish
+            publish(each.exchange, each.routing_key, each.body, each.properties)
         if self._confirm_timeout is None:
             if self._nacked:
                 self._report_nacks()

@@ -31,8 +31,9 @@ from messenger_transport_amqp.sender import AmqpSender
 
 __all__ = ["AmqpTransport"]
 
-_SYNC_TIMEOUT = 5.0
-"""Seconds counting and closing wait for confirms of the messages sent before."""
+_SYNC_TIMEOUT = 15.0
+"""Seconds counting and closing wait for confirms of the messages sent before (RabbitMQ
+confirms a persistent message once it is on disk: seconds on a busy machine)."""
 
 
 class AmqpTransport:
@@ -138,7 +139,10 @@ class AmqpTransport:
         """Messages waiting: ready in the transport's queues (summed, as Symfony counts them)
         plus those RabbitMQ pushed to this transport that it has not handed out yet. Not
         those other consumers hold, nor those waiting in delay queues."""
-        self._sender.sync(_SYNC_TIMEOUT)  # the messages this transport sent are counted
+        try:
+            self._sender.sync(_SYNC_TIMEOUT)  # the messages this transport sent are counted
+        except TransportError as error:  # an estimate all the same
+            logger.warning("counting messages: %s", error)
 
         def count(channel: BlockingChannel) -> int:
             ready = sum(
