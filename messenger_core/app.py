@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from messenger_core import diagnostics
 from messenger_core._bus_middleware import bus_middleware
 from messenger_core.bus import MessageBus
-from messenger_core.config import MessengerConfig, TransportConfig, load_config, structure_config
+from messenger_core.config import (
+    BusConfig,
+    MessengerConfig,
+    TransportConfig,
+    load_config,
+    structure_config,
+)
 from messenger_core.errors import ConfigurationError
 from messenger_core.handlers import (
     HandlerDescriptor,
@@ -224,6 +230,14 @@ class Messenger:
         """Every configured bus by name (each is built on first use)."""
         return _LazyMapping(self.config.bus_names, self.get_bus)
 
+    def add_bus(self, name: str, config: BusConfig | None = None) -> None:
+        """Declare bus ``name`` unless the configuration has it (a plugin's own bus, say).
+
+        For a plugin, ``messenger_configure`` is the place: before any bus is built.
+        """
+        with self._lock:
+            self.config.buses.setdefault(name, config or BusConfig())
+
     def get_bus(self, name: str) -> MessageBus:
         """The bus called ``name``; its middleware chain is built the first time."""
         bus = self._buses.get(name)
@@ -279,7 +293,8 @@ class Messenger:
         factory = self.factories.load(SERIALIZERS_GROUP, name)
         if isinstance(factory, type):
             factory = factory()
-        return factory(self.registry, {})  # type: ignore[no-any-return]
+        options = self.config.serializers.get(name, {})
+        return factory(self.registry, options)  # type: ignore[no-any-return]
 
     # -- consuming --------------------------------------------------------------------------
     @property

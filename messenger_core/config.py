@@ -93,6 +93,12 @@ class MessengerConfig:
     default_bus: str = DEFAULT_BUS
     failure_transport: str | None = None
     serializer: str = "json"
+    serializers: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """Options of each serializer by name: ``[messenger.serializers.json]
+    field_names = "camelCase"``. A transport naming that serializer gets it with them."""
+    plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    """Options of installed plugins by name: ``[messenger.plugins.encryption]``. The core does
+    not read them; a plugin reads its own in its hooks (``messenger.config.plugins``)."""
     stop_signal: str | None = None
     """Where ``messenger stop-workers`` leaves its signal: ``file:///path``, or the DSN of a
     shared store whose transport plugin can hold one (Redis, SQL), to stop workers on several

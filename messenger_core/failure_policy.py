@@ -40,6 +40,7 @@ from messenger_core.errors import (
     RecoverableMessageError,
     TransportError,
 )
+from messenger_core.logging_json import message_fields
 from messenger_core.retry import (
     RetryStrategy,
     find_error,
@@ -165,6 +166,7 @@ class FailurePolicy:
             transport_name,
             retry_count_of(copy),
             error,
+            extra=message_fields(received, transport_name),
         )
         return copy
 
@@ -187,6 +189,7 @@ class FailurePolicy:
                 describe_message(envelope),
                 transport_name,
                 error,
+                extra=message_fields(envelope, transport_name),
             )
             return
         if encoding_error is None:
@@ -204,6 +207,7 @@ class FailurePolicy:
             if encoding_error is None
             else f" in its raw form, since it cannot be encoded again ({encoding_error})",
             error,
+            extra=message_fields(envelope, transport_name),
         )
 
 

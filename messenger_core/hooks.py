@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from messenger_core.envelope import Envelope
     from messenger_core.message_types import MessageTypeRegistry
     from messenger_core.middleware import Middleware
+    from messenger_core.serializer import Serializer
     from messenger_core.worker import Worker
 
 __all__ = ["Hooks"]
@@ -119,6 +120,16 @@ class Hooks:
         """Middleware plugins add to ``bus_name``."""
         results = self.manager.hook.messenger_bus_middleware(messenger=messenger, bus_name=bus_name)
         return [m for result in results if result for m in result]
+
+    def transport_serializer(
+        self, messenger: Messenger, transport_name: str, serializer: Serializer
+    ) -> Serializer:
+        """The serializer transport ``transport_name`` uses: a plugin's replacement, if any."""
+        caller = self.manager.hook.messenger_transport_serializer
+        if not caller.get_hookimpls():
+            return serializer
+        replaced = caller(messenger=messenger, transport_name=transport_name, serializer=serializer)
+        return serializer if replaced is None else replaced
 
     def add_commands(self, commands: Commands) -> None:
         """Let plugins add command-line commands."""

@@ -13,9 +13,10 @@ How hooks are called:
   a :class:`~messenger_core.errors.ConfigurationError` naming the plugin and the hook, once the
   plugins are loaded. One meant for another version of messenger may say so with
   ``@hookimpl(optionalhook=True)``.
-- No hook is ``firstresult``: every implementation is called, in pluggy's order (the last
-  registered first; ``tryfirst``/``trylast`` change it). Only
-  :func:`messenger_bus_middleware` returns something; the others' return values are ignored.
+- Every implementation is called, in pluggy's order (the last registered first;
+  ``tryfirst``/``trylast`` change it), except for :func:`messenger_transport_serializer`,
+  which stops at the first that returns a serializer. Only it and
+  :func:`messenger_bus_middleware` return something; the others' return values are ignored.
 - An exception raised by an implementation is not caught by pluggy: where it goes is said
   under each hook.
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from messenger_core.envelope import Envelope
     from messenger_core.message_types import MessageTypeRegistry
     from messenger_core.middleware import Middleware
+    from messenger_core.serializer import Serializer
     from messenger_core.worker import Worker
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
@@ -99,6 +101,27 @@ def messenger_bus_middleware(messenger: Messenger, bus_name: str) -> list[Middle
     :return: a list of :class:`~messenger_core.middleware.Middleware` to add, or ``None`` (or
         an empty list) to add none to this bus. Not ``firstresult``: every plugin's list is
         added.
+    """
+
+
+@hookspec(firstresult=True)
+def messenger_transport_serializer(
+    messenger: Messenger, transport_name: str, serializer: Serializer
+) -> Serializer | None:
+    """Replace the serializer of a transport, typically by one that wraps it.
+
+    Called once per transport, when the transport is built (on first use), with the
+    serializer its configuration names; the transport is built with what the hook returns.
+    A plugin that must see every message leaving the process (the encryption plugin encrypts
+    the messages of some buses, whatever transport they go to) wraps the serializer here.
+    ``firstresult``: the first implementation that returns a serializer wins; the others are
+    not called. An exception ends building the transport.
+
+    :param messenger: the application the transport belongs to (its configuration:
+        ``messenger.config``, plugin options under ``messenger.config.plugins``).
+    :param transport_name: the transport's name, as configured under ``transports``.
+    :param serializer: the serializer the transport would otherwise use.
+    :return: the serializer to use instead, or ``None`` to keep ``serializer``.
     """
 
 

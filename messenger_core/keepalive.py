@@ -15,6 +15,7 @@ import time
 
 from messenger_core._describe import describe_message
 from messenger_core.envelope import Envelope
+from messenger_core.logging_json import message_fields
 from messenger_core.stamps import ReceivedStamp
 from messenger_core.transport import KeepaliveReceiver
 
@@ -64,4 +65,5 @@ class Keepalive:
                     describe_message(envelope),
                     received.transport_name if received else "its transport",
                     error,
+                    extra=message_fields(envelope),
                 )

@@ -82,7 +82,9 @@ def create_transport(
     if isinstance(factory, ApplicationBoundFactory):
         factory = factory.for_application(messenger)
     try:
-        transport: Transport = factory.create(dsn, config.options, serializer(config.serializer))
+        wire = serializer(config.serializer)
+        wire = messenger.hooks.transport_serializer(messenger, name, wire)
+        transport: Transport = factory.create(dsn, config.options, wire)
     except ConfigurationError as error:
         where = "" if str(dsn) in str(error) else f" ({dsn})"
         raise ConfigurationError(f"transport {name!r}{where}: {error}") from None

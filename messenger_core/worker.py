@@ -38,6 +38,7 @@ from messenger_core.errors import (
 )
 from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy, failure_transport_for
 from messenger_core.keepalive import Keepalive
+from messenger_core.logging_json import message_fields, worker_fields
 from messenger_core.stamps import BusNameStamp, ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import (
@@ -162,7 +163,7 @@ class Worker:
             "messenger_message_received", "messenger_message_handled"
         )
         hooks.worker_started(self)
-        logger.info("%s", _start_line(self, limits))
+        logger.info("%s", _start_line(self, limits), extra=worker_fields(self.transport_names))
         # Installed last, so that the ``finally`` below always puts the previous ones back.
         previous = install_stop_handlers(self) if handle_signals else {}
         try:
@@ -186,7 +187,10 @@ class Worker:
             self._flush_receivers()
             hooks.worker_stopped(self)
             logger.info(
-                "worker stopped (%s): %s", self.stats.stop_reason or "stopped", self.stats.summary()
+                "worker stopped (%s): %s",
+                self.stats.stop_reason or "stopped",
+                self.stats.summary(),
+                extra=worker_fields(self.transport_names),
             )
         return self.stats
 
@@ -219,6 +223,7 @@ class Worker:
                 "be delivered again): %s",
                 name,
                 error,
+                extra=message_fields(None, name),
             )
 
     def _receivers_wait(self) -> bool:
@@ -270,7 +275,7 @@ class Worker:
                     # A message was received and settled: the next outage backs off afresh.
                     self._unreachable.discard(name)
                     self.backoff.reset(name)
-                    logger.info("%s works again", name)
+                    logger.info("%s works again", name, extra=message_fields(None, name))
                 return True
         return False
 
@@ -285,6 +290,7 @@ class Worker:
             error,
             name,
             delay,
+            extra=message_fields(None, name),
         )
 
     def _idle(self, sleep: float) -> None:
@@ -330,6 +336,7 @@ class Worker:
                 "reservation expires",
                 describe_message(envelope),
                 transport_name,
+                extra=message_fields(envelope, transport_name),
             )
             raise
         finally:

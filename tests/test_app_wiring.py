@@ -190,3 +190,17 @@ def _context(messenger: Messenger) -> MiddlewareContext:
         hooks=messenger.hooks,
         root_dispatch=messenger.root_dispatch,
     )
+
+
+def test_a_plugin_may_add_a_bus_the_configuration_lacks() -> None:
+    messenger = Messenger({"buses": {"messenger.bus.events": {"allow_no_handlers": True}}})
+
+    messenger.add_bus("messenger.bus.extra")
+    messenger.add_bus("messenger.bus.events")  # configured: left as it is
+
+    assert list(messenger.buses) == [
+        "messenger.bus.default",
+        "messenger.bus.events",
+        "messenger.bus.extra",
+    ]
+    assert messenger.config.bus("messenger.bus.events").allow_no_handlers

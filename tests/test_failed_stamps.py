@@ -108,3 +108,17 @@ def test_an_undecodable_message_without_error_stamps_shows_its_reason() -> None:
     assert failed.error == "MessageDecodingError: the body is not JSON"
     assert failed.type_name == "(no type header)"
     assert failed.failed_at is None
+
+
+def test_retries_shown_are_the_highest_count_even_when_parking_added_a_zero() -> None:
+    # Symfony's failure listener adds RedeliveryStamp(0) after the retries it counted.
+    envelope = Envelope(
+        Gone(1),
+        [
+            RedeliveryStamp(retry_count=1),
+            RedeliveryStamp(retry_count=2),
+            RedeliveryStamp(retry_count=0),
+        ],
+    )
+
+    assert FailedMessage.of(Messenger(), envelope).retries == 2

@@ -202,7 +202,7 @@ def test_every_hook_spec_documents_each_of_its_arguments() -> None:
         for name, value in vars(hookspecs).items()
         if name.startswith("messenger_") and callable(value)
     ]
-    assert len(specs) == 11
+    assert len(specs) == 12
     for spec in specs:
         doc = inspect.getdoc(spec) or ""
         for argument in inspect.signature(spec).parameters:

@@ -4,6 +4,7 @@ and embedding applications that use no entry point at all."""
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import textwrap
@@ -724,8 +725,16 @@ def test_the_built_ins_load_without_stevedore() -> None:
         "assert m.get_transport('q').message_count() == 1\n"
         "assert 'stevedore' not in sys.modules, 'stevedore was imported'\n"
     )
+    # Without third-party plugins (an installed `messenger.plugins` entry point, such as
+    # messenger-http's, is loaded through stevedore).
+    environment = {**os.environ, "MESSENGER_DISABLE_PLUGIN_AUTOLOAD": "1"}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
     )
     assert result.returncode == 0, result.stderr
 

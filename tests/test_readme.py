@@ -18,6 +18,7 @@ import configparser
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -90,10 +91,31 @@ def of(*languages: str) -> list[pytest.param]:  # type: ignore[valid-type]
 
 def test_every_block_has_a_checked_language() -> None:
     # ``text`` is for what is not code (a directory tree).
-    checked = ("python", "toml", "sh", "console", "text")
+    checked = ("python", "toml", "sh", "console", "text", "yaml", "php")
     unchecked = [b.id for b in ALL if b.language not in checked]
     assert unchecked == [], f"give these blocks a language this test checks: {checked}"
     assert len([b for b in ALL if b.mark]) <= 3, "keep the blocks marked skip/fragment few"
+
+
+# -- the PHP side of the Symfony guide -----------------------------------------------------------
+@pytest.mark.parametrize("block", of("yaml"))
+def test_yaml_blocks_parse(block: Block) -> None:
+    yaml = pytest.importorskip("yaml")
+
+    assert isinstance(yaml.safe_load(block.code), dict), block.id
+
+
+@pytest.mark.parametrize("block", of("php"))
+def test_php_blocks_are_valid_php(block: Block, tmp_path: Path) -> None:
+    php = shutil.which("php")
+    if php is None:
+        pytest.skip("php is not installed (the symfony serializer's interop tests install it)")
+    source = tmp_path / "block.php"
+    source.write_text("<?php\n" + block.code, encoding="utf-8")
+
+    result = subprocess.run([php, "-l", str(source)], capture_output=True, text=True, check=False)
+
+    assert result.returncode == 0, f"{block.id}: {result.stdout}{result.stderr}"
 
 
 # -- python -------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from typing import NoReturn, TextIO
 
 from messenger_core._suggest import close_matches
 from messenger_core._version import core_version
+from messenger_core.app import Messenger
 from messenger_core.cli.app_loader import APP_VARIABLE, AppLoader
 from messenger_core.cli.command import (
     Command,
@@ -43,6 +44,7 @@ from messenger_core.cli.output import LogHandler, is_terminal, one_line
 from messenger_core.dsn import mask_dsn
 from messenger_core.errors import ConfigurationError
 from messenger_core.hooks import Hooks
+from messenger_core.logging_json import FORMATS, ContextFilter, JsonFormatter
 from messenger_core.plugins import autoload_enabled, disabled_plugins
 
 __all__ = [
@@ -91,6 +93,8 @@ traceback), 130 interrupted. `{PROG} COMMAND --help` describes each command."""
 
 logger = logging.getLogger("messenger.cli")
 
+LOG_FORMAT_VARIABLE = "MESSENGER_LOG_FORMAT"
+
 
 def builtin_commands() -> Commands:
     """A registry holding the built-in commands only (their modules are not imported yet)."""
@@ -118,8 +122,13 @@ def _add_lazily(commands: Commands, name: str, module: str, help: str) -> None:
     commands.add(name, run, help=help, configure=configure)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``messenger`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+def main(argv: Sequence[str] | None = None, *, application: Messenger | None = None) -> int:
+    """Run ``messenger`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+
+    ``application``: the application to work on, already built (the Django and Flask
+    integrations pass theirs). Its owner closes it; an application the command loads itself
+    is closed when the command ends.
+    """
     arguments = list(sys.argv[1:] if argv is None else argv)
     stdout, stderr, stdin = sys.stdout, sys.stderr, sys.stdin
     verbosity = 0
@@ -129,8 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.version:
             stdout.write(f"{PROG} {core_version()}\n")
             return 0
-        with _logging(stderr, verbosity), _importable(Path.cwd()):
-            loader = AppLoader(app=options.app, config=options.config)
+        with _logging(stderr, verbosity, options.log_format), _importable(Path.cwd()):
+            loader = AppLoader(app=options.app, config=options.config, messenger=application)
             context = CommandContext(
                 loader, stdout=stdout, stderr=stderr, stdin=stdin, verbosity=verbosity
             )
@@ -252,6 +261,13 @@ def _global_options(parser: argparse.ArgumentParser, default: object = None) -> 
         help="only warnings, errors and the requested data",
     )
     group.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=default if default is not None else _default_log_format(),
+        help="log lines as text, or one JSON object per line with the message id, type and "
+        "transport (default: $MESSENGER_LOG_FORMAT, else text)",
+    )
+    group.add_argument(
         "--version",
         action="store_true",
         default=default if default is not None else False,
@@ -317,11 +333,21 @@ def _report(
     return code
 
 
+def _default_log_format() -> str:
+    value = os.environ.get(LOG_FORMAT_VARIABLE, "").strip().lower() or "text"
+    if value not in FORMATS:
+        raise UsageError(f"{LOG_FORMAT_VARIABLE} must be text or json, not {value!r}")
+    return value
+
+
 @contextlib.contextmanager
-def _logging(stderr: TextIO, verbosity: int) -> Iterator[None]:
+def _logging(stderr: TextIO, verbosity: int, log_format: str = "text") -> Iterator[None]:
     """Log lines of the ``messenger`` loggers on stderr while the command runs."""
     root = logging.getLogger("messenger")
-    handler = LogHandler(stderr, terminal=is_terminal(stderr))
+    handler = LogHandler(stderr, terminal=is_terminal(stderr) and log_format == "text")
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+        handler.addFilter(ContextFilter())
     level = logging.WARNING if verbosity < 0 else logging.DEBUG if verbosity > 1 else logging.INFO
     previous = root.level
     root.addHandler(handler)

@@ -79,12 +79,16 @@ class AppLoader:
         config: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         directory: Path | None = None,
+        messenger: Messenger | None = None,
     ) -> None:
+        """``messenger``: the application, already built (a framework integration has it);
+        its owner closes it, not :meth:`close`."""
         self.app = app
         self.config = Path(config) if config is not None else None
         self.environ = os.environ if environ is None else environ
         self.directory = directory if directory is not None else Path.cwd()
-        self._messenger: Messenger | None = None
+        self._messenger: Messenger | None = messenger
+        self._owned = messenger is None
         self.problems: list[str] = []
         """What was found wrong when the application was loaded (also logged as warnings)."""
 
@@ -139,7 +143,7 @@ class AppLoader:
     def close(self) -> None:
         """Close the application's transports if it was loaded (flushes pending work)."""
         messenger, self._messenger = self._messenger, None
-        if messenger is not None:
+        if messenger is not None and self._owned:
             messenger.close()
 
 

@@ -22,6 +22,8 @@ from messenger_core.cli.stop_workers import stop_signal_of
 from messenger_core.dsn import Dsn
 from messenger_core.envelope import Envelope
 from messenger_core.hookspecs import hookimpl
+from messenger_core.logging_json import JsonFormatter, message_fields
+from messenger_core.logging_json import install as install_log_context
 from messenger_core.transport import Receiver
 from messenger_core.transports.sync import SyncTransport
 from messenger_core.worker import Worker, describe_message
@@ -123,10 +125,13 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
         stop_signal=stop_signal_of(messenger),
         keepalive_interval=args.keepalive,
     )
-    terminal = is_terminal(context.stderr) and not context.quiet
+    handlers = [h for h in logging.getLogger("messenger").handlers if isinstance(h, LogHandler)]
+    structured = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
+    if structured:  # --log-format json: lines while handling name the message
+        install_log_context(messenger)
+    terminal = is_terminal(context.stderr) and not context.quiet and not structured
     status = StatusLine(context.stderr) if terminal else None
     reporter = _Reporter(worker, status, per_message=context.verbose)
-    handlers = [h for h in logging.getLogger("messenger").handlers if isinstance(h, LogHandler)]
     watching = status is not None or reporter.per_message
     if watching:  # otherwise the worker runs with no extra call per message
         messenger.hooks.register(reporter)
@@ -224,7 +229,11 @@ class _Reporter:
         if self.per_message:
             took = (time.perf_counter() - self._started) * 1000
             logger.info(
-                "handled %s from %s in %.1f ms", describe_message(envelope), transport_name, took
+                "handled %s from %s in %.1f ms",
+                describe_message(envelope),
+                transport_name,
+                took,
+                extra=message_fields(envelope, transport_name),
             )
 
     @hookimpl

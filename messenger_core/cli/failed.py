@@ -236,7 +236,9 @@ class FailedMessage:
             errors=tuple(errors),
             failed_at=failed_at,
             original_transport=original,
-            retries=redeliveries[-1][0] if redeliveries else 0,
+            # The highest count: parking may add a RedeliveryStamp of 0 (Symfony's failure
+            # listener does) after the retries it counted.
+            retries=max((count for count, _ in redeliveries), default=0),
         )
 
 

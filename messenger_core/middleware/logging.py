@@ -7,6 +7,7 @@ import logging
 from messenger_core._describe import describe_message
 from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError
+from messenger_core.logging_json import message_fields
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.stamps import HandledStamp, ReceivedStamp, SentStamp
 
@@ -36,12 +37,26 @@ class LoggingMiddleware:
             result = next(envelope)
         except Exception as error:
             logger.warning(
-                "bus %s: %s%s failed: %s", self.bus_name, name, source, error, exc_info=False
+                "bus %s: %s%s failed: %s",
+                self.bus_name,
+                name,
+                source,
+                error,
+                exc_info=False,
+                extra=message_fields(envelope),
             )
             raise
         if logger.isEnabledFor(self.level):
             sent = [s.sender_name for s in result.all(SentStamp)]
             handled = [s.handler_name for s in result.all(HandledStamp)]
             outcome = f"sent to {', '.join(sent)}" if sent else f"handled by {', '.join(handled)}"
-            logger.log(self.level, "bus %s: %s%s %s", self.bus_name, name, source, outcome)
+            logger.log(
+                self.level,
+                "bus %s: %s%s %s",
+                self.bus_name,
+                name,
+                source,
+                outcome,
+                extra=message_fields(result),
+            )
         return result

@@ -61,7 +61,15 @@ from uuid import UUID
 import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from messenger_core.serialization.naming import (
+    FieldNameStyle,
+    check_style,
+    field_style_of,
+    wire_names,
+)
+from messenger_core.stamps import Stamp
 
 __all__ = ["TAG_KEY", "make_converter"]
 
@@ -75,11 +83,15 @@ _NONE_TYPE = type(None)
 _INT_KEY = re.compile(r"-?[0-9]+")
 
 
-def make_converter() -> cattrs.Converter:
+def make_converter(field_names: FieldNameStyle = "as_is") -> cattrs.Converter:
     """A new converter configured for the ``json`` serializer (see the module docstring).
 
-    Register further hooks on it for types of your own and pass it to ``JsonSerializer``.
+    ``field_names`` is how the fields of message classes (and of the classes they hold) are
+    named on the wire unless a class or field says otherwise (see
+    :mod:`messenger_core.serialization.naming`). Register further hooks on it for types of
+    your own and pass it to ``JsonSerializer``.
     """
+    check_style(field_names, "make_converter(field_names=...)")
     converter = cattrs.Converter(
         detailed_validation=True,
         unstruct_collection_overrides={AbstractSet: list},
@@ -88,7 +100,7 @@ def make_converter() -> cattrs.Converter:
     _register_collections(converter)
     _register_mappings(converter)
     _register_unions(converter)
-    _register_classes(converter)
+    _register_classes(converter, field_names)
     return converter
 
 
@@ -678,15 +690,25 @@ def _register_unions(converter: cattrs.Converter) -> None:
 # -- attrs classes and dataclasses ---------------------------------------------------------------
 
 
-def _register_classes(converter: cattrs.Converter) -> None:
-    def factory(tp: Any) -> StructureHook:
+def _register_classes(converter: cattrs.Converter, style: FieldNameStyle) -> None:
+    def renames(tp: Any) -> dict[str, Any]:
         origin = get_origin(tp) or tp
         if attrs.has(origin):
             attrs.resolve_types(origin)  # string annotations (PEP 563)
+        # Stamps keep their Python field names unless their class asks: their wire form is
+        # the serializer's, not the application's.
+        default = "as_is" if isinstance(origin, type) and issubclass(origin, Stamp) else style
+        wire = wire_names(origin, field_style_of(origin) or default)
+        return {name: override(rename=renamed) for name, renamed in wire.items()}
+
+    def factory(tp: Any) -> StructureHook:
+        overrides = renames(tp)
         # Two versions: the fast one runs on every message; the detailed one only runs when the
         # fast one failed, to say which field was wrong.
-        fast = make_dict_structure_fn(tp, converter, _cattrs_detailed_validation=False)
-        detailed = make_dict_structure_fn(tp, converter, _cattrs_detailed_validation=True)
+        fast = make_dict_structure_fn(tp, converter, _cattrs_detailed_validation=False, **overrides)
+        detailed = make_dict_structure_fn(
+            tp, converter, _cattrs_detailed_validation=True, **overrides
+        )
 
         def structure(value: Any, cls: Any) -> Any:
             if value.__class__ is not dict:
@@ -698,4 +720,8 @@ def _register_classes(converter: cattrs.Converter) -> None:
 
         return structure
 
+    def unstructure_factory(tp: Any) -> UnstructureHook:
+        return make_dict_unstructure_fn(tp, converter, **renames(tp))
+
     converter.register_structure_hook_factory(_is_class, factory)
+    converter.register_unstructure_hook_factory(_is_class, unstructure_factory)

@@ -3,7 +3,9 @@
 Wire format (DESIGN.md section 6):
 
 - **body**: the message unstructured by the converter (:func:`make_converter`; its module
-  docstring lists how each Python type is written), as compact UTF-8 JSON. NaN and infinities
+  docstring lists how each Python type is written), as compact UTF-8 JSON. Fields keep their
+  Python names unless the ``field_names`` option, the class or the field says otherwise
+  (:mod:`messenger_core.serialization.naming`). NaN and infinities
   are refused, since they are not JSON. On input, a number out of the range of a float
   (``1e999``) and a ``\\uD800``-style escape of a lone surrogate are refused as well (in the
   body and in stamp headers): such a message could be read but never written again, so it
@@ -53,6 +55,7 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization._converter import TAG_KEY, json_kind, make_converter
 from messenger_core.serialization._json_hooks import STAMP_HEADER_PREFIX, ClassHooks, StampHeader
 from messenger_core.serialization._json_text import backend
+from messenger_core.serialization.naming import check_style
 from messenger_core.stamps import Stamp, UnknownStampsStamp
 from messenger_core.transport import TransportMessage, UndecodableMessage
 
@@ -402,17 +405,24 @@ class JsonSerializer:
 class JsonSerializerFactory:
     """The ``json`` entry of the ``messenger.serializers`` group.
 
-    It takes no options: any option is a :class:`ConfigurationError` naming it.
+    Its one option is ``field_names`` (``"as_is"``, the default, or ``"camelCase"``): how the
+    fields of message classes are named on the wire (see
+    :mod:`messenger_core.serialization.naming`). Any other option is a
+    :class:`ConfigurationError` naming it.
     """
 
     def __call__(self, registry: MessageTypeRegistry, options: Mapping[str, Any]) -> JsonSerializer:
         """A :class:`JsonSerializer` over ``registry``."""
-        if options:
-            names = ", ".join(repr(name) for name in sorted(options))
+        unknown = sorted(set(options) - {"field_names"})
+        if unknown:
+            names = ", ".join(repr(name) for name in unknown)
             raise ConfigurationError(
-                f"unknown option(s) for the json serializer: {names}; it takes no options"
+                f"unknown option(s) for the json serializer: {names}; it takes field_names"
             )
-        return JsonSerializer(registry)
+        style = check_style(
+            options.get("field_names", "as_is"), "json serializer option field_names"
+        )
+        return JsonSerializer(registry, converter=make_converter(style))
 
 
 # -- helpers ------------------------------------------------------------------------------------

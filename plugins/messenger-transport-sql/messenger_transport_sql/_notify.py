@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
 from messenger_transport_sql.reconnect import OUTAGE_WAIT, ErrorKind, describe_error
-from messenger_transport_sql.schema import utcnow
+from messenger_transport_sql.schema import postgresql_trigger_check, utcnow
 
 if TYPE_CHECKING:
     from messenger_transport_sql.connection import SqlConnection
@@ -207,11 +207,7 @@ class NotifyWait:
         db = self._db
         if db.setup.trigger_ready:
             return
-        query = sa.text(
-            "SELECT 1 FROM pg_trigger WHERE tgname = 'notify_trigger' "
-            "AND tgrelid = to_regclass(:table)"
-        )
-        params = {"table": f'"{db.options.table_name}"'}
+        query, params = postgresql_trigger_check(db.options.table_name)
         exists = db.run(
             "check the notify trigger",
             lambda connection: connection.execute(query, params).first() is not None,
@@ -219,7 +215,7 @@ class NotifyWait:
         )
         if not exists:
             if db.options.auto_setup:
-                db.setup.create()
+                db.setup.create(restore_index=False)
             else:
                 logger.warning(
                     "%s: table %s has no notify trigger, so idle consumers only look for new "

@@ -27,6 +27,7 @@ __all__ = [
     "build_table",
     "doctrine_index_name",
     "postgresql_notify_ddl",
+    "postgresql_trigger_check",
     "table_options",
 ]
 
@@ -62,7 +63,9 @@ class _LongText(sa.types.TypeDecorator[str]):
             from sqlalchemy.dialects import mysql  # noqa: PLC0415  (lazy, see above)
 
             return dialect.type_descriptor(mysql.LONGTEXT())
-        return dialect.type_descriptor(sa.Text())
+        # Not through type_descriptor(): PostgreSQL's dialect adapts Text to its String type,
+        # which creates VARCHAR columns, and Symfony's setup then alters them to TEXT.
+        return sa.Text()
 
 
 class _DateTime(sa.types.TypeDecorator[Any]):
@@ -140,8 +143,9 @@ def postgresql_notify_ddl(table_name: str) -> list[str]:
     """Statements creating the trigger that notifies listeners of every inserted row.
 
     Same channel (the table name), payload (the queue name), function and trigger names as
-    Symfony's PostgreSQL transport, so workers of both wake up for each other's messages.
-    ``table_name`` is a validated identifier.
+    Symfony's PostgreSQL transport, so workers of both wake up for each other's messages, and
+    a table has one such trigger whichever side set it up. (Symfony's fires on updates too,
+    see :func:`postgresql_trigger_check`.) ``table_name`` is a validated identifier.
     """
     function = f'"notify_{table_name}"'
     return [
@@ -152,3 +156,20 @@ def postgresql_notify_ddl(table_name: str) -> list[str]:
         f'CREATE TRIGGER notify_trigger AFTER INSERT ON "{table_name}" '
         f"FOR EACH ROW EXECUTE PROCEDURE {function}()",
     ]
+
+
+def postgresql_trigger_check(table_name: str) -> tuple[sa.TextClause, dict[str, str]]:
+    """A query (and its parameters) returning a row when ``table_name`` has a notify trigger
+    that does the job: ``notify_trigger``, enabled, run after each inserted row, calling
+    ``notify_<table>``.
+
+    Both :func:`postgresql_notify_ddl`'s trigger and Symfony's (which runs ``AFTER INSERT OR
+    UPDATE``) pass, so that neither side's setup replaces the other's.
+    """
+    # tgtype's bits: row-level 1, BEFORE 2, INSERT 4, INSTEAD OF 64.
+    query = sa.text(
+        "SELECT 1 FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+        "WHERE t.tgrelid = to_regclass(:table) AND t.tgname = 'notify_trigger' "
+        "AND t.tgenabled <> 'D' AND t.tgtype & 71 = 5 AND p.proname = :function"
+    )
+    return query, {"table": f'"{table_name}"', "function": f"notify_{table_name}"}

@@ -98,7 +98,12 @@ class SqlSender:
     def _row(self, envelope: Envelope, now: datetime) -> dict[str, Any]:
         message = self._serializer.encode(envelope)
         body, headers = encode_body(message.body, message.headers)
-        available_at = now
+        # Whole seconds: Symfony's Doctrine transport compares with its clock truncated to the
+        # second, and a whole-second column (a table Doctrine created) may round up. A Symfony
+        # worker woken by the notify trigger would not see a message due at .3 s yet, and would
+        # then sleep check_delayed_interval (a minute) before looking again. (The ids keep the
+        # messages of one second in order.)
+        available_at = now.replace(microsecond=0)
         delay = envelope.last(DelayStamp)
         if delay is not None and delay.delay_ms > 0:
             available_at = now + timedelta(milliseconds=delay.delay_ms)

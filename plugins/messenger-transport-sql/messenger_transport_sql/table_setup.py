@@ -3,6 +3,11 @@
 Setup runs on a connection of its own, in one transaction, holding a lock that keeps the setups
 of other processes out (the backend's; see :meth:`Backend.lock_setup`), and checks before it
 creates: safe to run repeatedly and concurrently.
+
+It also repairs a table that exists: Symfony's own setup (``messenger:setup-transports``)
+drops every index it does not know, among them :data:`~.schema.RESERVE_INDEX`, which setup here
+then creates again. Setup never drops nor alters anything, so that what Symfony's setup built
+keeps working for Symfony.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import sqlalchemy as sa
 
 from messenger_core.errors import TransportError
 from messenger_transport_sql.reconnect import reason
+from messenger_transport_sql.schema import RESERVE_INDEX
 
 if TYPE_CHECKING:
     from messenger_transport_sql.connection import SqlConnection
@@ -36,8 +42,13 @@ class TableSetup:
     def _lock_name(self) -> str:
         return f"messenger_setup_{self._db.options.table_name}"[:64]
 
-    def create(self) -> None:
-        """Create the table, its indexes and the backend's extras, if missing."""
+    def create(self, *, restore_index: bool = True) -> None:
+        """Create the table, its indexes and the backend's extras, if missing.
+
+        ``restore_index``: also give an existing table the index on
+        :data:`~.schema.RESERVE_INDEX` if it has none (what an explicit setup does; a worker
+        that only needs the trigger leaves a table's indexes to its owner).
+        """
         db = self._db
         backend = db.backend
         try:
@@ -47,13 +58,27 @@ class TableSetup:
                     with connection.begin():
                         backend.lock_setup(connection, self._lock_name)
                         db.table.create(connection, checkfirst=True)
+                        if restore_index:
+                            self._create_reserve_index(connection)
                         backend.create_extras(connection)
                 finally:
                     backend.unlock_setup(connection, self._lock_name)
         except sa.exc.SQLAlchemyError as error:
             raise TransportError(f"{db.label}: setup failed: {reason(error)}") from error
         db.table_checked = True
+        if restore_index:
+            backend.reserve_index_ready()
         self.trigger_ready = self.trigger_ready or backend.creates_trigger
+
+    def _create_reserve_index(self, connection: sa.Connection) -> None:
+        """Create the index on :data:`RESERVE_INDEX` if the table has none on those columns
+        (a table that Doctrine created, or whose index Symfony's setup dropped)."""
+        existing = sa.inspect(connection).get_indexes(self._db.options.table_name)
+        if any(tuple(index["column_names"]) == RESERVE_INDEX for index in existing):
+            return
+        for index in self._db.table.indexes:
+            if tuple(column.name for column in index.columns) == RESERVE_INDEX:
+                index.create(connection)
 
     def create_if_missing(self, outbox: sa.Connection) -> None:
         """Before the outbox's first insert: make sure the table exists (with ``auto_setup``),

@@ -210,7 +210,9 @@ class SqlTransport:
     def setup(self) -> None:
         """Create the table and its indexes if missing, and on PostgreSQL the notify trigger.
 
-        Safe to call repeatedly and from several processes at once.
+        On a table that exists, create the receiving index if it lacks one (Symfony's
+        ``messenger:setup-transports`` drops it) and keep a notify trigger that works
+        (Symfony's too). Safe to call repeatedly and from several processes at once.
         """
         with self._db.lock:
             self._db.check_open()

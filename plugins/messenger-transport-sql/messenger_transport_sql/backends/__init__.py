@@ -185,6 +185,9 @@ class Backend:
     def create_extras(self, connection: sa.Connection) -> None:
         """Inside setup's transaction, after the table: what else the database needs."""
 
+    def reserve_index_ready(self) -> None:
+        """Setup committed: the table has the index on :data:`~.schema.RESERVE_INDEX`."""
+
     @property
     def creates_trigger(self) -> bool:
         """Whether :meth:`create_extras` creates the notify trigger."""

@@ -17,7 +17,11 @@ import sqlalchemy as sa
 
 from messenger_transport_sql._notify import NotifyWait
 from messenger_transport_sql.backends import Backend
-from messenger_transport_sql.schema import RESERVE_INDEX, postgresql_notify_ddl
+from messenger_transport_sql.schema import (
+    RESERVE_INDEX,
+    postgresql_notify_ddl,
+    postgresql_trigger_check,
+)
 
 if TYPE_CHECKING:
     from messenger_transport_sql.connection import SqlConnection
@@ -138,12 +142,20 @@ class PostgreSqlBackend(Backend):
     def create_extras(self, connection: sa.Connection) -> None:
         if not self.options.use_notify:
             return
+        query, params = postgresql_trigger_check(self.options.table_name)
+        if connection.execute(query, params).first() is not None:
+            # Ours, or Symfony's (which fires on updates too): either wakes both sides'
+            # workers. Replacing Symfony's would change what its setup made.
+            return
         ddl = postgresql_notify_ddl(self.options.table_name)
         info = connection.dialect.server_version_info or (0,)
-        if info >= (14,):  # CREATE OR REPLACE TRIGGER: no moment without the trigger
+        if info >= (14,):  # (the DDL is transactional: never a moment without a trigger)
             ddl = [ddl[0], ddl[2].replace("CREATE TRIGGER", "CREATE OR REPLACE TRIGGER")]
         for statement in ddl:
             connection.exec_driver_sql(statement)
+
+    def reserve_index_ready(self) -> None:
+        self._prepare = True
 
     @property
     def creates_trigger(self) -> bool:

@@ -1,0 +1,184 @@
+"""The encrypting serializer: wraps a transport's serializer, encrypts the encrypted buses'
+messages on the way out and decrypts them on the way in.
+
+It wraps every transport (through the ``messenger_transport_serializer`` hook), so a message
+of an encrypted bus leaves the process encrypted whatever transport it is routed to: retries,
+the failure transport and ``failed retry`` included.
+"""
+
+from __future__ import annotations
+
+from messenger_core.envelope import Envelope, new_envelope
+from messenger_core.errors import MessageDecodingError, MessengerError
+from messenger_core.serializer import Serializer, StampDecodingSerializer
+from messenger_core.stamps import (
+    BusNameStamp,
+    DelayStamp,
+    ErrorDetailsStamp,
+    RedeliveryStamp,
+    SentToFailureTransportStamp,
+    Stamp,
+    TransportNamesStamp,
+)
+from messenger_core.transport import TransportMessage, UndecodableMessage
+from messenger_encryption.keyring import KeyRing
+from messenger_encryption.message import TYPE_NAME, DecryptedStamp, EncryptedMessage, pack, unpack
+from messenger_encryption.settings import EncryptionSettings
+
+__all__ = ["PUBLIC_STAMPS", "EncryptingSerializer", "PlaintextRefusedError"]
+
+PUBLIC_STAMPS: tuple[type[Stamp], ...] = (
+    BusNameStamp,
+    DelayStamp,
+    RedeliveryStamp,
+    SentToFailureTransportStamp,
+    TransportNamesStamp,
+)
+"""Stamps that stay readable: the transport and the worker act on them. Every other stamp
+(error details, whose texts may quote the message; handlers already run; the application's
+own stamps) is encrypted with the message."""
+
+# Read from outside the ciphertext on the way in: the public stamps, and the error details a
+# worker adds in clear when it parks a message it could not decrypt (the reason only).
+_OUTER_STAMPS = frozenset((*PUBLIC_STAMPS, ErrorDetailsStamp))
+
+
+class PlaintextRefusedError(MessengerError):
+    """A message of a bus that is not encrypted was sent to a transport that requires
+    encryption (``require_encryption``)."""
+
+
+class EncryptingSerializer:
+    """A serializer decorator: ``inner`` does the encoding, this adds the encryption.
+
+    :param inner: the transport's configured serializer; it encodes the message (with its
+        sensitive stamps) to bytes, and then the :class:`EncryptedMessage` that carries them.
+    :param transport_name: authenticated with every message, so a ciphertext moved to
+        another transport does not decrypt.
+    :param keyring: the process's keys.
+    :param settings: which buses are encrypted, and where plaintext is refused.
+    :param failure_transport: whether this transport is a failure transport: there, a message
+        parked raw (the worker could not decrypt it) is still bound to the transport it was
+        sent to, which its ``SentToFailureTransportStamp`` names, and is decrypted as such.
+    """
+
+    def __init__(
+        self,
+        inner: Serializer,
+        transport_name: str,
+        keyring: KeyRing,
+        settings: EncryptionSettings,
+        *,
+        failure_transport: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.transport_name = transport_name
+        self.keyring = keyring
+        self.failure_transport = failure_transport
+        self._buses = frozenset(settings.buses)
+        self._require = settings.requires_encryption(transport_name)
+        self._decrypted: dict[str, DecryptedStamp] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"EncryptingSerializer({self.inner!r}, transport={self.transport_name!r}, "
+            f"buses={sorted(self._buses)}, keyring={self.keyring!r})"
+        )
+
+    # -- out ------------------------------------------------------------------------------------
+    def encode(self, envelope: Envelope) -> TransportMessage:
+        """``envelope`` as the inner serializer writes it; encrypted if its bus is."""
+        message = envelope.message
+        # A parked message that could not be read keeps its raw form (its ciphertext).
+        if message.__class__ is UndecodableMessage:
+            return self.inner.encode(envelope)
+        bus = envelope.last(BusNameStamp)
+        if bus is None or bus.bus_name not in self._buses:
+            if self._require:
+                raise PlaintextRefusedError(
+                    f"transport {self.transport_name!r} requires encryption, but this "
+                    f"{type(message).__name__} was dispatched on bus "
+                    f"{bus.bus_name if bus else None!r}, which is not encrypted"
+                )
+            return self.inner.encode(envelope)
+        public: list[Stamp] = []
+        sensitive: list[Stamp] = []
+        for stamp in envelope.stamps:
+            (public if stamp.__class__ in PUBLIC_STAMPS else sensitive).append(stamp)
+        plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
+        sealed = self.keyring.seal(
+            plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
+        )
+        return self.inner.encode(new_envelope(sealed, tuple(public)))
+
+    # -- in -------------------------------------------------------------------------------------
+    def decode(self, message: TransportMessage) -> Envelope:
+        """The envelope ``message`` holds, decrypted; ``MessageDecodingError`` if it cannot be
+        decrypted, or is plaintext where ciphertext is required."""
+        outer = self.inner.decode(message)
+        sealed = outer.message
+        bus = outer.last(BusNameStamp)
+        if sealed.__class__ is not EncryptedMessage:
+            if self._require:
+                raise MessageDecodingError(
+                    f"a plaintext message on transport {self.transport_name!r}, which requires "
+                    "encryption: refused"
+                )
+            if bus is not None and bus.bus_name in self._buses:
+                raise MessageDecodingError(
+                    f"a plaintext message on encrypted bus {bus.bus_name!r}: refused (was it "
+                    "sent by a process without the encryption plugin?)"
+                )
+            return outer
+        if bus is None:
+            raise MessageDecodingError(
+                "an encrypted message without a bus name: it cannot be authenticated",
+                type_name=TYPE_NAME,
+            )
+        plaintext = self._open(sealed, outer, bus.bus_name)
+        try:
+            inner = self.inner.decode(unpack(plaintext))
+        except MessageDecodingError:
+            # The inner reason may quote the message (a field, a value, its type), and this
+            # reason is stored in clear when the message is parked: withhold it.
+            raise MessageDecodingError(
+                "decrypted, but the message inside cannot be decoded by this application "
+                "(its type is not registered here, or its fields do not match; details "
+                "withheld because they would quote the message)",
+                type_name=TYPE_NAME,
+            ) from None
+        stamps = [s for s in outer.stamps if s.__class__ in _OUTER_STAMPS]
+        stamps.extend(inner.stamps)
+        stamps.append(self._decrypted_stamp(sealed))
+        return new_envelope(inner.message, tuple(stamps))
+
+    def _decrypted_stamp(self, sealed: EncryptedMessage) -> DecryptedStamp:
+        # Stamps are values: one per key id, built once.
+        stamp = self._decrypted.get(sealed.key_id)
+        if stamp is None or stamp.algorithm != sealed.algorithm:
+            stamp = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
+            self._decrypted[sealed.key_id] = stamp
+        return stamp
+
+    def _open(self, sealed: EncryptedMessage, outer: Envelope, bus_name: str) -> bytes:
+        try:
+            return self.keyring.open(sealed, transport_name=self.transport_name, bus_name=bus_name)
+        except MessageDecodingError:
+            # A message the worker could not decrypt is parked raw, still bound to the
+            # transport it was sent to, which the parking stamp names. Only in a failure
+            # transport: elsewhere that stamp would let a ciphertext move between queues.
+            if not self.failure_transport:
+                raise
+            parked = outer.last(SentToFailureTransportStamp)
+            if parked is None or parked.original_receiver_name == self.transport_name:
+                raise
+            return self.keyring.open(
+                sealed, transport_name=parked.original_receiver_name, bus_name=bus_name
+            )
+
+    def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
+        """The readable stamps of ``message`` (those of a plaintext message, the public ones
+        of an encrypted one)."""
+        if isinstance(self.inner, StampDecodingSerializer):
+            return list(self.inner.decode_stamps(message))
+        return []

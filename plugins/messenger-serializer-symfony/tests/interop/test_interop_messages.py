@@ -1,0 +1,65 @@
+"""Messages both ways between Symfony Messenger 5.4 and this project, with and without delays:
+each message handled exactly once, with the field values it was sent with."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from interop_support import Interop, check_handled, check_symfony_stamps_only
+
+pytestmark = pytest.mark.usefixtures("symfony_serializer")
+
+N = 50
+DELAY_MS = 2000
+EARLIEST = 1.0
+"""Seconds a 2 s delay holds a message back at least: Doctrine's whole-second columns cut a
+delay by up to a second (PHP truncates ``available_at``), Redis keeps milliseconds."""
+
+
+# Both phpredis forms of the Redis entry, Symfony's default and its option serializer=0.
+ALL_BACKENDS = pytest.mark.parametrize(
+    "backend", ["redis", "redis-json", "postgresql", "mariadb"], indirect=True
+)
+
+
+@ALL_BACKENDS
+def test_php_to_python(interop: Interop) -> None:
+    expected = interop.php_produce("php", N)
+    worker = interop.python_worker(interop.python_settings(), "async", "--limit", str(N))
+    worker.finish()
+    check_handled(interop.records(), expected, side="python")
+    assert interop.backend.waiting() == 0
+
+
+@ALL_BACKENDS
+def test_python_to_php(interop: Interop) -> None:
+    expected = interop.python_dispatch("py", N)
+    check_symfony_stamps_only(interop.backend.raw_headers())
+    worker = interop.php_worker(interop.php_config(), "--limit", str(N))
+    worker.finish()
+    records = check_handled(interop.records(), expected, side="php")
+    assert {r["busName"] for r in records} == {"messenger.bus.default"}
+    assert interop.backend.waiting() == 0
+
+
+def test_a_delay_from_php_is_honoured_by_python(interop: Interop) -> None:
+    worker = interop.python_worker(interop.python_settings(), "async", "--limit", "10")
+    time.sleep(1)  # the worker is up and polling: an ignored delay would show
+    sent = time.time()
+    expected = interop.php_produce("php", 10, delay_ms=DELAY_MS)
+    worker.finish()
+    records = check_handled(interop.records(), expected, side="python")
+    early = [r for r in records if r["at"] < sent + EARLIEST]
+    assert not early, f"handled before the delay was over: {early}"
+
+
+def test_a_delay_from_python_is_honoured_by_php(interop: Interop) -> None:
+    worker = interop.php_worker(interop.php_config(), "--limit", "10")
+    time.sleep(0.5)
+    sent = time.time()
+    expected = interop.python_dispatch("py", 10, delay_ms=DELAY_MS)
+    worker.finish()
+    records = check_handled(interop.records(), expected, side="php")
+    early = [r for r in records if r["at"] < sent + EARLIEST]
+    assert not early, f"handled before the delay was over: {early}"
