@@ -37,7 +37,9 @@ class Dsn:
     """A parsed transport DSN.
 
     ``options`` holds the query string's options (strings, percent-decoded); transport factories
-    merge them with explicit configuration options, which win.
+    merge them with explicit configuration options, which win. ``path`` is percent-decoded;
+    ``raw_path`` is the path as written (``/%2f/messages``), for transports whose path segments
+    may hold an encoded ``/`` (an AMQP virtual host); it is empty for a ``Dsn`` built by hand.
     """
 
     scheme: str
@@ -47,6 +49,7 @@ class Dsn:
     hosts: tuple[DsnHost, ...] = ()
     path: str = ""
     options: Mapping[str, str] = attrs.field(factory=dict)
+    raw_path: str = attrs.field(default="", eq=False, repr=False)
 
     @classmethod
     def parse(cls, dsn: str) -> Dsn:
@@ -89,6 +92,7 @@ class Dsn:
             hosts=hosts,
             path=unquote(slash + path),
             options=options,
+            raw_path=slash + path,
         )
 
     @property
