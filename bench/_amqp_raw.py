@@ -5,7 +5,7 @@ Two clients with the same methods, so that they can be compared with each other 
 plugin is written on) and py-amqp (the ``amqp`` package, kombu's lower layer). Each works on
 one durable fanout exchange bound to one durable queue, and publishes persistent messages
 (``delivery_mode`` 2) with a pre-encoded body and headers of the size the transport sends.
-Every method returns messages per second.
+Every method returns a :class:`Measure` (messages per second, CPU time per message).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import importlib
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,6 +22,36 @@ from urllib.parse import unquote, urlsplit
 
 import pika
 from _workload import envelope, serializer
+
+
+@dataclass(frozen=True)
+class Measure:
+    """``count`` messages in ``wall`` seconds, using ``cpu`` seconds of this process (every
+    thread): on a busy machine the CPU time per message varies less than the rate."""
+
+    count: int
+    wall: float
+    cpu: float
+
+    @property
+    def rate(self) -> float:
+        """Messages per second."""
+        return self.count / self.wall
+
+    @property
+    def cpu_us(self) -> float:
+        """Microseconds of this process's CPU per message."""
+        return self.cpu / self.count * 1e6
+
+
+class Stopwatch:
+    """Started when made; :meth:`measure` reads it."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def measure(self, count: int) -> Measure:
+        return Measure(count, time.perf_counter() - self.wall, time.process_time() - self.cpu)
 
 
 def encoded() -> tuple[bytes, dict[str, str], str]:
@@ -67,7 +98,7 @@ class RawPika:
             content_type=content_type, headers=headers, delivery_mode=2
         )
 
-    def publish(self, count: int) -> float:
+    def publish(self, count: int) -> Measure:
         """``count`` persistent messages, no confirms."""
         publish, exchange, body, properties = (
             self.channel.basic_publish,
@@ -75,37 +106,37 @@ class RawPika:
             self.body,
             self.properties,
         )
-        started = time.perf_counter()
+        started = Stopwatch()
         for _ in range(count):
             publish(exchange, "", body, properties)
-        return count / (time.perf_counter() - started)
+        return started.measure(count)
 
-    def publish_batch(self, count: int, batch_size: int) -> float:
+    def publish_batch(self, count: int, batch_size: int) -> Measure:
         """``count`` messages, no confirms, written to the socket once per ``batch_size`` (the
         channel underneath: the blocking one writes each message at once)."""
         publish = self.channel._impl.basic_publish
         exchange, body, properties = self.exchange, self.body, self.properties
-        started = time.perf_counter()
+        started = Stopwatch()
         for start in range(0, count, batch_size):
             for _ in range(min(batch_size, count - start)):
                 publish(exchange, "", body, properties)
             self.connection._flush_output()
-        return count / (time.perf_counter() - started)
+        return started.measure(count)
 
-    def publish_confirm_each(self, count: int) -> float:
+    def publish_confirm_each(self, count: int) -> Measure:
         """``count`` messages, each waiting for its confirm (pika's ``confirm_delivery``)."""
         channel = self.connection.channel()
         channel.confirm_delivery()
         exchange, body, properties = self.exchange, self.body, self.properties
         try:
-            started = time.perf_counter()
+            started = Stopwatch()
             for _ in range(count):
                 channel.basic_publish(exchange, "", body, properties)
-            return count / (time.perf_counter() - started)
+            return started.measure(count)
         finally:
             channel.close()
 
-    def publish_batch_confirm(self, count: int, batch_size: int) -> float:
+    def publish_batch_confirm(self, count: int, batch_size: int) -> Measure:
         """``count`` messages, one confirm round per ``batch_size``: pika's blocking API has no
         such call, so confirm mode is set on the channel underneath and the acks are awaited
         with the connection's event loop (what a transport on pika has to do)."""
@@ -123,23 +154,23 @@ class RawPika:
             state["selected"] = True
 
         channel._impl.confirm_delivery(ack_nack_callback=on_confirm, callback=on_select)
-        wait_until(self.connection, lambda: state["selected"])
+        wait_until(self.connection, lambda: bool(state["selected"]))
         publish = channel._impl.basic_publish
         exchange, body, properties = self.exchange, self.body, self.properties
         try:
-            started = time.perf_counter()
+            started = Stopwatch()
             for start in range(0, count, batch_size):
                 for _ in range(min(batch_size, count - start)):
                     publish(exchange, "", body, properties)
                 state["published"] += min(batch_size, count - start)
                 wait_until(self.connection, lambda: state["confirmed"] >= state["published"])
-            elapsed = time.perf_counter() - started
+            elapsed = started.measure(count)
             assert not state["nacked"], state
-            return count / elapsed
+            return elapsed
         finally:
             channel.close()
 
-    def consume(self, count: int, prefetch: int, ack_every: int) -> float:
+    def consume(self, count: int, prefetch: int, ack_every: int) -> Measure:
         """Receive ``count`` messages with ``basic.consume`` and a prefetch window, acking each
         (``ack_every`` 1) or with one multiple-ack per ``ack_every``."""
         channel = self.connection.channel()
@@ -156,14 +187,14 @@ class RawPika:
             elif received % ack_every == 0 or received == count:
                 channel.basic_ack(method.delivery_tag, multiple=True)
 
-        started = time.perf_counter()
+        started = Stopwatch()
         tag = channel.basic_consume(self.queue, on_message)
         while received < count:
             self.connection.process_data_events(time_limit=1)
-        elapsed = time.perf_counter() - started
+        elapsed = started.measure(count)
         channel.basic_cancel(tag)
         channel.close()
-        return count / elapsed
+        return elapsed
 
     def message_count(self) -> int:
         return int(self.channel.queue_declare(self.queue, passive=True).method.message_count)
@@ -232,30 +263,30 @@ class RawPyAmqp:
             delivery_mode=2,
         )
 
-    def publish(self, count: int) -> float:
+    def publish(self, count: int) -> Measure:
         publish, exchange, message = self.channel.basic_publish, self.exchange, self.message()
-        started = time.perf_counter()
+        started = Stopwatch()
         for _ in range(count):
             publish(message, exchange, "")
-        return count / (time.perf_counter() - started)
+        return started.measure(count)
 
-    def publish_batch(self, count: int, batch_size: int) -> float:
+    def publish_batch(self, count: int, batch_size: int) -> Measure:
         """py-amqp writes each message to the socket as it is published: no batching."""
         return self.publish(count)
 
-    def publish_confirm_each(self, count: int) -> float:
+    def publish_confirm_each(self, count: int) -> Measure:
         channel = self.connection.channel()
         channel.confirm_select()
         publish, exchange, message = channel.basic_publish_confirm, self.exchange, self.message()
         try:
-            started = time.perf_counter()
+            started = Stopwatch()
             for _ in range(count):
                 publish(message, exchange, "")
-            return count / (time.perf_counter() - started)
+            return started.measure(count)
         finally:
             channel.close()
 
-    def publish_batch_confirm(self, count: int, batch_size: int) -> float:
+    def publish_batch_confirm(self, count: int, batch_size: int) -> Measure:
         channel = self.connection.channel()
         channel.confirm_select()
         state = {"confirmed": 0, "nacked": 0}
@@ -272,20 +303,20 @@ class RawPyAmqp:
         publish, exchange, message = channel.basic_publish, self.exchange, self.message()
         published = 0
         try:
-            started = time.perf_counter()
+            started = Stopwatch()
             for start in range(0, count, batch_size):
                 for _ in range(min(batch_size, count - start)):
                     publish(message, exchange, "")
                 published += min(batch_size, count - start)
                 while state["confirmed"] < published:
                     self.connection.drain_events(timeout=5)
-            elapsed = time.perf_counter() - started
+            elapsed = started.measure(count)
             assert not state["nacked"], state
-            return count / elapsed
+            return elapsed
         finally:
             channel.close()
 
-    def consume(self, count: int, prefetch: int, ack_every: int) -> float:
+    def consume(self, count: int, prefetch: int, ack_every: int) -> Measure:
         channel = self.connection.channel()
         channel.basic_qos(0, prefetch, False)
         received = 0
@@ -300,14 +331,14 @@ class RawPyAmqp:
             elif received % ack_every == 0 or received == count:
                 channel.basic_ack(message.delivery_tag, multiple=True)
 
-        started = time.perf_counter()
+        started = Stopwatch()
         tag = channel.basic_consume(self.queue, callback=on_message)
         while received < count:
             self.connection.drain_events(timeout=1)
-        elapsed = time.perf_counter() - started
+        elapsed = started.measure(count)
         channel.basic_cancel(tag)
         channel.close()
-        return count / elapsed
+        return elapsed
 
     def message_count(self) -> int:
         return int(self.channel.queue_declare(self.queue, passive=True).message_count)

@@ -39,7 +39,6 @@ import argparse
 import os
 import statistics
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,7 +46,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from _amqp_raw import CLIENTS, RawPika
+from _amqp_raw import CLIENTS, Measure, RawPika, RawPyAmqp, Stopwatch
 from _workload import OrderPlaced, envelope
 
 from messenger_core import Messenger
@@ -78,7 +77,7 @@ def messenger_for(dsn: str, exchange: str, **options: Any) -> Messenger:
                 "options": options,
             }
         },
-        "routing": {"bench.OrderPlaced": ["bench"]},
+        "routing": {OrderPlaced: ["bench"]},
     }
     messenger = Messenger(config, autoload=False, transports={"amqp": factory.load()})
     messenger.register_message(OrderPlaced, "bench.OrderPlaced")
@@ -87,6 +86,8 @@ def messenger_for(dsn: str, exchange: str, **options: Any) -> Messenger:
 
 
 handled = 0
+redelivered: list[int] = []
+"""Per consuming worker: messages it received flagged redelivered (and so failed)."""
 
 
 def on_order_placed(message: OrderPlaced) -> None:
@@ -94,45 +95,48 @@ def on_order_placed(message: OrderPlaced) -> None:
     handled += 1
 
 
-def transport_send(dsn: str, exchange: str, count: int) -> float:
+def transport_send(dsn: str, exchange: str, count: int) -> Measure:
     """``count`` dispatches on the bus, each sent to the transport."""
     with messenger_for(dsn, exchange) as messenger:
         transport = messenger.get_transport("bench")
         transport.setup()  # type: ignore[attr-defined]
         messages = [envelope(number).message for number in range(count)]
         dispatch = messenger.bus.dispatch
-        started = time.perf_counter()
+        started = Stopwatch()
         for message in messages:
             dispatch(message)
-        return count / (time.perf_counter() - started)
+        return started.measure(count)
 
 
 def transport_send_batch(
     dsn: str, exchange: str, count: int, batch_size: int, **options: Any
-) -> float:
+) -> Measure:
     with messenger_for(dsn, exchange, **options) as messenger:
         transport = messenger.get_transport("bench")
         assert isinstance(transport, BatchSender)
         envelopes = [envelope(number) for number in range(count)]
-        started = time.perf_counter()
+        started = Stopwatch()
         for start in range(0, count, batch_size):
             transport.send_batch(envelopes[start : start + batch_size])
-        return count / (time.perf_counter() - started)
+        return started.measure(count)
 
 
-def transport_consume(dsn: str, exchange: str, count: int, **options: Any) -> float:
+def transport_consume(dsn: str, exchange: str, count: int, **options: Any) -> Measure:
     """The real worker handling ``count`` messages and acknowledging each."""
     global handled  # noqa: PLW0603
     handled = 0
     stop_file = Path(tempfile.mkdtemp(prefix="messenger-bench-")) / "stop-workers"
     with messenger_for(dsn, exchange, **options) as messenger:
         worker = messenger.worker(["bench"], stop_signal=FileStopSignal(stop_file))
-        started = time.perf_counter()
+        started = Stopwatch()
         stats = worker.run(limit=count, handle_signals=False)
-        elapsed = time.perf_counter() - started
-    assert handled == count, (handled, stats)
-    assert stats.handled == count, stats
-    return count / elapsed
+        elapsed = started.measure(count)
+    assert stats.received == count, stats
+    # A message the previous worker had in flight when it stopped comes back flagged
+    # redelivered (see the report): the reject-redelivered middleware fails it (then retried).
+    assert handled + stats.failed == count, (handled, stats)
+    redelivered.append(stats.failed)
+    return elapsed
 
 
 # -- running ---------------------------------------------------------------------------------
@@ -157,12 +161,12 @@ RAW_EACH = "raw consume, ack each"
 RAW_MULTIPLE = "raw consume, multiple-ack per 100"
 
 
-def one_run(dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, float]:
+def one_run(dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, Measure]:
     """One run; each transport figure is measured right next to its raw counterpart (which
     goes first alternates between runs), so that their ratio holds on a machine whose speed
     varies."""
     n, batch, prefetch = args.messages, args.batch_size, args.prefetch
-    figures: dict[str, float] = {}
+    figures: dict[str, Measure] = {}
 
     def pair(ours: Callable[[], None], theirs: Callable[[], None]) -> None:
         for step in (theirs, ours) if raw_first else (ours, theirs):
@@ -171,7 +175,7 @@ def one_run(dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, fl
     with fresh_exchange(dsn) as queue, fresh_exchange(dsn) as raw:
         name = queue.queue
 
-        def put(key: str, measure: Callable[[], float]) -> Callable[[], None]:
+        def put(key: str, measure: Callable[[], Measure]) -> Callable[[], None]:
             return lambda: figures.__setitem__(key, measure())
 
         pair(
@@ -186,6 +190,8 @@ def one_run(dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, fl
             put(CONFIRMED, lambda: transport_send_batch(dsn, name, n, batch, confirm_timeout=10)),
             put(f"raw {CONFIRMED}", lambda: raw.publish_batch_confirm(n, batch)),
         )
+        sent = queue.message_count()  # the transport's close waited for the confirms
+        assert sent == 3 * n, f"{sent} messages in the queue, not {3 * n}"
         pair(
             put(DEFAULTS, lambda: transport_consume(dsn, name, n)),
             put(RAW_EACH, lambda: raw.consume(n, prefetch, 1)),
@@ -207,25 +213,36 @@ ROWS = (
 )
 
 
-def report(runs: list[dict[str, float]], args: argparse.Namespace) -> None:
-    def median(key: str) -> float:
-        return statistics.median(run[key] for run in runs)
+def report(runs: list[dict[str, Measure]], args: argparse.Namespace) -> None:
+    def rate(key: str) -> float:
+        return statistics.median(run[key].rate for run in runs)
+
+    def cpu(key: str) -> float:
+        return statistics.median(run[key].cpu_us for run in runs)
 
     print(
         f"AMQP transport at {server(args.dsn).split('@')[-1]}: {args.messages} messages, "
-        f"batches of {args.batch_size}, tuned prefetch_count {args.prefetch}, "
-        f"median of {args.runs} runs (messages/s; ratio: median of the runs' ratios)"
+        f"batches of {args.batch_size}, tuned prefetch_count {args.prefetch}; median of "
+        f"{args.runs} runs: messages/s, and CPU microseconds of this process per message"
     )
-    print(f"  {'transport':<26} {'':>9}   {'raw pika':<34} {'':>9} {'ratio':>6}")
+    print(f"  {'':26} {'msg/s':>9} {'':34} {'msg/s':>9} {'ratio':>6} {'CPU us':>7} {'':>7}")
+    print(f"  {'transport':26} {'':9} {'raw pika':34} {'':9} {'':6} {'ours':>7} {'raw':>7}")
     for ours, theirs in ROWS:
-        ratio = statistics.median(run[ours] / run[theirs] for run in runs)
+        ratio = statistics.median(run[ours].rate / run[theirs].rate for run in runs)
         print(
-            f"  {ours:<26} {median(ours):9,.0f}   {theirs:<34} {median(theirs):9,.0f} {ratio:6.2f}"
+            f"  {ours:26} {rate(ours):9,.0f} {theirs:34} {rate(theirs):9,.0f} {ratio:6.2f} "
+            f"{cpu(ours):7.1f} {cpu(theirs):7.1f}"
         )
     for key in (DEFAULTS, TUNED):
         print(
             f"  {key} / Symfony's AMQP consumer ({args.symfony_rate:,.0f}/s): "
-            f"{median(key) / args.symfony_rate:.2f}x"
+            f"{rate(key) / args.symfony_rate:.2f}x"
+        )
+    if any(redelivered):
+        print(
+            f"  {sum(redelivered)} message(s) came to a worker flagged redelivered, never "
+            f"handled before (most in one worker: {max(redelivered)}): failed by the "
+            "reject-redelivered middleware, then retried"
         )
 
 
@@ -238,33 +255,50 @@ CLIENT_FIGURES = (
 )
 
 
-def clients_run(dsn: str, args: argparse.Namespace, reverse: bool) -> dict[str, float]:
-    figures: dict[str, float] = {}
-    names = list(CLIENTS)[::-1] if reverse else list(CLIENTS)
+def clients_run(dsn: str, args: argparse.Namespace, reverse: bool) -> dict[str, Measure]:
+    """One run: each figure is measured with one client right after the other (which goes
+    first alternates between runs), each client on its own exchange and queue."""
     n, prefetch = args.messages, args.prefetch
-    for client in names:
-        name = f"bench-{uuid.uuid4().hex[:12]}"
-        raw = CLIENTS[client](server(dsn), name, name)
-        try:
-            figures[f"{client}: publish, no confirms"] = raw.publish(n)
-            figures[f"{client}: publish, confirm each"] = raw.publish_confirm_each(n)
-            figures[f"{client}: consume, ack each"] = raw.consume(n, prefetch, 1)
-            figures[f"{client}: consume, multiple-ack per 100"] = raw.consume(n, prefetch, 100)
-        finally:
+    names = list(CLIENTS)[::-1] if reverse else list(CLIENTS)
+    raws = {}
+    try:
+        for client in names:
+            name = f"bench-{uuid.uuid4().hex[:12]}"
+            raws[client] = CLIENTS[client](server(dsn), name, name)
+        steps: dict[str, Callable[[RawPika | RawPyAmqp], Measure]] = {
+            CLIENT_FIGURES[0]: lambda raw: raw.publish(n),
+            CLIENT_FIGURES[1]: lambda raw: raw.publish_confirm_each(n),
+            CLIENT_FIGURES[2]: lambda raw: raw.consume(n, prefetch, 1),
+            CLIENT_FIGURES[3]: lambda raw: raw.consume(n, prefetch, 100),
+        }
+        figures = {}
+        for figure, step in steps.items():
+            for client in names:
+                figures[f"{client}: {figure}"] = step(raws[client])
+        return figures
+    finally:
+        for raw in raws.values():
             raw.delete()
             raw.close()
-    return figures
 
 
-def clients_report(runs: list[dict[str, float]], args: argparse.Namespace) -> None:
+def clients_report(runs: list[dict[str, Measure]], args: argparse.Namespace) -> None:
     print(
-        f"raw AMQP clients: {args.messages} persistent messages, prefetch {args.prefetch}, "
-        f"median of {args.runs} runs (messages/s)"
+        f"raw AMQP clients: {args.messages} persistent messages, prefetch {args.prefetch}; "
+        f"median of {args.runs} runs: messages/s, and CPU microseconds of this process per "
+        "message"
     )
-    print(f"  {'':32}" + "".join(f"{client:>10}" for client in CLIENTS))
+    header = "".join(f"{client + ' msg/s':>15}" for client in CLIENTS)
+    print(f"  {'':32}{header}" + "".join(f"{client + ' CPU us':>16}" for client in CLIENTS))
     for figure in CLIENT_FIGURES:
-        values = [statistics.median(run[f"{c}: {figure}"] for run in runs) for c in CLIENTS]
-        print(f"  {figure:32}" + "".join(f"{value:10,.0f}" for value in values))
+        each = [[run[f"{c}: {figure}"] for run in runs] for c in CLIENTS]
+        rates = [statistics.median(m.rate for m in measures) for measures in each]
+        cpus = [statistics.median(m.cpu_us for m in measures) for measures in each]
+        print(
+            f"  {figure:32}"
+            + "".join(f"{value:15,.0f}" for value in rates)
+            + "".join(f"{value:16.1f}" for value in cpus)
+        )
 
 
 def main() -> None:
@@ -280,12 +314,14 @@ def main() -> None:
     if args.runs is None:
         args.runs = 3 if args.clients else 5
 
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if args.clients:
         runs = [clients_run(args.dsn, args, bool(number % 2)) for number in range(args.runs)]
         clients_report(runs, args)
     else:
         runs = [one_run(args.dsn, args, bool(number % 2)) for number in range(args.runs)]
         report(runs, args)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
