@@ -1,16 +1,12 @@
 """The receiving role: push consumption (``basic.consume``) with a prefetch window.
 
 RabbitMQ pushes up to ``prefetch_count`` unacknowledged messages per queue; pika hands them
-to :meth:`AmqpReceiver._on_delivery`, which only buffers them. ``get()`` returns one buffered
+to the receiver's delivery callback, which only buffers them. ``get()`` returns one buffered
 message (after each message the worker goes back to its first receiver, so priorities
 hold), or lets pika wait a little for one to arrive (a :class:`WaitingReceiver`).
 
-Settling: a rejection is sent at once (``basic.nack``, ``requeue=false``); acknowledgements
-are held back briefly and sent with one ``basic.ack multiple=true`` for the oldest
-outstanding deliveries once they are all acknowledged (a delivery still held by the worker or
-buffered stops the run there: those after it are acknowledged one by one). They are written
-before ``get()`` waits, when half the prefetch window is acknowledged, on :meth:`flush` and on
-close. An acknowledgement lost to a crash only means the message comes again.
+Settling is :mod:`.settling`'s; acknowledgements held back are written before ``get()``
+waits.
 
 On close, buffered messages the worker never saw are published again as new messages (and
 the originals acknowledged), so that they do not come back flagged as redelivered; a message
@@ -27,12 +23,10 @@ the handled one runs again, which at-least-once allows.)
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
-import attrs
-import pika  # type: ignore[import-untyped]
 from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.envelope import Envelope
@@ -44,27 +38,18 @@ from messenger_core.wire import decode_stored
 from messenger_transport_amqp.connection import CONSUMER_SLICE, AmqpConnection, logger
 from messenger_transport_amqp.reconnect import AmqpUnreachableError
 from messenger_transport_amqp.sender import AmqpSender, Publication
+from messenger_transport_amqp.settling import Delivery, Settler
 from messenger_transport_amqp.stamps import AmqpReceivedStamp
 
 __all__ = ["AmqpReceiver"]
 
 _WAIT = 0.1
 """Seconds a ``get()`` with nothing buffered lets pika wait for a delivery."""
-_handed_out = [0]
-"""Messages handed out by every AMQP receiver of the process (see ``_wait_time``)."""
-
-
-@attrs.define(slots=True)
-class _Delivery:
-    queue: str
-    tag: int
-    generation: int
-    routing_key: str
-    redelivered: bool
-    properties: pika.BasicProperties
-    body: bytes
-    handed: bool = False
-    acked: bool = False
+_DRAIN_WAIT = 0.005
+"""Seconds a ``get()`` that just ran dry waits for deliveries still on the wire."""
+_handed_out: list[Any] = [0, None]
+"""Messages handed out by every AMQP receiver of the process, and the last receiver that
+handed one out (see ``_wait_time``)."""
 
 
 class AmqpReceiver:
@@ -75,12 +60,11 @@ class AmqpReceiver:
         self._serializer = serializer
         self._options = options = connection.options
         self._queues = options.queue_names
-        self._buffers: dict[str, deque[_Delivery]] = {name: deque() for name in self._queues}
-        self._outstanding: OrderedDict[int, _Delivery] = OrderedDict()
+        self._buffers: dict[str, deque[Delivery]] = {name: deque() for name in self._queues}
+        self._settler = Settler(connection)
         self._consuming: dict[str, str] = {}  # queue -> consumer tag, on the current channel
-        self._unsent_acks = 0
-        self._ack_batch = max(1, options.prefetch_count // 2)
-        self._by_message: dict[int, _Delivery] = {}  # id(message) -> delivery, while handed
+        self._by_message: dict[int, Delivery] = {}  # id(message) -> delivery, while handed
+        self._redeclare = False  # a consumer was cancelled by RabbitMQ
         self._unseen: Counter[tuple[bytes, str]] = Counter()  # lost with a channel, never seen
         self._last_count = -1
         self._empty_before = False
@@ -93,12 +77,31 @@ class AmqpReceiver:
         for buffer in self._buffers.values():
             self._unseen.update(_fingerprint(d) for d in buffer if not d.redelivered)
             buffer.clear()
-        self._outstanding.clear()
+        self._settler.reset()
         self._consuming.clear()
-        self._unsent_acks = 0
         self._by_message.clear()
+        channel.add_on_cancel_callback(self._on_cancel)
+
+    def _on_cancel(self, frame: Any) -> None:
+        """RabbitMQ cancelled a consumer (its queue was deleted, or a node of a cluster went
+        away): consume it again on the next ``get()``, declaring it again with
+        ``auto_setup``, instead of going quiet."""
+        tag = frame.method.consumer_tag
+        for queue, consumer_tag in list(self._consuming.items()):
+            if consumer_tag == tag:
+                del self._consuming[queue]
+                self._redeclare = True
+                logger.warning(
+                    "RabbitMQ cancelled the consumer of queue %s (was it deleted?); "
+                    "consuming it again",
+                    queue,
+                )
 
     def _subscribe(self, channel: BlockingChannel, queues: Sequence[str]) -> None:
+        if self._redeclare:
+            self._redeclare = False
+            if self._options.auto_setup:
+                self._connection.topology.declare(channel)
         for queue in queues:
             if queue not in self._consuming:
                 if not self._consuming:
@@ -108,12 +111,12 @@ class AmqpReceiver:
                 )
 
     def _delivery_callback(self, queue: str, generation: int) -> Any:
-        buffer, outstanding = self._buffers[queue], self._outstanding
+        buffer, received = self._buffers[queue], self._settler.received
 
         def on_delivery(
             _channel: BlockingChannel, method: Any, properties: Any, body: bytes
         ) -> None:
-            delivery = _Delivery(
+            delivery = Delivery(
                 queue,
                 method.delivery_tag,
                 generation,
@@ -122,7 +125,7 @@ class AmqpReceiver:
                 properties,
                 body,
             )
-            outstanding[method.delivery_tag] = delivery
+            received(delivery)
             buffer.append(delivery)
 
         return on_delivery
@@ -145,25 +148,30 @@ class AmqpReceiver:
                 return []  # logged once; the next get() tries again
         return [] if delivery is None else [self._envelope(delivery)]
 
-    def _get_on(self, channel: BlockingChannel, names: Sequence[str]) -> _Delivery | None:
+    def _get_on(self, channel: BlockingChannel, names: Sequence[str]) -> Delivery | None:
         self._subscribe(channel, names)
         delivery = self._pop(names)
         if delivery is None:
-            self._send_acks(channel)
+            self._settler.send_acks(channel)
             channel.connection.process_data_events(time_limit=self._wait_time())
             delivery = self._pop(names)
         self._empty_before = delivery is None
         return delivery
 
     def _wait_time(self) -> float:
-        """How long an empty ``get()`` waits: not at all if a message was handed out anywhere
-        in this process since this receiver's last call (a worker serving a lower-priority
-        receiver comes back here between its messages), else briefly."""
-        count = _handed_out[0]
+        """How long an empty ``get()`` lets pika wait for a delivery (it returns as soon as
+        one arrives): 0.1 s when nothing happened since this receiver's last call (an idle
+        worker); a few milliseconds when this receiver handed out the last message in the
+        process (it just ran dry: more may be on the wire, and a lower-priority receiver
+        should not go first); else not at all (a worker serving a lower-priority receiver
+        comes back here between its messages)."""
+        count, last_by = _handed_out
         quiet, self._last_count = self._last_count == count, count
-        return _WAIT if quiet and self._empty_before else 0.0
+        if quiet and self._empty_before:
+            return _WAIT
+        return _DRAIN_WAIT if last_by is self and not self._empty_before else 0.0
 
-    def _pop(self, names: Sequence[str]) -> _Delivery | None:
+    def _pop(self, names: Sequence[str]) -> Delivery | None:
         buffers = self._buffers
         for name in names:
             buffer = buffers[name]
@@ -171,10 +179,11 @@ class AmqpReceiver:
                 delivery = buffer.popleft()
                 delivery.handed = True
                 _handed_out[0] += 1
+                _handed_out[1] = self
                 return delivery
         return None
 
-    def _envelope(self, delivery: _Delivery) -> Envelope:
+    def _envelope(self, delivery: Delivery) -> Envelope:
         properties = delivery.properties
         headers = {
             str(name): value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
@@ -203,7 +212,7 @@ class AmqpReceiver:
         self.received_once = True
         return envelope
 
-    def _was_unseen(self, delivery: _Delivery) -> bool:
+    def _was_unseen(self, delivery: Delivery) -> bool:
         """Whether ``delivery`` was buffered and never handed out when a channel was lost."""
         if not self._unseen:
             return False
@@ -241,91 +250,24 @@ class AmqpReceiver:
         )
 
     def ack(self, envelope: Envelope) -> None:
-        """Acknowledge (held back briefly, see the module documentation)."""
-        with self._connection.lock:
-            delivery = self._settling(envelope, "acknowledge")
-            if delivery is None:
-                return
-            delivery.acked = True
-            self._unsent_acks += 1
-            if self._unsent_acks >= self._ack_batch:
-                self._connection.settle(self._send_acks, "acknowledge messages")
+        """Acknowledge (held back briefly, see :mod:`.settling`)."""
+        self._by_message.pop(id(envelope.message), None)
+        self._settler.ack(_stamp_of(envelope, "acknowledge"))
 
     def reject(self, envelope: Envelope) -> None:
         """Remove the message for good (``basic.nack``, ``requeue=false``), at once."""
-        with self._connection.lock:
-            delivery = self._settling(envelope, "reject")
-            if delivery is None:
-                return
-            del self._outstanding[delivery.tag]
-
-            def nack(channel: BlockingChannel) -> None:
-                channel.basic_nack(delivery.tag, requeue=False)
-
-            self._connection.settle(nack, "reject a message")
-
-    def flush(self) -> None:
-        """Send the acknowledgements held back."""
-        with self._connection.lock:
-            if self._unsent_acks:
-                self._connection.settle(self._send_acks, "acknowledge messages")
+        self._by_message.pop(id(envelope.message), None)
+        self._settler.nack(_stamp_of(envelope, "reject"), requeue=False)
 
     def release(self, envelope: Envelope) -> None:
         """Put a handed-out message back at once (``basic.nack requeue=true``; it comes back
         flagged redelivered)."""
-        with self._connection.lock:
-            delivery = self._settling(envelope, "release")
-            if delivery is None:
-                return
-            del self._outstanding[delivery.tag]
-
-            def requeue(channel: BlockingChannel) -> None:
-                channel.basic_nack(delivery.tag, requeue=True)
-
-            self._connection.settle(requeue, "release a message")
-
-    def _settling(self, envelope: Envelope, what: str) -> _Delivery | None:
-        """The outstanding delivery of ``envelope``; ``None`` (logged) if its channel is gone."""
-        stamp = envelope.last(AmqpReceivedStamp)
-        if stamp is None:
-            raise TransportError(
-                f"cannot {what} a message that was not received from this transport "
-                "(it has no AmqpReceivedStamp)"
-            )
         self._by_message.pop(id(envelope.message), None)
-        delivery = self._outstanding.get(stamp.delivery_tag)
-        if stamp.generation != self._connection.generation or delivery is None:
-            logger.warning(
-                "could not %s a message from queue %s: the channel it came on is gone; "
-                "RabbitMQ delivers it again (flagged redelivered)",
-                what,
-                stamp.queue_name,
-            )
-            return None
-        if not delivery.handed or delivery.acked:
-            raise TransportError(f"cannot {what} a message twice")
-        return delivery
+        self._settler.nack(_stamp_of(envelope, "release"), requeue=True)
 
-    def _send_acks(self, channel: BlockingChannel) -> None:
-        """Acknowledge the acknowledged outstanding deliveries: one multiple-ack for the
-        oldest ones, one ack each for those behind a delivery still held."""
-        if not self._unsent_acks:
-            return
-        outstanding = self._outstanding
-        last = None
-        while outstanding:
-            tag, delivery = next(iter(outstanding.items()))
-            if not delivery.acked:
-                break
-            outstanding.popitem(last=False)
-            last = tag
-        if last is not None:
-            channel.basic_ack(last, multiple=True)
-        stragglers = [tag for tag, delivery in outstanding.items() if delivery.acked]
-        for tag in stragglers:
-            del outstanding[tag]
-            channel.basic_ack(tag)
-        self._unsent_acks = 0
+    def flush(self) -> None:
+        """Send the acknowledgements held back."""
+        self._settler.flush()
 
     # -- closing -------------------------------------------------------------------------------
     @property
@@ -336,12 +278,13 @@ class AmqpReceiver:
     @property
     def holds_deliveries(self) -> bool:
         """Whether this receiver consumes or holds messages on the current channel."""
-        return bool(self._consuming or self._outstanding)
+        return bool(self._consuming or self._settler.outstanding)
 
     def hand_back(self, channel: BlockingChannel, sender: AmqpSender) -> None:
         """On close: acknowledgements out, buffered messages published again as new ones (then
         acknowledged), messages handed out and not settled put back."""
-        self._send_acks(channel)
+        settler = self._settler
+        settler.send_acks(channel)
         channel.connection.process_data_events(0)  # what arrived is buffered, not nacked
         for consumer_tag in list(self._consuming.values()):
             channel.basic_cancel(consumer_tag)
@@ -356,14 +299,22 @@ class AmqpReceiver:
                 channel, [Publication("", d.queue, d.body, d.properties) for d in unseen]
             )
             for delivery in unseen:
+                settler.forget(delivery)
                 channel.basic_ack(delivery.tag)
-                del self._outstanding[delivery.tag]
-        for tag in list(self._outstanding):
-            channel.basic_nack(tag, requeue=True)
-        self._outstanding.clear()
+        settler.requeue_all(channel)
 
 
-def _fingerprint(delivery: _Delivery) -> tuple[bytes, str]:
+def _stamp_of(envelope: Envelope, what: str) -> AmqpReceivedStamp:
+    stamp = envelope.last(AmqpReceivedStamp)
+    if stamp is None:
+        raise TransportError(
+            f"cannot {what} a message that was not received from this transport "
+            "(it has no AmqpReceivedStamp)"
+        )
+    return stamp
+
+
+def _fingerprint(delivery: Delivery) -> tuple[bytes, str]:
     """What tells a message apart without an id: its body and headers."""
     headers = delivery.properties.headers or {}
     return delivery.body, repr(sorted(headers.items(), key=lambda item: str(item[0])))

@@ -133,19 +133,25 @@ class AmqpSender:
     def publish_on(self, channel: BlockingChannel, publications: Sequence[Publication]) -> None:
         """Publish on ``channel`` now (holding the connection's lock), waiting for confirms."""
         topology = self._connection.topology
+        # pika's asynchronous channel (private, but the only way to publish many and confirm
+        # once) buffers frames without writing them; the blocking channel's basic_publish
+        # writes everything buffered, and, confirm mode being selected on the asynchronous
+        # channel, does not wait for a confirm itself.
         impl = channel._impl
         first = self._next_tag
-        for each in publications:
+        last = len(publications) - 1
+        for index, each in enumerate(publications):
             if each.delay_ms:
                 topology.declare_delay_queue(
                     channel, each.delay_ms, each.final_routing_key, each.retry
                 )
-            impl.basic_publish(each.exchange, each.routing_key, each.body, each.properties)
+            publish = channel.basic_publish if index == last else impl.basic_publish
+            publish(each.exchange, each.routing_key, each.body, each.properties)
             self._pending.add(self._next_tag)
             self._next_tag += 1
         if self._confirm_timeout is None:
-            channel.connection.process_data_events(0)  # write them out now
-            self._report_nacks()
+            if self._nacked:
+                self._report_nacks()
             return
         self._await_confirms(channel, first, self._confirm_timeout)
 

@@ -6,8 +6,10 @@
   a lock around every use, the heartbeat pump, and the reconnect policy (:mod:`.reconnect`);
 - :mod:`.topology`: the exchange, the queues, the delays exchange and the delay queues;
 - :mod:`.sender` (:class:`~.sender.AmqpSender`): publishing, publisher confirms per batch;
-- :mod:`.receiver` (:class:`~.receiver.AmqpReceiver`): push consumption, multiple-acks,
-  handing back on close;
+- :mod:`.receiver` (:class:`~.receiver.AmqpReceiver`): push consumption, handing back on
+  close;
+- :mod:`.settling` (:class:`~.settling.Settler`): acknowledgements held back and sent as
+  multiple-acks, rejections;
 - :mod:`.options`, :mod:`.stamps`: the DSN and options, ``AmqpStamp``.
 """
 

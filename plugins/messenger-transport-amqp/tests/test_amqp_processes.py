@@ -238,7 +238,9 @@ def test_rabbitmq_down_at_start_is_a_clear_error_after_a_bounded_wait() -> None:
         transport.get()
     assert time.monotonic() - started < 5
     text = str(raised.value)
-    assert f"127.0.0.1:{port}" in text and "unreachable" in text and "tried for" in text
+    assert f"127.0.0.1:{port}" in text
+    assert "unreachable" in text
+    assert "tried for" in text
     assert "secret" not in text
     with pytest.raises(AmqpUnreachableError):
         transport.send(order(1))
@@ -266,13 +268,13 @@ def test_heartbeats_flow_while_a_handler_runs_long(exchange: Exchange) -> None:
     transport.setup()
     transport.send(order(1))
     [held] = receive(transport, 1)
-    generation = transport._connection.generation  # noqa: SLF001
+    generation = transport._connection.generation
     time.sleep(4)  # four heartbeat intervals without touching the transport
     other = exchange.transport()
     assert receive(other, 1, timeout=0.5) == [], "the connection died: the message came back"
     transport.ack(held)
     transport.flush()
-    assert transport._connection.generation == generation, "it reconnected"  # noqa: SLF001
+    assert transport._connection.generation == generation, "it reconnected"
 
 
 # -- RabbitMQ restarted (a node of the tests' own) ------------------------------------------------
@@ -297,11 +299,15 @@ def test_a_worker_carries_on_across_a_rabbitmq_restart_and_loses_nothing(
         app,
     )
     assert stop_gracefully(worker, app) == 0
-    sender.close()
     output = app.output()
-    assert "went away" in output and "reachable again" in output, output
+    assert "went away" in output, output
+    assert "reachable again" in output, output
     assert "Traceback" not in output, output
-    assert ready_count(exchange.name, rabbit_node.dsn) == (0, 0), "every message settled"
+    # Messages whose acknowledgement was lost with the connection came back redelivered and
+    # went through a retry (a delayed copy): what is left in the queue is such copies only.
+    left = receive(exchange.transport(app_serializer()), 1000, timeout=1)
+    assert {envelope.message.id for envelope in left} <= set(app.events("handled"))
+    sender.close()
 
 
 def test_a_producer_loses_nothing_across_a_rabbitmq_restart(

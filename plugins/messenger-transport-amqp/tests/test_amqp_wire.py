@@ -42,9 +42,11 @@ def declare_fails(declare: Any) -> bool:
         try:
             declare(channel)
         except pika.exceptions.ChannelClosedByBroker as error:
-            assert error.reply_code == 406, error
-            return True
-    return False
+            code = error.reply_code
+        else:
+            return False
+    assert code == 406, code
+    return True
 
 
 def test_the_message_as_symfony_publishes_it(exchange: Exchange) -> None:
@@ -78,8 +80,8 @@ def test_exchange_and_queue_are_durable_and_the_exchange_fanout(exchange: Exchan
 
 
 def test_amqp_stamp_sets_routing_key_and_properties(exchange: Exchange) -> None:
-    exchange.queues = ("eu", "us")
-    queues = {"eu": {"binding_keys": ["orders.eu"]}, "us": {"binding_keys": ["orders.us"]}}
+    eu, us = exchange.queues = (f"{exchange.name}.eu", f"{exchange.name}.us")
+    queues = {eu: {"binding_keys": ["orders.eu"]}, us: {"binding_keys": ["orders.us"]}}
     transport = exchange.transport(exchange={"type": "direct"}, queues=queues)
     transport.setup()
     stamp = AmqpStamp(
@@ -87,12 +89,12 @@ def test_amqp_stamp_sets_routing_key_and_properties(exchange: Exchange) -> None:
         attributes={"priority": 3, "message_id": "m-1", "headers": {"tenant": "t1"}},
     )
     transport.send(order(1, "", stamp))
-    method, properties, _ = raw_get("eu")
+    method, properties, _ = raw_get(eu)
     assert method.routing_key == "orders.eu"
     assert (properties.priority, properties.message_id) == (3, "m-1")
     assert properties.headers["tenant"] == "t1"
     assert properties.headers["type"] == "tests.Order"
-    assert ready_count("us") == (0, 0)
+    assert ready_count(us) == (0, 0)
 
 
 def test_a_message_published_by_another_client_is_received(exchange: Exchange) -> None:
@@ -110,7 +112,9 @@ def test_a_message_published_by_another_client_is_received(exchange: Exchange) -
     [received] = receive(transport, 1)
     assert received.message == Order(7, "from php")
     stamp = received.last(AmqpReceivedStamp)
-    assert stamp is not None and stamp.queue_name == exchange.name and not stamp.redelivered
+    assert stamp is not None
+    assert stamp.queue_name == exchange.name
+    assert not stamp.redelivered
     assert received.last(TransportRedeliveredStamp) is None
     transport.ack(received)
 
@@ -153,13 +157,13 @@ def test_delay_queue_named_and_declared_as_symfony_does(exchange: Exchange) -> N
 def test_a_retry_waits_in_a_retry_queue_and_comes_back_to_its_queue_only(
     exchange: Exchange,
 ) -> None:
-    exchange.queues = ("first", "second")
-    transport = exchange.transport(queues={"first": {}, "second": {}})
+    first, second = exchange.queues = (f"{exchange.name}.1", f"{exchange.name}.2")
+    transport = exchange.transport(queues={first: {}, second: {}})
     transport.setup()
     transport.send(order(1))
     [failed] = receive(transport, 1)
     queue = failed.last(AmqpReceivedStamp).queue_name  # type: ignore[union-attr]
-    other = "second" if queue == "first" else "first"
+    other = second if queue == first else first
     # What the worker's failure policy does: a sendable copy with a delay, then reject.
     copy = Envelope(failed.message, [RedeliveryStamp(retry_count=1), DelayStamp(delay_ms=1000)])
     transport.send(copy)
@@ -220,6 +224,33 @@ def test_reject_is_a_nack_without_requeue(exchange: Exchange) -> None:
             channel.exchange_delete(dead)
 
 
+def test_a_consumer_whose_queue_is_deleted_consumes_it_again(exchange: Exchange) -> None:
+    transport = exchange.transport()
+    transport.setup()
+    transport.send(order(1))
+    transport.ack(receive(transport, 1)[0])
+    with raw_channel() as channel:
+        channel.queue_delete(exchange.name)  # RabbitMQ cancels the consumer
+    assert receive(transport, 1, timeout=0.3) == []  # the next get() declares it again
+    transport.send(order(2))
+    [received] = receive(transport, 1)
+    assert received.message == Order(2)
+    transport.ack(received)
+    assert ready_count(exchange.name) == (0, 1)
+
+
+def test_settling_twice_is_an_error(exchange: Exchange) -> None:
+    transport = exchange.transport()
+    transport.setup()
+    transport.send(order(1))
+    [received] = receive(transport, 1)
+    transport.ack(received)
+    with pytest.raises(TransportError, match="settled already"):
+        transport.reject(received)
+    with pytest.raises(TransportError, match="no AmqpReceivedStamp"):
+        transport.ack(order(2))
+
+
 def test_acknowledgements_are_sent_and_nothing_comes_back(exchange: Exchange) -> None:
     transport = exchange.transport(prefetch_count=10)
     transport.setup()
@@ -255,16 +286,16 @@ def test_closing_hands_back_unseen_messages_as_new(exchange: Exchange) -> None:
 
 
 def test_get_from_queues_consumes_only_those(exchange: Exchange) -> None:
-    exchange.queues = ("a", "b")
-    transport = exchange.transport(queues={"a": {}, "b": {}})
+    a, b = exchange.queues = (f"{exchange.name}.a", f"{exchange.name}.b")
+    transport = exchange.transport(queues={a: {}, b: {}})
     transport.setup()
     transport.send(order(1))
-    [received] = receive_from(transport, ["b"])
-    assert received.last(AmqpReceivedStamp).queue_name == "b"  # type: ignore[union-attr]
-    assert ready_count("a") == (1, 0)
+    [received] = receive_from(transport, [b])
+    assert received.last(AmqpReceivedStamp).queue_name == b  # type: ignore[union-attr]
+    assert ready_count(a) == (1, 0)
     transport.ack(received)
-    with pytest.raises(ConfigurationError, match="'c'"):
-        transport.get_from_queues(["c"])
+    with pytest.raises(ConfigurationError, match="are not queues"):
+        transport.get_from_queues([f"{exchange.name}.c"])
 
 
 def receive_from(transport: Any, queues: list[str]) -> list[Envelope]:
