@@ -21,9 +21,16 @@ one by one; published on the channel underneath and written once per batch; the 
 confirm round per batch; ``basic.consume`` with a prefetch window of ``--prefetch`` acking each
 message, and with one multiple-ack per 100. The ratios show what the transport adds
 (serialization with the JSON serializer, envelopes, the bus and the worker). Figures are
-messages per second, the median of ``--runs`` runs. Consumption is also given against
-Symfony Messenger's AMQP consumer (``--symfony-rate``: 5,200/s quoted in issue 12, measured on
-the 2-core development machine).
+messages per second, the median of ``--runs`` runs, and beside them the CPU time this process
+spent per message (every thread): on a machine shared with other work the rate varies a lot
+from run to run, the CPU time much less. The load average is printed before and after.
+Consumption is also given against Symfony Messenger's AMQP consumer (``--symfony-rate``:
+5,200/s by default, quoted in issue 12; pass what Symfony's own worker reaches on the machine).
+
+A worker that stops (here: at its message limit) while RabbitMQ still pushes deliveries to it
+may leave messages flagged redelivered that no handler saw; the next worker's
+reject-redelivered middleware then fails them (and they are retried). The bench counts them
+and says so under the figures.
 
 ``--clients`` compares the two maintained blocking AMQP 0-9-1 clients by hand instead: pika and
 py-amqp (the ``amqp`` package), publishing without confirms, with a confirm per message,
