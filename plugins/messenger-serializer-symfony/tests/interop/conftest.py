@@ -42,7 +42,7 @@ DEBIAN_PACKAGES = (
 )
 """What the tests need; ``.ci/run`` installs the same list."""
 
-BACKENDS = ("redis", "postgresql", "mariadb")
+BACKENDS = ("redis", "postgresql", "mariadb", "amqp")
 
 
 def _php_problem() -> str | None:

@@ -1,9 +1,11 @@
 """What the interop tests share: the backends, both sides' configuration, their processes, and
 the checks on what the handlers recorded.
 
-Every test has a queue of its own: a Redis stream, or a table, named after a random token. A
-Redis test keeps its failure transport in a PostgreSQL table, as Symfony 5.4 cannot list a
-Redis transport (``messenger:failed:show`` needs a ``ListableReceiverInterface``).
+Every test has a queue of its own: a Redis stream, a table, or a RabbitMQ exchange and queue
+(:mod:`interop_amqp`), named after a random token. A Redis or AMQP test keeps its failure
+transport in a PostgreSQL table: Symfony 5.4 cannot list a Redis transport
+(``messenger:failed:show`` needs a ``ListableReceiverInterface``), and nothing can list an AMQP
+queue.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import interop_amqp
 import pytest
 from interop_app import SETTINGS_VARIABLE, OrderPlaced, build_messenger
 
@@ -130,6 +133,21 @@ class Backend:
     def table(self) -> str:
         return f"interop_{self.token}"
 
+    @property
+    def amqp(self) -> bool:
+        """RabbitMQ: Symfony's AmqpTransport (php-amqp) and the AMQP plugin."""
+        return self.name == "amqp"
+
+    @property
+    def exchange(self) -> str:
+        """AMQP: the test's exchange, and its queue's name."""
+        return self.table
+
+    @property
+    def delays_exchange(self) -> str:
+        """AMQP: the test's own ``delay[exchange_name]`` (so that no delay queue is shared)."""
+        return f"{self.table}.delays"
+
     def _sql_dsn(self) -> str:
         return MYSQL_DSN if self.name == "mariadb" else POSTGRESQL_DSN
 
@@ -137,6 +155,8 @@ class Backend:
         """Skip (or fail under MESSENGER_REQUIRE_SERVICES=1) if a service is unreachable."""
         if self.redis:
             require_service("Redis", REDIS_DSN, lambda: _probe_redis(REDIS_DSN))
+        if self.amqp:
+            require_service("RabbitMQ", interop_amqp.AMQP_DSN, interop_amqp.probe)
         sql = self._sql_dsn()
         require_service(self.name, sql, lambda: _sql(sql, "SELECT 1"))
 
@@ -146,6 +166,8 @@ class Backend:
 
     def php_dsn(self, queue: str) -> str:
         """Symfony's DSN of ``queue`` (``async`` or ``failed``)."""
+        if self.amqp and queue != "failed":
+            return self._amqp_dsn()
         if self.redis and queue != "failed":
             plain = "&serializer=0" if self.name == "redis-json" else ""
             return f"{REDIS_DSN}/{self.table}_{queue}?delete_after_ack=1{plain}"
@@ -153,12 +175,22 @@ class Backend:
 
     def python_dsn(self, queue: str) -> str:
         """This project's DSN of the same queue."""
+        if self.amqp and queue != "failed":
+            return self._amqp_dsn()
         if self.redis and queue != "failed":
             return f"{REDIS_DSN}/{self.table}_{queue}"
         return _with_query(self._sql_dsn(), table_name=self.table, queue_name=queue)
 
+    def _amqp_dsn(self) -> str:
+        """Both sides' DSN: the test's exchange (and queue, named after it), its delays."""
+        base = interop_amqp.AMQP_DSN.rstrip("/")
+        return f"{base}/{self.exchange}?delay[exchange_name]={self.delays_exchange}"
+
     def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
-        """The headers of every message waiting in ``queue``, as stored."""
+        """The headers of every message waiting in ``queue``, as stored (AMQP: in the queue
+        and its delay queues; no consumer may run)."""
+        if self.amqp and queue != "failed":
+            return interop_amqp.peek_headers(self.exchange)
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -179,7 +211,10 @@ class Backend:
 
     def waiting(self, queue: str = "async") -> int:
         """Messages left in ``queue``: not yet received, or received and not settled (rows
-        Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count)."""
+        Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count;
+        AMQP: ready in the queue and its delay queues)."""
+        if self.amqp and queue != "failed":
+            return interop_amqp.waiting(self.exchange)
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -207,6 +242,8 @@ class Backend:
                 client.delete(name, f"{name}__queue")
             finally:
                 client.close()
+        if self.amqp:
+            interop_amqp.delete(self.exchange, self.delays_exchange)
         _sql(self._sql_dsn(), f"DROP TABLE IF EXISTS {self.table}")
 
 

@@ -19,7 +19,7 @@ delay by up to a second (PHP truncates ``available_at``), Redis keeps millisecon
 
 # Both phpredis forms of the Redis entry, Symfony's default and its option serializer=0.
 ALL_BACKENDS = pytest.mark.parametrize(
-    "backend", ["redis", "redis-json", "postgresql", "mariadb"], indirect=True
+    "backend", ["redis", "redis-json", "postgresql", "mariadb", "amqp"], indirect=True
 )
 
 

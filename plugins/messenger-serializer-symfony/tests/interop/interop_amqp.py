@@ -1,0 +1,108 @@
+"""RabbitMQ for the interop tests: a test's exchange, its queue and its delay queues, looked at
+with a plain pika channel behind both sides' backs.
+
+Each test has an exchange of its own, ``interop_<token>``, with the queue Symfony and the AMQP
+plugin make by default (named after the exchange) and a delays exchange of its own
+(``delay[exchange_name]``), so that no two tests share a delay queue. AMQP cannot browse a
+queue: :func:`peek_headers` takes every waiting message and publishes an exact copy back,
+acknowledging the originals only once RabbitMQ confirmed the copies (putting a message back
+with ``basic.nack`` would flag it redelivered, and both sides' reject-redelivered middleware
+would then send it through a retry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from messenger_core.testing.services import service_dsn
+
+AMQP_DSN = service_dsn("MESSENGER_TEST_AMQP_DSN", "amqp://guest:guest@127.0.0.1:5672/%2f")
+"""The broker and virtual host (no exchange segment: each test names its own)."""
+
+DELAYS_MS = (100, 1000, 2000, 3000)
+"""The delays and retry delays the tests use: their delay queues are looked at and deleted
+(any other one expires by itself 10 s after its messages, as Symfony declares them)."""
+
+
+@contextmanager
+def channel() -> Iterator[Any]:
+    """A plain pika channel on the test broker."""
+    import pika  # noqa: PLC0415  (only the AMQP tests need it)
+
+    connection = pika.BlockingConnection(pika.URLParameters(AMQP_DSN))
+    try:
+        yield connection.channel()
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def probe() -> None:
+    with channel():
+        pass
+
+
+def queue_names(exchange: str) -> list[str]:
+    """The test's queue, then the delay and retry queues it may have (Symfony's names)."""
+    names = [exchange]
+    for delay in DELAYS_MS:
+        names += [f"delay_{exchange}__{delay}_delay", f"delay_{exchange}_{exchange}_{delay}_retry"]
+    return names
+
+
+def _ready(connection: Any, exchange: str) -> dict[str, int]:
+    """The ready messages of each of the test's queues that exists."""
+    import pika  # noqa: PLC0415
+
+    counts = {}
+    for name in queue_names(exchange):
+        current = connection.channel()
+        try:
+            counts[name] = current.queue_declare(name, passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker:  # 404: not declared (yet)
+            continue
+        current.close()
+    return counts
+
+
+def waiting(exchange: str) -> int:
+    """Messages ready in the test's queue and its delay queues (a stopped consumer's unacked
+    messages are ready again)."""
+    with channel() as current:
+        return sum(_ready(current.connection, exchange).values())
+
+
+def peek_headers(exchange: str) -> list[dict[str, Any]]:
+    """The headers (with ``Content-Type`` from the property, as both sides read them) of every
+    message waiting in the test's queue and delay queues, left in place (copies, in the same
+    order). No consumer may run meanwhile."""
+    found: list[dict[str, Any]] = []
+    with channel() as current:
+        current.confirm_delivery()
+        for name, ready in _ready(current.connection, exchange).items():
+            taken = []
+            for _ in range(ready):  # not "until empty": the copies go to the same queue
+                method, properties, body = current.basic_get(name, auto_ack=False)
+                if method is None:
+                    break
+                taken.append((method.delivery_tag, properties, body))
+            for _, properties, body in taken:
+                headers = dict(properties.headers or {})
+                if properties.content_type:
+                    headers["Content-Type"] = properties.content_type
+                found.append(headers)
+                current.basic_publish("", name, body, properties)  # confirmed
+            if taken:
+                current.basic_ack(taken[-1][0], multiple=True)
+    return found
+
+
+def delete(exchange: str, delays_exchange: str) -> None:
+    """Delete the test's exchanges and queues (deleting what does not exist is fine)."""
+    with channel() as current:
+        for name in queue_names(exchange):
+            current.queue_delete(name)
+        current.exchange_delete(exchange)
+        current.exchange_delete(delays_exchange)
