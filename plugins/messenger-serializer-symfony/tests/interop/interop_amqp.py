@@ -67,6 +67,12 @@ def _ready(connection: Any, exchange: str) -> dict[str, int]:
     return counts
 
 
+def ready_counts(exchange: str) -> dict[str, int]:
+    """The ready messages of the test's queue and of each of its delay queues that exists."""
+    with channel() as current:
+        return _ready(current.connection, exchange)
+
+
 def waiting(exchange: str) -> int:
     """Messages ready in the test's queue and its delay queues (a stopped consumer's unacked
     messages are ready again)."""

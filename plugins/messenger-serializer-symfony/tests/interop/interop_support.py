@@ -186,6 +186,18 @@ class Backend:
         base = interop_amqp.AMQP_DSN.rstrip("/")
         return f"{base}/{self.exchange}?delay[exchange_name]={self.delays_exchange}"
 
+    def amqp_ready(self) -> dict[str, int]:
+        """AMQP: the messages ready in the test's queue (``queue``) and in its delay queues
+        (``<ms>_delay``, ``<ms>_retry``), where there are any."""
+        prefix = f"delay_{self.exchange}_"
+        found = {}
+        for name, ready in interop_amqp.ready_counts(self.exchange).items():
+            if ready:
+                # delay_<exchange>__<ms>_delay, delay_<exchange>_<queue>_<ms>_retry
+                short = name.removeprefix(prefix).removeprefix(self.exchange).lstrip("_")
+                found["queue" if name == self.exchange else short] = ready
+        return found
+
     def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
         """The headers of every message waiting in ``queue``, as stored (AMQP: in the queue
         and its delay queues; no consumer may run)."""
