@@ -3,7 +3,7 @@
 PHP and Symfony come from Debian's packages: when ``php`` or a package is missing, the session
 installs them with ``apt-get`` (as root); if that is impossible, every test here is skipped
 with the reason, or fails under ``MESSENGER_REQUIRE_SERVICES=1``. Each test gets its own queue
-on each backend (Redis, PostgreSQL, MariaDB), dropped afterwards.
+on each backend (Redis, PostgreSQL, MariaDB, RabbitMQ), dropped afterwards.
 """
 
 from __future__ import annotations

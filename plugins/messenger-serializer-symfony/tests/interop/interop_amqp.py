@@ -26,11 +26,17 @@ DELAYS_MS = (100, 1000, 2000, 3000)
 (any other one expires by itself 10 s after its messages, as Symfony declares them)."""
 
 
+def _pika() -> Any:
+    """pika, imported when an AMQP test runs (the other backends do not need it)."""
+    import pika  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    return pika
+
+
 @contextmanager
 def channel() -> Iterator[Any]:
     """A plain pika channel on the test broker."""
-    import pika  # noqa: PLC0415  (only the AMQP tests need it)
-
+    pika = _pika()
     connection = pika.BlockingConnection(pika.URLParameters(AMQP_DSN))
     try:
         yield connection.channel()
@@ -54,8 +60,7 @@ def queue_names(exchange: str) -> list[str]:
 
 def _ready(connection: Any, exchange: str) -> dict[str, int]:
     """The ready messages of each of the test's queues that exists."""
-    import pika  # noqa: PLC0415
-
+    pika = _pika()
     counts = {}
     for name in queue_names(exchange):
         current = connection.channel()
