@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from interop_support import PHP_DIR, Backend, Interop, new_backend
+from interop_support import BACKENDS, PHP_DIR, Backend, Interop, new_backend
 
 from messenger_core.testing.services import REQUIRE_SERVICES_VARIABLE
 
@@ -41,8 +41,6 @@ DEBIAN_PACKAGES = (
     "php-symfony-error-handler",
 )
 """What the tests need; ``.ci/run`` installs the same list."""
-
-BACKENDS = ("redis", "postgresql", "mariadb", "amqp")
 
 
 def _php_problem() -> str | None:

@@ -50,19 +50,22 @@ def probe() -> None:
         pass
 
 
-def queue_names(exchange: str) -> list[str]:
-    """The test's queue, then the delay and retry queues it may have (Symfony's names)."""
+def queue_names(exchange: str, routing_key: str = "") -> list[str]:
+    """The test's queue (named after the exchange), then the delay and retry queues it may
+    have, as Symfony names them: ``delay_<exchange>_<routing key>_<ms>_delay`` for a delayed
+    message, ``delay_<exchange>_<queue>_<ms>_retry`` for a retry."""
     names = [exchange]
     for delay in DELAYS_MS:
-        names += [f"delay_{exchange}__{delay}_delay", f"delay_{exchange}_{exchange}_{delay}_retry"]
+        names.append(f"delay_{exchange}_{routing_key}_{delay}_delay")
+        names.append(f"delay_{exchange}_{exchange}_{delay}_retry")
     return names
 
 
-def _ready(connection: Any, exchange: str) -> dict[str, int]:
-    """The ready messages of each of the test's queues that exists."""
+def _ready(connection: Any, names: list[str]) -> dict[str, int]:
+    """The ready messages of each of the queues ``names`` that exists."""
     pika = _pika()
     counts = {}
-    for name in queue_names(exchange):
+    for name in names:
         current = connection.channel()
         try:
             counts[name] = current.queue_declare(name, passive=True).method.message_count
@@ -72,27 +75,21 @@ def _ready(connection: Any, exchange: str) -> dict[str, int]:
     return counts
 
 
-def ready_counts(exchange: str) -> dict[str, int]:
-    """The ready messages of the test's queue and of each of its delay queues that exists."""
+def ready_counts(names: list[str]) -> dict[str, int]:
+    """The ready messages of each of the queues ``names`` that exists (a stopped consumer's
+    unacknowledged messages are ready again)."""
     with channel() as current:
-        return _ready(current.connection, exchange)
+        return _ready(current.connection, names)
 
 
-def waiting(exchange: str) -> int:
-    """Messages ready in the test's queue and its delay queues (a stopped consumer's unacked
-    messages are ready again)."""
-    with channel() as current:
-        return sum(_ready(current.connection, exchange).values())
-
-
-def peek_headers(exchange: str) -> list[dict[str, Any]]:
+def peek_headers(names: list[str]) -> list[dict[str, Any]]:
     """The headers (with ``Content-Type`` from the property, as both sides read them) of every
-    message waiting in the test's queue and delay queues, left in place (copies, in the same
-    order). No consumer may run meanwhile."""
+    message waiting in the queues ``names``, left in place (copies, in the same order). No
+    consumer may run meanwhile."""
     found: list[dict[str, Any]] = []
     with channel() as current:
         current.confirm_delivery()
-        for name, ready in _ready(current.connection, exchange).items():
+        for name, ready in _ready(current.connection, names).items():
             taken = []
             for _ in range(ready):  # not "until empty": the copies go to the same queue
                 method, properties, body = current.basic_get(name, auto_ack=False)
@@ -110,10 +107,10 @@ def peek_headers(exchange: str) -> list[dict[str, Any]]:
     return found
 
 
-def delete(exchange: str, delays_exchange: str) -> None:
-    """Delete the test's exchanges and queues (deleting what does not exist is fine)."""
+def delete(exchanges: list[str], names: list[str]) -> None:
+    """Delete these exchanges and queues (deleting what does not exist is fine)."""
     with channel() as current:
-        for name in queue_names(exchange):
+        for name in names:
             current.queue_delete(name)
-        current.exchange_delete(exchange)
-        current.exchange_delete(delays_exchange)
+        for exchange in exchanges:
+            current.exchange_delete(exchange)

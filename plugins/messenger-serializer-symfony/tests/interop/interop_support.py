@@ -42,6 +42,13 @@ POSTGRESQL_DSN = service_dsn(
 )
 MYSQL_DSN = service_dsn("MESSENGER_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
 
+BACKENDS = ("redis", "postgresql", "mariadb", "amqp")
+"""The backends every scenario runs on (the ``backend`` fixture's parameters)."""
+AMQP_VARIANTS = ("amqp-topic", "amqp-quorum")
+"""RabbitMQ with a topic exchange, a default publish routing key and a binding key; with a
+quorum queue: where the messages' way through RabbitMQ differs (delay queue names, queue
+type), the scenarios of messages, delays and retries run on these too."""
+
 PHP_BASE_TIME = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
 """``placedAt`` of the PHP producer's message 0 (``produce.php``); message i is i s later."""
 PYTHON_BASE_TIME = datetime(2026, 3, 2, 8, 30, 0, tzinfo=timezone(timedelta(hours=-5)))
@@ -135,8 +142,18 @@ class Backend:
 
     @property
     def amqp(self) -> bool:
-        """RabbitMQ: Symfony's AmqpTransport (php-amqp) and the AMQP plugin."""
-        return self.name == "amqp"
+        """RabbitMQ: Symfony's AmqpTransport (php-amqp) and the AMQP plugin; ``amqp`` (a
+        fanout exchange), ``amqp-topic`` (a topic exchange, a default publish routing key and
+        a binding key) or ``amqp-quorum`` (a quorum queue)."""
+        return self.name.startswith("amqp")
+
+    @property
+    def routing_key(self) -> str:
+        """AMQP: the routing key messages are published with."""
+        return "orders.new" if self.name == "amqp-topic" else ""
+
+    def _amqp_queues(self) -> list[str]:
+        return interop_amqp.queue_names(self.exchange, self.routing_key)
 
     @property
     def exchange(self) -> str:
@@ -184,25 +201,34 @@ class Backend:
     def _amqp_dsn(self) -> str:
         """Both sides' DSN: the test's exchange (and queue, named after it), its delays."""
         base = interop_amqp.AMQP_DSN.rstrip("/")
-        return f"{base}/{self.exchange}?delay[exchange_name]={self.delays_exchange}"
+        dsn = f"{base}/{self.exchange}?delay[exchange_name]={self.delays_exchange}"
+        queue = f"queues[{self.exchange}]"
+        if self.name == "amqp-topic":
+            dsn += f"&exchange[type]=topic&exchange[default_publish_routing_key]={self.routing_key}"
+            dsn += f"&{queue}[binding_keys][]=orders.*"
+        elif self.name == "amqp-quorum":
+            dsn += f"&{queue}[arguments][x-queue-type]=quorum"
+        return dsn
+
+    def delay_queue(self, delay_ms: int) -> str:
+        """AMQP: Symfony's name of the queue where a delayed message waits."""
+        return f"delay_{self.exchange}_{self.routing_key}_{delay_ms}_delay"
+
+    def retry_queue(self, delay_ms: int) -> str:
+        """AMQP: Symfony's name of the queue where a retry waits (for the test's queue)."""
+        return f"delay_{self.exchange}_{self.exchange}_{delay_ms}_retry"
 
     def amqp_ready(self) -> dict[str, int]:
-        """AMQP: the messages ready in the test's queue (``queue``) and in its delay queues
-        (``<ms>_delay``, ``<ms>_retry``), where there are any."""
-        prefix = f"delay_{self.exchange}_"
-        found = {}
-        for name, ready in interop_amqp.ready_counts(self.exchange).items():
-            if ready:
-                # delay_<exchange>__<ms>_delay, delay_<exchange>_<queue>_<ms>_retry
-                short = name.removeprefix(prefix).removeprefix(self.exchange).lstrip("_")
-                found["queue" if name == self.exchange else short] = ready
-        return found
+        """AMQP: the messages ready in the test's queue and in its delay and retry queues, by
+        queue name, where there are any."""
+        ready = interop_amqp.ready_counts(self._amqp_queues())
+        return {name: count for name, count in ready.items() if count}
 
     def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
         """The headers of every message waiting in ``queue``, as stored (AMQP: in the queue
         and its delay queues; no consumer may run)."""
         if self.amqp and queue != "failed":
-            return interop_amqp.peek_headers(self.exchange)
+            return interop_amqp.peek_headers(self._amqp_queues())
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -226,7 +252,7 @@ class Backend:
         Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count;
         AMQP: ready in the queue and its delay queues)."""
         if self.amqp and queue != "failed":
-            return interop_amqp.waiting(self.exchange)
+            return sum(interop_amqp.ready_counts(self._amqp_queues()).values())
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -255,7 +281,7 @@ class Backend:
             finally:
                 client.close()
         if self.amqp:
-            interop_amqp.delete(self.exchange, self.delays_exchange)
+            interop_amqp.delete([self.exchange, self.delays_exchange], self._amqp_queues())
         _sql(self._sql_dsn(), f"DROP TABLE IF EXISTS {self.table}")
 
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from interop_support import Interop, check_handled, check_symfony_stamps_only
+from interop_support import (
+    AMQP_VARIANTS,
+    BACKENDS,
+    Interop,
+    check_handled,
+    check_symfony_stamps_only,
+)
 
 pytestmark = pytest.mark.usefixtures("symfony_serializer")
 
 N = 20
 FIRST_DELAY = 3000
+# RabbitMQ with a topic exchange and routing keys, and with a quorum queue, too.
+WITH_AMQP_VARIANTS = pytest.mark.parametrize("backend", [*BACKENDS, *AMQP_VARIANTS], indirect=True)
 
 
 def _attempts(interop: Interop, order_id: str) -> list[tuple[str, str, int]]:
@@ -26,13 +34,15 @@ def _attempts(interop: Interop, order_id: str) -> list[tuple[str, str, int]]:
     ]
 
 
+@WITH_AMQP_VARIANTS
 def test_a_python_retry_is_read_by_php(interop: Interop) -> None:
     expected = interop.python_dispatch("py", N)
     doomed = [f"py-{i}" for i in range(0, N, 4)]
     first = interop.python_settings(max_retries=3, delay=FIRST_DELAY, fail=doomed)
     interop.python_worker(first, "async", "--limit", str(N)).finish()
     if interop.backend.amqp:  # Symfony's retry queue, back to the queue they failed in
-        assert interop.backend.amqp_ready() == {f"{FIRST_DELAY}_retry": len(doomed)}
+        retries = {interop.backend.retry_queue(FIRST_DELAY): len(doomed)}
+        assert interop.backend.amqp_ready() == retries
     headers = interop.backend.raw_headers()
     assert len(headers) == len(doomed)
     check_symfony_stamps_only(headers)
@@ -49,13 +59,15 @@ def test_a_python_retry_is_read_by_php(interop: Interop) -> None:
     check_handled(interop.records(), expected, whole_seconds=doomed)
 
 
+@WITH_AMQP_VARIANTS
 def test_a_php_retry_is_read_by_python(interop: Interop) -> None:
     expected = interop.php_produce("php", N)
     doomed = [f"php-{i}" for i in range(0, N, 4)]
     first = interop.php_config(max_retries=3, delay=FIRST_DELAY, fail=doomed)
     interop.php_worker(first, "--limit", str(N)).finish()
     if interop.backend.amqp:
-        assert interop.backend.amqp_ready() == {f"{FIRST_DELAY}_retry": len(doomed)}
+        retries = {interop.backend.retry_queue(FIRST_DELAY): len(doomed)}
+        assert interop.backend.amqp_ready() == retries
     second = interop.python_settings(max_retries=3, fail=doomed, below_retry=2)
     interop.python_worker(second, "async", "--limit", str(2 * len(doomed))).finish()
 
