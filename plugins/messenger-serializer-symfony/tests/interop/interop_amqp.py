@@ -5,9 +5,8 @@ Each test has an exchange of its own, ``interop_<token>``, with the queue Symfon
 plugin make by default (named after the exchange) and a delays exchange of its own
 (``delay[exchange_name]``), so that no two tests share a delay queue. AMQP cannot browse a
 queue: :func:`peek_headers` takes every waiting message and publishes an exact copy back,
-acknowledging the originals only once RabbitMQ confirmed the copies (putting a message back
-with ``basic.nack`` would flag it redelivered, and both sides' reject-redelivered middleware
-would then send it through a retry).
+confirmed (putting a message back with ``basic.nack`` would flag it redelivered, and both
+sides' reject-redelivered middleware would then send it through a retry).
 """
 
 from __future__ import annotations
@@ -91,19 +90,19 @@ def peek_headers(names: list[str]) -> list[dict[str, Any]]:
         current.confirm_delivery()
         for name, ready in _ready(current.connection, names).items():
             taken = []
+            # Taken without acknowledgements: RabbitMQ 3.10 loses some acknowledgements of
+            # basic.get deliveries from a quorum queue when the connection closes right after.
             for _ in range(ready):  # not "until empty": the copies go to the same queue
-                method, properties, body = current.basic_get(name, auto_ack=False)
+                method, properties, body = current.basic_get(name, auto_ack=True)
                 if method is None:
                     break
-                taken.append((method.delivery_tag, properties, body))
-            for _, properties, body in taken:
+                taken.append((properties, body))
+            for properties, body in taken:
                 headers = dict(properties.headers or {})
                 if properties.content_type:
                     headers["Content-Type"] = properties.content_type
                 found.append(headers)
                 current.basic_publish("", name, body, properties)  # confirmed
-            if taken:
-                current.basic_ack(taken[-1][0], multiple=True)
     return found
 
 
