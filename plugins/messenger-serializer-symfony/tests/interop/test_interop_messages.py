@@ -79,3 +79,16 @@ def test_a_delay_from_python_is_honoured_by_php(interop: Interop) -> None:
     records = check_handled(interop.records(), expected, side="php")
     early = [r for r in records if r["at"] < sent + EARLIEST]
     assert not early, f"handled before the delay was over: {early}"
+
+
+@pytest.mark.parametrize("backend", ["amqp", *AMQP_VARIANTS], indirect=True)
+def test_both_sides_delay_through_the_same_amqp_queue(interop: Interop) -> None:
+    # Each side declares the delay queue before publishing into it: RabbitMQ refuses a
+    # declaration whose arguments differ from the queue's (PRECONDITION_FAILED).
+    expected = interop.php_produce("php", 5, delay_ms=DELAY_MS)
+    expected |= interop.python_dispatch("py", 5, delay_ms=DELAY_MS)
+    expected |= interop.php_produce("php", 5, start=5, delay_ms=DELAY_MS)
+    assert interop.backend.amqp_ready() == {interop.backend.delay_queue(DELAY_MS): 15}
+    interop.python_worker(interop.python_settings(), "async", "--limit", "15").finish()
+    check_handled(interop.records(), expected, side="python")
+    assert interop.backend.waiting() == 0
