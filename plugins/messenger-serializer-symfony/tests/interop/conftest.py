@@ -3,7 +3,7 @@
 PHP and Symfony come from Debian's packages: when ``php`` or a package is missing, the session
 installs them with ``apt-get`` (as root); if that is impossible, every test here is skipped
 with the reason, or fails under ``MESSENGER_REQUIRE_SERVICES=1``. Each test gets its own queue
-on each backend (Redis, PostgreSQL, MariaDB), dropped afterwards.
+on each backend (Redis, PostgreSQL, MariaDB, RabbitMQ), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from interop_support import PHP_DIR, Backend, Interop, new_backend
+from interop_support import BACKENDS, PHP_DIR, Backend, Interop, new_backend
 
 from messenger_core.testing.services import REQUIRE_SERVICES_VARIABLE
 
@@ -41,8 +41,6 @@ DEBIAN_PACKAGES = (
     "php-symfony-error-handler",
 )
 """What the tests need; ``.ci/run`` installs the same list."""
-
-BACKENDS = ("redis", "postgresql", "mariadb")
 
 
 def _php_problem() -> str | None:

@@ -1,9 +1,11 @@
 """What the interop tests share: the backends, both sides' configuration, their processes, and
 the checks on what the handlers recorded.
 
-Every test has a queue of its own: a Redis stream, or a table, named after a random token. A
-Redis test keeps its failure transport in a PostgreSQL table, as Symfony 5.4 cannot list a
-Redis transport (``messenger:failed:show`` needs a ``ListableReceiverInterface``).
+Every test has a queue of its own: a Redis stream, a table, or a RabbitMQ exchange and queue
+(:mod:`interop_amqp`), named after a random token. A Redis or AMQP test keeps its failure
+transport in a PostgreSQL table: Symfony 5.4 cannot list a Redis transport
+(``messenger:failed:show`` needs a ``ListableReceiverInterface``), and nothing can list an AMQP
+queue.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import interop_amqp
 import pytest
 from interop_app import SETTINGS_VARIABLE, OrderPlaced, build_messenger
 
@@ -38,6 +41,13 @@ POSTGRESQL_DSN = service_dsn(
     "MESSENGER_TEST_POSTGRESQL_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
 MYSQL_DSN = service_dsn("MESSENGER_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306/test")
+
+BACKENDS = ("redis", "postgresql", "mariadb", "amqp")
+"""The backends every scenario runs on (the ``backend`` fixture's parameters)."""
+AMQP_VARIANTS = ("amqp-topic", "amqp-quorum")
+"""RabbitMQ with a topic exchange, a default publish routing key and a binding key; with a
+quorum queue: where the messages' way through RabbitMQ differs (delay queue names, queue
+type), the scenarios of messages, delays and retries run on these too."""
 
 PHP_BASE_TIME = datetime(2026, 3, 1, 12, 0, 0, tzinfo=timezone(timedelta(hours=2)))
 """``placedAt`` of the PHP producer's message 0 (``produce.php``); message i is i s later."""
@@ -130,6 +140,31 @@ class Backend:
     def table(self) -> str:
         return f"interop_{self.token}"
 
+    @property
+    def amqp(self) -> bool:
+        """RabbitMQ: Symfony's AmqpTransport (php-amqp) and the AMQP plugin; ``amqp`` (a
+        fanout exchange), ``amqp-topic`` (a topic exchange, a default publish routing key and
+        a binding key) or ``amqp-quorum`` (a quorum queue)."""
+        return self.name.startswith("amqp")
+
+    @property
+    def routing_key(self) -> str:
+        """AMQP: the routing key messages are published with."""
+        return "orders.new" if self.name == "amqp-topic" else ""
+
+    def _amqp_queues(self) -> list[str]:
+        return interop_amqp.queue_names(self.exchange, self.routing_key)
+
+    @property
+    def exchange(self) -> str:
+        """AMQP: the test's exchange, and its queue's name."""
+        return self.table
+
+    @property
+    def delays_exchange(self) -> str:
+        """AMQP: the test's own ``delay[exchange_name]`` (so that no delay queue is shared)."""
+        return f"{self.table}.delays"
+
     def _sql_dsn(self) -> str:
         return MYSQL_DSN if self.name == "mariadb" else POSTGRESQL_DSN
 
@@ -137,6 +172,8 @@ class Backend:
         """Skip (or fail under MESSENGER_REQUIRE_SERVICES=1) if a service is unreachable."""
         if self.redis:
             require_service("Redis", REDIS_DSN, lambda: _probe_redis(REDIS_DSN))
+        if self.amqp:
+            require_service("RabbitMQ", interop_amqp.AMQP_DSN, interop_amqp.probe)
         sql = self._sql_dsn()
         require_service(self.name, sql, lambda: _sql(sql, "SELECT 1"))
 
@@ -146,6 +183,8 @@ class Backend:
 
     def php_dsn(self, queue: str) -> str:
         """Symfony's DSN of ``queue`` (``async`` or ``failed``)."""
+        if self.amqp and queue != "failed":
+            return self._amqp_dsn()
         if self.redis and queue != "failed":
             plain = "&serializer=0" if self.name == "redis-json" else ""
             return f"{REDIS_DSN}/{self.table}_{queue}?delete_after_ack=1{plain}"
@@ -153,12 +192,43 @@ class Backend:
 
     def python_dsn(self, queue: str) -> str:
         """This project's DSN of the same queue."""
+        if self.amqp and queue != "failed":
+            return self._amqp_dsn()
         if self.redis and queue != "failed":
             return f"{REDIS_DSN}/{self.table}_{queue}"
         return _with_query(self._sql_dsn(), table_name=self.table, queue_name=queue)
 
+    def _amqp_dsn(self) -> str:
+        """Both sides' DSN: the test's exchange (and queue, named after it), its delays."""
+        base = interop_amqp.AMQP_DSN.rstrip("/")
+        dsn = f"{base}/{self.exchange}?delay[exchange_name]={self.delays_exchange}"
+        queue = f"queues[{self.exchange}]"
+        if self.name == "amqp-topic":
+            dsn += f"&exchange[type]=topic&exchange[default_publish_routing_key]={self.routing_key}"
+            dsn += f"&{queue}[binding_keys][]=orders.*"
+        elif self.name == "amqp-quorum":
+            dsn += f"&{queue}[arguments][x-queue-type]=quorum"
+        return dsn
+
+    def delay_queue(self, delay_ms: int) -> str:
+        """AMQP: Symfony's name of the queue where a delayed message waits."""
+        return f"delay_{self.exchange}_{self.routing_key}_{delay_ms}_delay"
+
+    def retry_queue(self, delay_ms: int) -> str:
+        """AMQP: Symfony's name of the queue where a retry waits (for the test's queue)."""
+        return f"delay_{self.exchange}_{self.exchange}_{delay_ms}_retry"
+
+    def amqp_ready(self) -> dict[str, int]:
+        """AMQP: the messages ready in the test's queue and in its delay and retry queues, by
+        queue name, where there are any."""
+        ready = interop_amqp.ready_counts(self._amqp_queues())
+        return {name: count for name, count in ready.items() if count}
+
     def raw_headers(self, queue: str = "async") -> list[dict[str, str]]:
-        """The headers of every message waiting in ``queue``, as stored."""
+        """The headers of every message waiting in ``queue``, as stored (AMQP: in the queue
+        and its delay queues; no consumer may run)."""
+        if self.amqp and queue != "failed":
+            return interop_amqp.peek_headers(self._amqp_queues())
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -179,7 +249,10 @@ class Backend:
 
     def waiting(self, queue: str = "async") -> int:
         """Messages left in ``queue``: not yet received, or received and not settled (rows
-        Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count)."""
+        Symfony's MySQL transport acknowledged, ``delivered_at`` = 9999-12-31, do not count;
+        AMQP: ready in the queue and its delay queues)."""
+        if self.amqp and queue != "failed":
+            return sum(interop_amqp.ready_counts(self._amqp_queues()).values())
         if self.redis and queue != "failed":
             import redis  # noqa: PLC0415
 
@@ -207,6 +280,8 @@ class Backend:
                 client.delete(name, f"{name}__queue")
             finally:
                 client.close()
+        if self.amqp:
+            interop_amqp.delete([self.exchange, self.delays_exchange], self._amqp_queues())
         _sql(self._sql_dsn(), f"DROP TABLE IF EXISTS {self.table}")
 
 

@@ -10,12 +10,20 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from interop_support import Interop, check_handled, check_symfony_stamps_only
+from interop_support import (
+    AMQP_VARIANTS,
+    BACKENDS,
+    Interop,
+    check_handled,
+    check_symfony_stamps_only,
+)
 
 pytestmark = pytest.mark.usefixtures("symfony_serializer")
 
 N = 20
 FIRST_DELAY = 3000
+# RabbitMQ with a topic exchange and routing keys, and with a quorum queue, too.
+WITH_AMQP_VARIANTS = pytest.mark.parametrize("backend", [*BACKENDS, *AMQP_VARIANTS], indirect=True)
 
 
 def _attempts(interop: Interop, order_id: str) -> list[tuple[str, str, int]]:
@@ -26,12 +34,18 @@ def _attempts(interop: Interop, order_id: str) -> list[tuple[str, str, int]]:
     ]
 
 
+@WITH_AMQP_VARIANTS
 def test_a_python_retry_is_read_by_php(interop: Interop) -> None:
     expected = interop.python_dispatch("py", N)
     doomed = [f"py-{i}" for i in range(0, N, 4)]
     first = interop.python_settings(max_retries=3, delay=FIRST_DELAY, fail=doomed)
     interop.python_worker(first, "async", "--limit", str(N)).finish()
-    check_symfony_stamps_only(interop.backend.raw_headers())
+    if interop.backend.amqp:  # Symfony's retry queue, back to the queue they failed in
+        retries = {interop.backend.retry_queue(FIRST_DELAY): len(doomed)}
+        assert interop.backend.amqp_ready() == retries
+    headers = interop.backend.raw_headers()
+    assert len(headers) == len(doomed)
+    check_symfony_stamps_only(headers)
     second = interop.php_config(max_retries=3, fail=doomed, below_retry=2)
     interop.php_worker(second, "--limit", str(2 * len(doomed))).finish()
 
@@ -45,11 +59,15 @@ def test_a_python_retry_is_read_by_php(interop: Interop) -> None:
     check_handled(interop.records(), expected, whole_seconds=doomed)
 
 
+@WITH_AMQP_VARIANTS
 def test_a_php_retry_is_read_by_python(interop: Interop) -> None:
     expected = interop.php_produce("php", N)
     doomed = [f"php-{i}" for i in range(0, N, 4)]
     first = interop.php_config(max_retries=3, delay=FIRST_DELAY, fail=doomed)
     interop.php_worker(first, "--limit", str(N)).finish()
+    if interop.backend.amqp:
+        retries = {interop.backend.retry_queue(FIRST_DELAY): len(doomed)}
+        assert interop.backend.amqp_ready() == retries
     second = interop.python_settings(max_retries=3, fail=doomed, below_retry=2)
     interop.python_worker(second, "async", "--limit", str(2 * len(doomed))).finish()
 
@@ -73,6 +91,7 @@ def test_a_handler_that_succeeded_is_skipped_after_a_retry_through_php(interop: 
     )
     interop.python_worker(settings, "async", "--limit", "10").finish()
     headers = interop.backend.raw_headers()
+    assert len(headers) == len(doomed)
     check_symfony_stamps_only(headers)
     handled = "X-Message-Stamp-Symfony\\Component\\Messenger\\Stamp\\HandledStamp"
     assert all(handled in h for h in headers), headers

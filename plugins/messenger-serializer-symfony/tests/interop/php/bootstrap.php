@@ -49,6 +49,7 @@ use Doctrine\DBAL\DriverManager;
 use Doctrine\DBAL\Platforms\PostgreSQLPlatform;
 use Symfony\Component\DependencyInjection\ServiceLocator;
 use Symfony\Component\EventDispatcher\EventDispatcher;
+use Symfony\Component\Messenger\Bridge\Amqp\Transport\AmqpTransportFactory;
 use Symfony\Component\Messenger\Bridge\Doctrine\Transport\Connection as DoctrineConnection;
 use Symfony\Component\Messenger\Bridge\Doctrine\Transport\DoctrineTransport;
 use Symfony\Component\Messenger\Bridge\Doctrine\Transport\PostgreSqlConnection;
@@ -63,6 +64,7 @@ use Symfony\Component\Messenger\Middleware\AddBusNameStampMiddleware;
 use Symfony\Component\Messenger\Middleware\DispatchAfterCurrentBusMiddleware;
 use Symfony\Component\Messenger\Middleware\FailedMessageProcessingMiddleware;
 use Symfony\Component\Messenger\Middleware\HandleMessageMiddleware;
+use Symfony\Component\Messenger\Middleware\RejectRedeliveredMessageMiddleware;
 use Symfony\Component\Messenger\Middleware\SendMessageMiddleware;
 use Symfony\Component\Messenger\Retry\MultiplierRetryStrategy;
 use Symfony\Component\Messenger\Stamp\BusNameStamp;
@@ -142,6 +144,9 @@ function interop_transports(array $config, Serializer $serializer): array
         if (str_starts_with($dsn, 'redis://')) {
             $options += ['consumer' => sprintf('php-%d-%s', getmypid(), $name)];
             $transports[$name] = (new RedisTransportFactory())->createTransport($dsn, $options, $serializer);
+        } elseif (str_starts_with($dsn, 'amqp://')) {
+            // php-amqp: AmqpTransport polls its queues with basic.get.
+            $transports[$name] = (new AmqpTransportFactory())->createTransport($dsn, $options, $serializer);
         } elseif (str_starts_with($dsn, 'doctrine://')) {
             // What DoctrineTransportFactory does with the registry's "default" connection.
             // Symfony's PostgreSQL consumer looks for due delayed messages only every
@@ -170,7 +175,7 @@ function interop_doctrine_transport(string $dsn, array $options, DbalConnection 
     return new DoctrineTransport($connection, $serializer);
 }
 
-/** The default bus with FrameworkBundle's default middleware (AMQP's reject-redelivered aside). */
+/** The default bus with FrameworkBundle's default middleware. */
 function interop_bus(array $config, array $transports, EventDispatcher $dispatcher, ?callable $handler): MessageBus
 {
     $senders = new ServiceLocator(array_map(static fn ($t) => static fn () => $t, $transports));
@@ -179,6 +184,7 @@ function interop_bus(array $config, array $transports, EventDispatcher $dispatch
 
     return new MessageBus([
         new AddBusNameStampMiddleware(INTEROP_BUS),
+        new RejectRedeliveredMessageMiddleware(), // acts on AMQP's redelivered flag only
         new DispatchAfterCurrentBusMiddleware(),
         new FailedMessageProcessingMiddleware(),
         new CurrentEnvelope(),

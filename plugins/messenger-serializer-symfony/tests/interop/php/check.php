@@ -8,7 +8,7 @@
 declare(strict_types=1);
 
 $missing = [];
-foreach (['redis', 'pdo_pgsql', 'pdo_mysql', 'json'] as $extension) {
+foreach (['redis', 'amqp', 'pdo_pgsql', 'pdo_mysql', 'json'] as $extension) {
     if (!extension_loaded($extension)) {
         $missing[] = "PHP extension $extension";
     }
@@ -37,6 +37,7 @@ require __DIR__.'/bootstrap.php';
 foreach ([
     Symfony\Component\Messenger\Bridge\Redis\Transport\RedisTransport::class,
     Symfony\Component\Messenger\Bridge\Doctrine\Transport\DoctrineTransport::class,
+    Symfony\Component\Messenger\Bridge\Amqp\Transport\AmqpTransport::class,
     Symfony\Component\ErrorHandler\Exception\FlattenException::class,
 ] as $class) {
     if (!class_exists($class)) {

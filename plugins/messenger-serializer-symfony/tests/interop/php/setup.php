@@ -2,7 +2,8 @@
 
 /*
  * `messenger:setup-transports`: Symfony creates what its transports need (the Doctrine table
- * with its indexes and PostgreSQL trigger, the Redis stream and group).
+ * with its indexes and PostgreSQL trigger, the Redis stream and group, the AMQP exchange and
+ * queue).
  *
  *   php setup.php CONFIG.json
  */
