@@ -16,7 +16,8 @@ This module is the receive loop. Its other jobs each have a module of their own:
 - :mod:`messenger_core.failure_policy`: what becomes of a failed message (retry or park);
 - :mod:`messenger_core.keepalive`: keeping a slow handler's message reserved;
 - :mod:`messenger_core.worker_signals`: SIGTERM and SIGINT;
-- :mod:`messenger_core.worker_stats`: what it counted.
+- :mod:`messenger_core.worker_stats`: what it counted;
+- :mod:`messenger_core.concurrency`: handling up to ``concurrency`` messages at once.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from messenger_core._awaitables import HandlerTimeoutError, deadline
 from messenger_core._describe import describe_message, plural
 from messenger_core.bus import MessageBus
 from messenger_core.envelope import Envelope
@@ -59,6 +61,7 @@ from messenger_core.worker_stats import WorkerStats
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
+    from messenger_core.concurrency import HandlerPool
 
 __all__ = [
     "HISTORY",
@@ -80,7 +83,9 @@ class Worker:
     """Consumes the named transports, highest priority first.
 
     After every message the worker starts again from the first transport, so a busy
-    high-priority transport is always served first.
+    high-priority transport is always served first. With ``concurrency`` above 1 it handles up
+    to that many messages at once (:mod:`messenger_core.concurrency`); with ``handler_timeout``
+    a message whose handling takes longer fails (and is retried like any other failure).
     """
 
     def __init__(
@@ -92,9 +97,17 @@ class Worker:
         queues: Sequence[str] | None = None,
         stop_signal: StopSignal | None = None,
         keepalive_interval: float | None = None,
+        concurrency: int = 1,
+        handler_timeout: float | None = None,
     ) -> None:
         if not transport_names:
             raise ConfigurationError("a worker needs at least one transport to consume")
+        if concurrency < 1:
+            raise ConfigurationError(f"a worker's concurrency is at least 1, got {concurrency}")
+        if handler_timeout is not None and not handler_timeout > 0:
+            raise ConfigurationError(f"a handler timeout is positive, got {handler_timeout}")
+        self.concurrency = concurrency
+        self.handler_timeout = handler_timeout
         self.messenger = messenger
         self.transport_names = list(transport_names)
         self.receivers: list[tuple[str, Receiver]] = []
@@ -126,6 +139,8 @@ class Worker:
             for name in self.transport_names
         }
         self._keepalive: Keepalive | None = None
+        self._pool: HandlerPool | None = None
+        self._limits = WorkerLimits()
         self._announce_each_message = True
         self.on_message: Callable[[Worker], None] | None = None
         """Called after every message (the command line's live status line uses it)."""
@@ -156,6 +171,7 @@ class Worker:
             handle_signals = threading.current_thread() is threading.main_thread()
         self.stats = WorkerStats()
         self._stopping = False
+        self._limits = limits
         hooks = self.messenger.hooks
         # Plugins are registered before a worker starts; asking pluggy twice per message
         # whether anyone listens would cost more than the rest of the worker's own work.
@@ -166,8 +182,14 @@ class Worker:
         logger.info("%s", _start_line(self, limits), extra=worker_fields(self.transport_names))
         # Installed last, so that the ``finally`` below always puts the previous ones back.
         previous = install_stop_handlers(self) if handle_signals else {}
+        if self.concurrency > 1:
+            from messenger_core.concurrency import HandlerPool  # noqa: PLC0415  (imports this)
+
+            self._pool = HandlerPool(self, self.concurrency)
         try:
             while not self._stopping:
+                if self._pool is not None:
+                    self._pool.settle_ready()
                 if self._consume_once(limits):
                     continue
                 if self._stopping:
@@ -176,11 +198,16 @@ class Worker:
                 self._check_limits(limits)
                 if not self._stopping and (self._paused or not self._receivers_wait()):
                     self._idle(sleep)
+            if self._pool is not None:
+                self._pool.drain()  # a stop finishes and settles every message in flight
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
             logger.warning("worker interrupted: stopping at once")
         finally:
             restore_handlers(previous)
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             if self._keepalive:
                 self._keepalive.stop()
                 self._keepalive = None
@@ -243,6 +270,10 @@ class Worker:
                 if time.monotonic() < paused[name]:
                     continue
                 del paused[name]
+            if self._pool is not None:
+                self._pool.wait_for_slot()  # receive no more than can be handled now
+                if self._stopping:  # seen while waiting: receive nothing more
+                    return True
             received = False
             try:
                 envelopes: Iterable[Envelope] = (
@@ -252,7 +283,10 @@ class Worker:
                 )
                 for envelope in envelopes:
                     received = True
-                    self.handle(envelope, name, receiver)
+                    if self._pool is not None:
+                        self._pool.handle(envelope, name, receiver)
+                    else:
+                        self.handle(envelope, name, receiver)
                     self._check_limits(limits)
                     if self.on_message is not None:
                         self.on_message(self)
@@ -295,14 +329,21 @@ class Worker:
 
     def _idle(self, sleep: float) -> None:
         """Sleep ``sleep`` seconds (less if a paused receiver resumes sooner), seeing a stop."""
-        deadline = time.monotonic() + sleep
+        until = time.monotonic() + sleep
         if self._paused:
-            deadline = min(deadline, *self._paused.values())
+            until = min(until, *self._paused.values())
         while not self._stopping:
-            remaining = deadline - time.monotonic()
+            remaining = until - time.monotonic()
             if remaining <= 0:
                 break
-            time.sleep(min(_SLEEP_SLICE, remaining))
+            if self._pool is not None:  # settle what finished meanwhile
+                self._pool.settle_ready(timeout=min(_SLEEP_SLICE, remaining))
+            else:
+                time.sleep(min(_SLEEP_SLICE, remaining))
+
+    def check_limits(self) -> None:
+        """Stop (after the messages in flight) if a limit of the current run is reached."""
+        self._check_limits(self._limits)
 
     def _check_limits(self, limits: WorkerLimits) -> None:
         reason = limits.reached(self.stats)
@@ -314,21 +355,15 @@ class Worker:
     # -- one message ------------------------------------------------------------------------
     def handle(self, envelope: Envelope, transport_name: str, receiver: Receiver) -> None:
         """Dispatch one received envelope and settle it with its receiver."""
-        hooks = self.messenger.hooks
-        self.stats.received += 1
-        envelope = envelope.with_(*self._received_stamps[transport_name])
-        if self._announce_each_message:
-            hooks.message_received(envelope, transport_name)
-        if isinstance(envelope.message, UndecodableMessage):
-            error = MessageDecodingError.from_message(envelope.message.reason)
-            self.failure_policy.settle(envelope, transport_name, receiver, error, envelope)
+        received = self.receive(envelope, transport_name, receiver)
+        if received is None:
             return
+        envelope = received
         keepalive = self._watch(envelope, receiver) if self.keepalive_interval else None
         try:
-            handled = self._bus_for(envelope).dispatch(envelope)
+            handled = self.dispatch_received(envelope)
         except Exception as error:
-            failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
-            self.failure_policy.settle(envelope, transport_name, receiver, error, failed)
+            self.settle_failure(envelope, transport_name, receiver, error)
             return
         except WorkerInterrupted:
             logger.warning(
@@ -341,11 +376,61 @@ class Worker:
             raise
         finally:
             if keepalive:
-                keepalive.clear()
-        receiver.ack(envelope)
+                keepalive.clear(envelope)
+        self.settle_success(handled, envelope, transport_name, receiver)
+
+    def receive(
+        self, envelope: Envelope, transport_name: str, receiver: Receiver
+    ) -> Envelope | None:
+        """Count and stamp a received envelope; ``None`` if it was undecodable (then settled)."""
+        self.stats.received += 1
+        envelope = envelope.with_(*self._received_stamps[transport_name])
+        if self._announce_each_message:
+            self.messenger.hooks.message_received(envelope, transport_name)
+        if isinstance(envelope.message, UndecodableMessage):
+            error = MessageDecodingError.from_message(envelope.message.reason)
+            self.failure_policy.settle(envelope, transport_name, receiver, error, envelope)
+            return None
+        return envelope
+
+    def dispatch_received(self, envelope: Envelope) -> Envelope:
+        """Run a received envelope through its bus (any thread); raise if it failed or ran
+        over ``handler_timeout`` (async handlers are cancelled at it)."""
+        limit = self.handler_timeout
+        if limit is None:
+            return self._bus_for(envelope).dispatch(envelope)
+        started = time.monotonic()
+        with deadline(limit):
+            handled = self._bus_for(envelope).dispatch(envelope)
+        took = time.monotonic() - started
+        if took > limit:
+            # A synchronous handler cannot be interrupted: its overrun is found now.
+            raise HandlerTimeoutError(
+                f"handling {describe_message(envelope)} took {took:.3g}s, over the "
+                f"handler timeout of {limit:g}s"
+            )
+        return handled
+
+    def settle_success(
+        self, handled: Envelope, received: Envelope, transport_name: str, receiver: Receiver
+    ) -> None:
+        """Acknowledge a message its handlers handled (``received``: as it was received)."""
+        receiver.ack(received)
         self.stats.handled += 1
         if self._announce_each_message:
-            hooks.message_handled(handled, transport_name)
+            self.messenger.hooks.message_handled(handled, transport_name)
+
+    def settle_failure(
+        self, received: Envelope, transport_name: str, receiver: Receiver, error: Exception
+    ) -> None:
+        """Retry or park a message whose handling raised ``error``."""
+        failed = error.envelope if isinstance(error, HandlerFailedError) else received
+        self.failure_policy.settle(received, transport_name, receiver, error, failed)
+
+    def unwatch(self, envelope: Envelope) -> None:
+        """Stop keeping ``envelope``'s reservation alive (it is settled)."""
+        if self._keepalive is not None:
+            self._keepalive.clear(envelope)
 
     def _bus_for(self, envelope: Envelope) -> MessageBus:
         if self.forced_bus is not None:
@@ -356,6 +441,11 @@ class Worker:
     def failure_transport_for(self, transport_name: str) -> str | None:
         """The failure transport of ``transport_name`` (its own, else the global one)."""
         return failure_transport_for(self.messenger, transport_name)
+
+    def watch(self, envelope: Envelope, receiver: Receiver) -> None:
+        """Keep ``envelope``'s reservation alive while it is handled (with a keepalive)."""
+        if self.keepalive_interval:
+            self._watch(envelope, receiver)
 
     def _watch(self, envelope: Envelope, receiver: Receiver) -> Keepalive | None:
         if not self.keepalive_interval or not isinstance(receiver, KeepaliveReceiver):
@@ -382,6 +472,10 @@ def _start_line(worker: Worker, limits: WorkerLimits) -> str:
     if forced:
         on += " for every message (--bus)"
     text = f"worker consuming {consumed}; {on}; limits: {limits.describe()}"
+    if worker.concurrency > 1:
+        text += f"; up to {worker.concurrency} messages at once"
+    if worker.handler_timeout:
+        text += f"; handler timeout {worker.handler_timeout:g}s"
     if worker.keepalive_interval:
         text += f"; keepalive every {worker.keepalive_interval:g}s"
     return text
