@@ -86,6 +86,10 @@ class HandlerPool:
         """Count, stamp and hand a received envelope to a handler thread (once one is free)."""
         self.wait_for_slot()
         worker = self.worker
+        if worker.stopping:
+            # Asked to stop while waiting: leave it unreceived, as a worker without concurrency
+            # leaves the rest of a batch (the transport hands it back when it is closed).
+            return
         received = worker.receive(envelope, transport_name, receiver)
         if received is None:
             return  # undecodable: settled already
