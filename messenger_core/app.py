@@ -164,7 +164,9 @@ class Messenger:
         Inside a class body, it only marks the method: register the class (or an instance)
         afterwards with ``messenger.handler(TheClass)`` or :meth:`register_handlers`.
         """
-        options = make_handler_options(bus, from_transport, priority, handles, name, timeout)
+        options = make_handler_options(
+            bus, from_transport, priority, handles, name, timeout=timeout
+        )
         marker = handler(
             bus=bus,
             from_transport=from_transport,

@@ -77,6 +77,12 @@ class MessageBus:
         """
         return await async_bus.dispatch_async(self, message, *stamps)
 
+    @overload
+    async def query_async(self, message: Query[R_co], *stamps: Stamp) -> R_co: ...
+    @overload
+    async def query_async(self, message: Any, *stamps: Stamp, returns: type[T]) -> T: ...
+    @overload
+    async def query_async(self, message: Any, *stamps: Stamp) -> Any: ...
     async def query_async(
         self, message: Any, *stamps: Stamp, returns: type[Any] | None = None
     ) -> Any:

@@ -102,6 +102,7 @@ def make_handler_options(
     priority: int,
     handles: type[Any] | str | Iterable[type[Any] | str] | None,
     name: str | None,
+    *,
     timeout: float | None = None,
 ) -> HandlerOptions:
     """``HandlerOptions`` from the decorators' arguments (a union in ``handles`` is split)."""
@@ -151,7 +152,7 @@ def handler(
         @handler
         def send_confirmation(message: OrderPlaced) -> None: ...
     """
-    options = make_handler_options(bus, from_transport, priority, handles, name, timeout)
+    options = make_handler_options(bus, from_transport, priority, handles, name, timeout=timeout)
 
     def mark(obj: F) -> F:
         setattr(obj, _MARK, options)

@@ -22,6 +22,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -34,7 +35,7 @@ from types import FrameType
 import attrs
 
 from messenger_core.failure_policy import Backoff
-from messenger_core.worker_signals import STOP_SIGNALS, restore_handlers
+from messenger_core.worker_signals import STOP_SIGNALS, SignalHandler, restore_handlers
 
 __all__ = ["HEALTHY_AFTER", "Supervisor"]
 
@@ -83,7 +84,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Start the children, keep them running, and return the exit code once all stopped."""
-        previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
+        previous: dict[int, SignalHandler] = {
+            signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS
+        }
         try:
             for child in self._children:
                 self._start(child)
@@ -127,10 +130,9 @@ class Supervisor:
     def _signal(child: _Child, signum: int) -> None:
         process = child.process
         if process is not None and process.poll() is None:
-            try:
+            # It may have died meanwhile; the next look sees it.
+            with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signum)
-            except ProcessLookupError:  # it died meanwhile; the next look sees it
-                pass
 
     def _start(self, child: _Child) -> None:
         command = [*self.executable, *self.arguments, "--processes", "1"]
@@ -160,7 +162,9 @@ class Supervisor:
         child.process = None
         if code == 0 or self._signals:
             child.exit_code = code
-            logger.info("worker process %s (pid %s) stopped with exit code %d", child.index, pid, code)
+            logger.info(
+                "worker process %s (pid %s) stopped with exit code %d", child.index, pid, code
+            )
             return
         if code == _CONFIGURATION_ERROR:
             child.exit_code = code

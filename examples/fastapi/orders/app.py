@@ -28,7 +28,6 @@ messenger = Messenger.from_config(os.environ.get("ORDERS_CONFIG", HERE / "messen
 messenger.scan(handlers)
 
 
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Close the transports' connections when the server stops."""

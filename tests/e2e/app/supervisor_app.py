@@ -62,7 +62,7 @@ def record(event: str, job_id: int) -> None:
         _redis().hincrby(f"{KEY}:{event}", str(job_id), 1)
     else:
         _postgresql().execute(
-            f"INSERT INTO {KEY} (event, job_id, pid) VALUES (%s, %s, %s)",  # noqa: S608
+            f"INSERT INTO {KEY} (event, job_id, pid) VALUES (%s, %s, %s)",
             (event, job_id, os.getpid()),
         )
 
