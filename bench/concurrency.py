@@ -102,7 +102,8 @@ def consume_rate(
     try:
         fill = f"import _concurrency_app as a; a.fill({count}); a.messenger.close()"
         subprocess.run([sys.executable, "-c", fill], env=env, check=True, cwd=root)
-        command = [sys.executable, "-m", "messenger_core", "-q", "consume", "jobs"]
+        command = [sys.executable, "-m", "messenger_core", "-q", "--config", str(config)]
+        command += ["consume", "jobs"]
         command += ["--processes", str(processes), "--concurrency", str(concurrency)]
         worker = subprocess.Popen([*command, "--sleep", "0.01"], env=env, cwd=root)
         first: tuple[float, int] | None = None
@@ -112,7 +113,7 @@ def consume_rate(
             now = time.monotonic()
             if first is None and left < count:
                 first = (now, left)
-            if left == 0 or now > deadline:
+            if left == 0 or now > deadline or worker.poll() is not None:
                 break
             time.sleep(0.02)
         worker.send_signal(signal.SIGTERM)
