@@ -1,8 +1,10 @@
 """``messenger consume --processes N``: N worker processes under a small supervisor.
 
 Each child is ``python -m messenger_core`` with the very command line the supervisor got
-(``--processes 1`` appended), so it loads the application itself and opens its own transport
-connections; nothing is shared with the supervisor or across children but the brokers.
+(``--processes 1`` appended) and ``MESSENGER_WORKER_PROCESS`` set to its number, so it loads
+the application itself and opens its own transport connections; nothing is shared with the
+supervisor or across children but the brokers. A child logs lines and draws no live status
+line (they would overwrite each other on one terminal).
 
 - A child that exits 0 stopped cleanly (a limit, ``messenger stop-workers``, a signal): it is
   not started again. Limits therefore count per child.
@@ -37,12 +39,15 @@ import attrs
 from messenger_core.failure_policy import Backoff
 from messenger_core.worker_signals import STOP_SIGNALS, SignalHandler, restore_handlers
 
-__all__ = ["HEALTHY_AFTER", "Supervisor"]
+__all__ = ["HEALTHY_AFTER", "WORKER_PROCESS_VARIABLE", "Supervisor"]
 
 logger = logging.getLogger("messenger.supervisor")
 
 HEALTHY_AFTER = 10.0
 """Seconds a child must have run for its death not to grow the restart pause further."""
+
+WORKER_PROCESS_VARIABLE = "MESSENGER_WORKER_PROCESS"
+"""Set in each child's environment to its number (0 to N - 1)."""
 
 _POLL = 0.05
 """Seconds between two looks at the children."""
@@ -136,7 +141,7 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         command = [*self.executable, *self.arguments, "--processes", "1"]
-        env = dict(os.environ, MESSENGER_WORKER_PROCESS=str(child.index))
+        env = dict(os.environ, **{WORKER_PROCESS_VARIABLE: str(child.index)})
         # A group of its own: a terminal's Ctrl-C reaches it through the supervisor only.
         child.process = subprocess.Popen(command, env=env, process_group=0)  # noqa: S603
         child.started_at = time.monotonic()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import time
 
 from messenger_core.app import Messenger
@@ -24,6 +25,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.hookspecs import hookimpl
 from messenger_core.logging_json import JsonFormatter, message_fields
 from messenger_core.logging_json import install as install_log_context
+from messenger_core.supervisor import WORKER_PROCESS_VARIABLE, Supervisor
 from messenger_core.transport import Receiver
 from messenger_core.transports.sync import SyncTransport
 from messenger_core.worker import Worker, describe_message
@@ -144,9 +146,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(context: CommandContext, args: argparse.Namespace) -> int:
     """Consume until the worker stops; 0 on a graceful stop, 130 if interrupted."""
     if args.processes > 1:
-        # Imported here: only a supervisor needs it, and it never loads the application.
-        from messenger_core.supervisor import Supervisor  # noqa: PLC0415
-
+        # A supervisor never loads the application: its children do.
         return Supervisor(context.argv, args.processes).run()
     messenger = context.messenger
     names = _receivers(messenger, args)
@@ -164,7 +164,11 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
     structured = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
     if structured:  # --log-format json: lines while handling name the message
         install_log_context(messenger)
+    # A supervised child shares its terminal with the others: live lines would overwrite
+    # each other, so it logs lines only.
+    supervised = WORKER_PROCESS_VARIABLE in os.environ
     terminal = is_terminal(context.stderr) and not context.quiet and not structured
+    terminal = terminal and not supervised
     status = StatusLine(context.stderr) if terminal else None
     reporter = _Reporter(worker, status, per_message=context.verbose)
     watching = status is not None or reporter.per_message
