@@ -16,7 +16,8 @@ line (they would overwrite each other on one terminal).
 - SIGTERM or SIGINT is passed on to every child as SIGTERM, and the supervisor waits for each
   to finish and settle its messages in flight; a second signal is passed on too (the children
   then stop at once). The children run in a process group of their own, so a Ctrl-C on the
-  terminal reaches them once, through the supervisor.
+  terminal reaches them once, through the supervisor. On Linux a child also gets SIGTERM if
+  the supervisor dies (``PR_SET_PDEATHSIG``), so none is left running without it.
 
 The supervisor exits 0 when every child stopped cleanly, 2 on a configuration error, and 1
 otherwise.
@@ -25,6 +26,7 @@ otherwise.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -53,6 +55,18 @@ _POLL = 0.05
 """Seconds between two looks at the children."""
 
 _CONFIGURATION_ERROR = 2
+
+
+def _stop_with_parent() -> None:
+    """In the child before it runs: SIGTERM when the supervisor dies (Linux; elsewhere none)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 @attrs.define
@@ -86,6 +100,8 @@ class Supervisor:
         """Children started again after they died."""
         self._children = [_Child(index) for index in range(processes)]
         self._signals = 0
+        self._stopping = False
+        """Set by a signal or a configuration error: a child that exits now stays stopped."""
 
     def run(self) -> int:
         """Start the children, keep them running, and return the exit code once all stopped."""
@@ -120,6 +136,7 @@ class Supervisor:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
+        self._stopping = True
         name = signal.Signals(signum).name
         logger.info(
             "%s received: passing it on to the worker processes and waiting for them%s",
@@ -143,7 +160,13 @@ class Supervisor:
         command = [*self.executable, *self.arguments, "--processes", "1"]
         env = dict(os.environ, **{WORKER_PROCESS_VARIABLE: str(child.index)})
         # A group of its own: a terminal's Ctrl-C reaches it through the supervisor only.
-        child.process = subprocess.Popen(command, env=env, process_group=0)  # noqa: S603
+        # preexec_fn is safe here: the supervisor process runs no other thread.
+        child.process = subprocess.Popen(  # noqa: S603
+            command,
+            env=env,
+            process_group=0,
+            preexec_fn=_stop_with_parent,  # noqa: PLW1509
+        )
         child.started_at = time.monotonic()
         child.restart_at = None
 
@@ -165,7 +188,7 @@ class Supervisor:
     def _exited(self, child: _Child, code: int, now: float) -> None:
         pid = child.process.pid if child.process else "?"
         child.process = None
-        if code == 0 or self._signals:
+        if code == 0 or self._stopping:
             child.exit_code = code
             logger.info(
                 "worker process %s (pid %s) stopped with exit code %d", child.index, pid, code
@@ -173,6 +196,7 @@ class Supervisor:
             return
         if code == _CONFIGURATION_ERROR:
             child.exit_code = code
+            self._stopping = True
             logger.error(
                 "worker process %s exited with a configuration error: stopping the others",
                 child.index,
