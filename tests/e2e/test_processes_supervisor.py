@@ -349,3 +349,23 @@ def test_a_configuration_error_in_the_children_exits_2(tmp_path: Path) -> None:
         assert "no-such-transport" in done.stderr
     finally:
         world.cleanup()
+
+
+def test_stop_workers_stops_every_child_and_the_supervisor_exits_0(tmp_path: Path) -> None:
+    world = World(tmp_path, "redis")
+    try:
+        world.fill(10)
+        process = world.consume("--processes", "2", "--concurrency", "2")
+        world.wait_until("10 handled", lambda: world.store.distinct() >= 10)
+        world.wait_until("2 children", lambda: len(world.children()) == 2)
+        subprocess.run(
+            [sys.executable, "-m", "messenger_core", "--config", str(world.config), "stop-workers"],
+            env=world.env,
+            cwd=tmp_path,
+            check=True,
+            timeout=DEADLINE,
+        )
+        assert process.wait(timeout=DEADLINE) == 0, world.log()
+        assert "0 restarted after dying" in world.log()
+    finally:
+        world.cleanup()
