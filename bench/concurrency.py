@@ -127,10 +127,12 @@ def consume_rate(
 
 def bench_processes(args: argparse.Namespace) -> None:
     print("1. consume --processes N (messages/s, median of runs; start-up not counted)")
+    wanted = args.handlers.split(",")
     cases = [("cpu", 1, args.cpu_messages), ("io", 1, args.io_messages)]
+    cases = [case for case in cases if case[0] in wanted]
     with tempfile.TemporaryDirectory() as directory:
         root = Path(directory)
-        for backend in ("redis", "postgresql"):
+        for backend in args.backends.split(","):
             for handler, concurrency, count in cases:
                 rates = {}
                 for processes in (1, 2, 4):
@@ -143,6 +145,8 @@ def bench_processes(args: argparse.Namespace) -> None:
                 figures = "  ".join(f"N={p}: {rate:>7,.0f}" for p, rate in rates.items())
                 print(f"  {label}  {figures}   (N=2/N=1: {rates[2] / rates[1]:.2f}x)")
             for handler in ("io", "io-async"):
+                if "io" not in wanted:
+                    continue
                 one = median(
                     [
                         consume_rate(backend, handler, 1, 1, args.io_messages, root)
@@ -281,6 +285,8 @@ def main() -> None:
     parser.add_argument("--io-messages", type=int, default=1000)
     parser.add_argument("--dispatch-messages", type=int, default=5000)
     parser.add_argument("--only", choices=["processes", "concurrency", "dispatch"])
+    parser.add_argument("--handlers", default="cpu,io", help="processes: cpu, io or both")
+    parser.add_argument("--backends", default="redis,postgresql", help="processes: where")
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}, medians of {args.repeats} runs")
     if args.only in (None, "concurrency"):
