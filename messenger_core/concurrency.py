@@ -13,13 +13,16 @@ The worker never holds more than M received messages unsettled (before asking a 
 more it waits for a free slot), so the first transport is still asked first whenever a slot
 frees: priorities hold. Limits count as without concurrency (a message is counted when it is
 received, a failure when it is settled); a stop, SIGTERM included, finishes and settles every
-message in flight before the worker returns (:meth:`HandlerPool.drain`).
+message in flight before the worker returns (:meth:`HandlerPool.drain`). The context variables
+of the worker's thread as a message is received (the log context of ``--log-format json``) go
+with it to its handler thread, its async handlers' tasks, and back to its settling.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import queue
 import threading
@@ -49,6 +52,9 @@ class _Job:
     envelope: Envelope
     transport_name: str
     receiver: Receiver
+    context: contextvars.Context
+    """The worker thread's context variables once the message was received (a log context,
+    say): its handling and its settling run in it."""
     handled: Envelope | None = None
     error: Exception | None = None
 
@@ -95,7 +101,8 @@ class HandlerPool:
             return  # undecodable: settled already
         worker.watch(received, receiver)
         self.in_flight += 1
-        self._todo.put(_Job(received, transport_name, receiver))
+        job = _Job(received, transport_name, receiver, contextvars.copy_context())
+        self._todo.put(job)
 
     def wait_for_slot(self) -> None:
         """Settle finished messages until fewer than M are in flight."""
@@ -115,7 +122,7 @@ class HandlerPool:
         except queue.Empty:
             return 0
         while True:
-            self._settle(job)
+            job.context.run(self._settle, job)
             settled += 1
             try:
                 job = self._done.get_nowait()
@@ -168,7 +175,7 @@ class HandlerPool:
             if job is None:
                 return
             try:
-                job.handled = dispatch(job.envelope)
+                job.handled = job.context.run(dispatch, job.envelope)
             except Exception as error:
                 job.error = error
             self._done.put(job)
