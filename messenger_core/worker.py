@@ -179,11 +179,11 @@ class Worker(MessageSteps):
         logger.info("%s", _start_line(self, limits), extra=worker_fields(self.transport_names))
         # Installed last, so that the ``finally`` below always puts the previous ones back.
         previous = install_stop_handlers(self) if handle_signals else {}
-        if self.concurrency > 1:
-            from messenger_core.concurrency import HandlerPool  # noqa: PLC0415  (imports this)
-
-            self._pool = HandlerPool(self, self.concurrency)
         try:
+            if self.concurrency > 1:
+                from messenger_core.concurrency import HandlerPool  # noqa: PLC0415 (imports this)
+
+                self._pool = HandlerPool(self, self.concurrency)
             while not self._stopping:
                 if self._pool is not None:
                     self._pool.settle_ready()
