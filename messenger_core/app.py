@@ -327,7 +327,8 @@ class Messenger:
         """A worker consuming ``transport_names`` (highest priority first).
 
         ``options`` are those of :class:`~messenger_core.worker.Worker` (``bus``, ``queues``,
-        ``stop_signal``, ``keepalive_interval``); limits are given to ``run()``::
+        ``stop_signal``, ``keepalive_interval``, ``concurrency``, ``handler_timeout``); limits
+        are given to ``run()``::
 
             messenger.worker(["async"]).run(limit=100)
         """
