@@ -7,9 +7,9 @@
 - SIGTERM to a worker with 16 messages in flight: all 16 finish and are settled, exit 0.
 - SIGTERM to the supervisor is passed on, it exits 0; a configuration error exits 2.
 
-The number of messages is ``MESSENGER_E2E_SUPERVISOR_MESSAGES`` (default 20,000, so that the
-suite fits a CI budget; the issue's 100,000 runs with that variable set, and the benchmark
-``bench/concurrency.py`` measures the rates).
+The number of messages is ``MESSENGER_E2E_SUPERVISOR_MESSAGES`` (default 100,000, as the issue
+asks: the four runs take one to four minutes on a 2-core machine, depending on its load; set
+it lower for a quick run). Rates are measured by ``bench/concurrency.py``, not here.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from messenger_core.testing.services import require_service, service_dsn
 pytestmark = pytest.mark.slow
 
 APP_DIR = Path(__file__).parent / "app"
-MESSAGES = int(os.environ.get("MESSENGER_E2E_SUPERVISOR_MESSAGES", "20000"))
+MESSAGES = int(os.environ.get("MESSENGER_E2E_SUPERVISOR_MESSAGES", "100000"))
 DEADLINE = 60.0 + MESSAGES / 500
 """Seconds a run may take before the test fails (generous: a loaded machine is slow)."""
 
