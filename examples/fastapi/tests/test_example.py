@@ -112,4 +112,4 @@ def test_routes_dispatch_and_a_worker_handles_the_orders(
     )
     assert worker.returncode == 0, worker.stderr
     placed = [json.loads(line) for line in (tmp_path / "placed.jsonl").read_text().splitlines()]
-    assert sorted(p["order_id"] for p in placed) == sorted(o["order_id"] for o in orders)
+    assert sorted(p["order_id"] for p in placed) == sorted(str(o["order_id"]) for o in orders)
