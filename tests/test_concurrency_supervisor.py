@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from messenger_core import Messenger
+from messenger_core.cli import main
 from messenger_core.failure_policy import Backoff
 from messenger_core.supervisor import WORKER_PROCESS_VARIABLE, Supervisor
 
@@ -128,3 +130,12 @@ def test_a_child_gets_sigterm_when_the_supervisor_is_killed(tmp_path: Path) -> N
     finally:
         if not stopped.exists():
             os.kill(child_pid, signal.SIGKILL)
+
+
+def test_processes_with_an_application_already_built_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    messenger = Messenger({"transports": {"async": "memory://"}}, autoload=False)
+    code = main(["consume", "async", "--processes", "2"], application=messenger)
+    assert code == 2
+    assert "--processes needs the `messenger` command" in capsys.readouterr().err

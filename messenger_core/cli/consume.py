@@ -146,6 +146,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(context: CommandContext, args: argparse.Namespace) -> int:
     """Consume until the worker stops; 0 on a graceful stop, 130 if interrupted."""
     if args.processes > 1:
+        if context.loader.loaded is not None:
+            # Given an application already built (a framework's command): the children could
+            # not build it from the messenger command line.
+            raise UsageError(
+                "--processes needs the `messenger` command (its children load the application "
+                "themselves); run several processes of this command instead"
+            )
         # A supervisor never loads the application: its children do.
         return Supervisor(context.argv, args.processes).run()
     messenger = context.messenger
