@@ -2,7 +2,7 @@
 
 Built from ``BENCH_CONFIG`` (a ``jobs`` transport); its one handler is chosen by
 ``BENCH_HANDLER``: ``cpu`` (pure Python work, about a millisecond), ``io`` (waits 5 ms, as a
-call to another service would), ``io-async`` (the same, ``async def``).
+call to another service would), ``io-async`` (the same, ``async def``), ``noop`` (nothing).
 """
 
 from __future__ import annotations
@@ -38,6 +38,12 @@ if KIND == "io-async":
     @messenger.handler
     async def on_job_async(message: Job) -> None:
         await asyncio.sleep(0.005)
+
+elif KIND == "noop":
+
+    @messenger.handler
+    def on_job_noop(message: Job) -> None:
+        """Nothing: what the worker and the transport cost alone."""
 
 elif KIND == "io":
 

@@ -134,13 +134,15 @@ def bench_processes(args: argparse.Namespace) -> None:
         root = Path(directory)
         for backend in args.backends.split(","):
             for handler, concurrency, count in cases:
-                rates = {}
-                for processes in (1, 2, 4):
-                    runs = [
-                        consume_rate(backend, handler, processes, concurrency, count, root)
-                        for _ in range(args.repeats)
-                    ]
-                    rates[processes] = median(runs)
+                # Interleaved (1, 2, 4, 1, 2, 4...): a machine whose load drifts during the
+                # runs skews every N alike.
+                runs: dict[int, list[float]] = {1: [], 2: [], 4: []}
+                for _ in range(args.repeats):
+                    for processes, rates_of in runs.items():
+                        rates_of.append(
+                            consume_rate(backend, handler, processes, concurrency, count, root)
+                        )
+                rates = {processes: median(rates_of) for processes, rates_of in runs.items()}
                 label = f"{backend:<10} {handler:<8} handler"
                 figures = "  ".join(f"N={p}: {rate:>7,.0f}" for p, rate in rates.items())
                 print(f"  {label}  {figures}   (N=2/N=1: {rates[2] / rates[1]:.2f}x)")
