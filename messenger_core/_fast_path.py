@@ -60,7 +60,12 @@ from contextvars import ContextVar
 from inspect import isawaitable
 from typing import TYPE_CHECKING, Any
 
-from messenger_core._awaitables import async_call, is_async_callable, run_to_completion
+from messenger_core._awaitables import (
+    async_call,
+    is_async_callable,
+    run_to_completion,
+    timed_call,
+)
 from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import HandlerFailedError
 from messenger_core.stamps import BusNameStamp, HandledStamp, Stamp
@@ -314,9 +319,12 @@ def _awaited(envelope: Envelope, name: str, awaitable: Any) -> Any:
 # -- 9: calling a handler ---------------------------------------------------------------------
 
 
-def handler_call(target: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+def handler_call(
+    target: Callable[[Any], Any], name: str, timeout: float | None = None
+) -> Callable[[Any], Any]:
     """What the bus calls for a handler, decided once when it is registered: ``target`` itself
-    if it is synchronous, else a function running it to completion on its private loop."""
+    if it is synchronous (timed if it has a ``timeout``), else a function running it to
+    completion on its event loop."""
     if not is_async_callable(target):
-        return target
-    return async_call(target, name)
+        return target if timeout is None else timed_call(target, name, timeout)
+    return async_call(target, name, timeout)

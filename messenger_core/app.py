@@ -142,6 +142,7 @@ class Messenger:
         priority: int = 0,
         handles: Any = None,
         name: str | None = None,
+        timeout: float | None = None,
     ) -> Callable[[F], F]: ...
     def handler(
         self,
@@ -153,17 +154,26 @@ class Messenger:
         priority: int = 0,
         handles: Any = None,
         name: str | None = None,
+        timeout: float | None = None,
     ) -> Any:
         """Register a handler: a function, a bound method, a callable instance or a class.
 
         Use as ``@messenger.handler`` or ``@messenger.handler(bus=..., priority=...)``. The
-        message type is the annotation of the first parameter unless ``handles`` is given.
+        message type is the annotation of the first parameter unless ``handles`` is given;
+        ``timeout`` (seconds) fails a handler that runs longer, and the message is retried.
         Inside a class body, it only marks the method: register the class (or an instance)
         afterwards with ``messenger.handler(TheClass)`` or :meth:`register_handlers`.
         """
-        options = make_handler_options(bus, from_transport, priority, handles, name)
+        options = make_handler_options(
+            bus, from_transport, priority, handles, name, timeout=timeout
+        )
         marker = handler(
-            bus=bus, from_transport=from_transport, priority=priority, handles=handles, name=name
+            bus=bus,
+            from_transport=from_transport,
+            priority=priority,
+            handles=handles,
+            name=name,
+            timeout=timeout,
         )
 
         def register(obj: F) -> F:
@@ -317,7 +327,8 @@ class Messenger:
         """A worker consuming ``transport_names`` (highest priority first).
 
         ``options`` are those of :class:`~messenger_core.worker.Worker` (``bus``, ``queues``,
-        ``stop_signal``, ``keepalive_interval``); limits are given to ``run()``::
+        ``stop_signal``, ``keepalive_interval``, ``concurrency``, ``handler_timeout``); limits
+        are given to ``run()``::
 
             messenger.worker(["async"]).run(limit=100)
         """

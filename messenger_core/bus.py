@@ -7,7 +7,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar, overload
 
-from messenger_core import _fast_path
+from messenger_core import _fast_path, async_bus
 from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import MessengerError
 from messenger_core.middleware import Middleware
@@ -68,6 +68,26 @@ class MessageBus:
         if stamps:
             return self._chain(new_envelope(message, stamps + self._wrap_stamps))
         return self._bare_chain(new_envelope(message, self._wrap_stamps))
+
+    async def dispatch_async(self, message: Any, *stamps: Stamp) -> Envelope:
+        """``await`` a :meth:`dispatch` from async code without blocking its event loop.
+
+        The dispatch runs in a thread (see :mod:`messenger_core.async_bus`); the envelope and
+        the errors are those :meth:`dispatch` gives.
+        """
+        return await async_bus.dispatch_async(self, message, *stamps)
+
+    @overload
+    async def query_async(self, message: Query[R_co], *stamps: Stamp) -> R_co: ...
+    @overload
+    async def query_async(self, message: Any, *stamps: Stamp, returns: type[T]) -> T: ...
+    @overload
+    async def query_async(self, message: Any, *stamps: Stamp) -> Any: ...
+    async def query_async(
+        self, message: Any, *stamps: Stamp, returns: type[Any] | None = None
+    ) -> Any:
+        """``await`` a :meth:`query` from async code without blocking its event loop."""
+        return await async_bus.query_async(self, message, *stamps, returns=returns)
 
     @overload
     def query(self, message: Query[R_co], *stamps: Stamp) -> R_co: ...

@@ -5,8 +5,9 @@ class with ``__call__``. Its message type comes from the annotation of its first
 union registers it for each member) unless ``handles=`` says otherwise.
 
 ``async def`` handlers (functions, methods, ``async def __call__``) are recognised when they are
-registered and run to completion on a private event loop (see :mod:`messenger_core._awaitables`);
-so is an awaitable a synchronous handler returns.
+registered and run to completion on an event loop (see :mod:`messenger_core._awaitables`); so
+is an awaitable a synchronous handler returns. A handler's ``timeout`` option fails it when it
+runs longer (an async one is cancelled then); the failure is retried like any other.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, TypeVar, Union, overload
 
 import attrs
 
-from messenger_core._awaitables import AsyncHandlerError
+from messenger_core._awaitables import AsyncHandlerError, HandlerTimeoutError, is_async_callable
 from messenger_core._fast_path import LookupCaches, handler_call
 from messenger_core.errors import ConfigurationError
 from messenger_core.message_types import type_name_of
@@ -31,6 +32,7 @@ __all__ = [
     "HandlerDescriptor",
     "HandlerOptions",
     "HandlerRegistry",
+    "HandlerTimeoutError",
     "handler",
     "handler_options_of",
     "make_handler_options",
@@ -53,7 +55,9 @@ class HandlerOptions:
       (a synchronously handled message runs it regardless, as in Symfony Messenger);
     - ``priority``: handlers with a higher priority run first;
     - ``handles``: the message type(s), overriding the annotation (``"*"`` for all);
-    - ``name``: the handler's name in stamps and logs (default: ``module.QualName``).
+    - ``name``: the handler's name in stamps and logs (default: ``module.QualName``);
+    - ``timeout``: seconds it may run; an overrun fails it with ``HandlerTimeoutError`` (an
+      async handler is cancelled at the limit; a sync one fails when it returns).
     """
 
     bus: str | None = None
@@ -61,6 +65,7 @@ class HandlerOptions:
     priority: int = 0
     handles: tuple[type[Any] | str, ...] | None = None
     name: str | None = None
+    timeout: float | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -79,12 +84,12 @@ class HandlerDescriptor:
 
     @call.default
     def _call(self) -> Callable[[Any], Any]:
-        return handler_call(self.callable, self.name)
+        return handler_call(self.callable, self.name, self.options.timeout)
 
     @property
     def is_async(self) -> bool:
-        """Whether the handler is ``async def`` (run on a private event loop)."""
-        return self.call is not self.callable
+        """Whether the handler is ``async def`` (run on an event loop)."""
+        return is_async_callable(self.callable)
 
     def runs_on(self, bus_name: str) -> bool:
         """Whether this handler takes part in dispatches on ``bus_name``."""
@@ -97,8 +102,12 @@ def make_handler_options(
     priority: int,
     handles: type[Any] | str | Iterable[type[Any] | str] | None,
     name: str | None,
+    *,
+    timeout: float | None = None,
 ) -> HandlerOptions:
     """``HandlerOptions`` from the decorators' arguments (a union in ``handles`` is split)."""
+    if timeout is not None and not timeout > 0:
+        raise ConfigurationError(f"a handler's timeout must be a positive number, got {timeout!r}")
     if handles is not None and (isinstance(handles, (type, str)) or _is_union(handles)):
         handles = _union_members(handles) if _is_union(handles) else (handles,)
     return HandlerOptions(
@@ -107,6 +116,7 @@ def make_handler_options(
         priority=priority,
         handles=tuple(handles) if handles is not None else None,
         name=name,
+        timeout=timeout,
     )
 
 
@@ -120,6 +130,7 @@ def handler(
     priority: int = 0,
     handles: type[Any] | str | Iterable[type[Any] | str] | None = None,
     name: str | None = None,
+    timeout: float | None = None,
 ) -> Callable[[F], F]: ...
 def handler(
     target: Any = None,
@@ -130,6 +141,7 @@ def handler(
     priority: int = 0,
     handles: type[Any] | str | Iterable[type[Any] | str] | None = None,
     name: str | None = None,
+    timeout: float | None = None,
 ) -> Any:
     """Mark a function, method or class as a message handler without registering it anywhere.
 
@@ -140,7 +152,7 @@ def handler(
         @handler
         def send_confirmation(message: OrderPlaced) -> None: ...
     """
-    options = make_handler_options(bus, from_transport, priority, handles, name)
+    options = make_handler_options(bus, from_transport, priority, handles, name, timeout=timeout)
 
     def mark(obj: F) -> F:
         setattr(obj, _MARK, options)

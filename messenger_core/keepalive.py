@@ -1,10 +1,11 @@
-"""Keepalive: one background thread that keeps the current message's reservation alive.
+"""Keepalive: one background thread that keeps the reservations of the messages being handled.
 
 With ``keepalive_interval`` a worker hands each message it handles from a
 :class:`~messenger_core.transport.KeepaliveReceiver` to a :class:`Keepalive`. While the
 handler runs longer than the interval, the thread calls the receiver's ``keepalive`` every
 half interval (asking for twice the interval), so that a slow handler does not see its message
-redelivered to another worker. A keepalive that fails is logged; the handler carries on.
+redelivered to another worker. A keepalive that fails is logged; the handler carries on. A
+worker with ``--concurrency`` has several messages watched at once.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ logger = logging.getLogger("messenger.worker")
 
 
 class Keepalive:
-    """One daemon thread that extends the reservation of the message being handled."""
+    """One daemon thread that extends the reservations of the messages being handled."""
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._current: tuple[Envelope, KeepaliveReceiver, float] | None = None
+        # id(envelope) -> (envelope, receiver, monotonic time its handling started)
+        self._current: dict[int, tuple[Envelope, KeepaliveReceiver, float]] = {}
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="messenger-keepalive", daemon=True)
@@ -38,12 +40,12 @@ class Keepalive:
     def watch(self, envelope: Envelope, receiver: KeepaliveReceiver) -> None:
         """``envelope`` from ``receiver`` is being handled from now on."""
         with self._lock:
-            self._current = (envelope, receiver, time.monotonic())
+            self._current[id(envelope)] = (envelope, receiver, time.monotonic())
 
-    def clear(self) -> None:
-        """The message watched is settled (or given up): stop extending it."""
+    def clear(self, envelope: Envelope) -> None:
+        """``envelope`` is settled (or given up): stop extending it."""
         with self._lock:
-            self._current = None
+            self._current.pop(id(envelope), None)
 
     def stop(self) -> None:
         """End the thread (at its next wake-up)."""
@@ -52,18 +54,21 @@ class Keepalive:
     def _run(self) -> None:
         while not self._stopped.wait(self.interval / 2):
             with self._lock:
-                current = self._current
-            if current is None or time.monotonic() - current[2] < self.interval:
-                continue
-            envelope, receiver, _ = current
-            try:
-                receiver.keepalive(envelope, self.interval * 2)
-            except Exception as error:
-                received = envelope.last(ReceivedStamp)
-                logger.warning(
-                    "keepalive for %s from %s failed: %s",
-                    describe_message(envelope),
-                    received.transport_name if received else "its transport",
-                    error,
-                    extra=message_fields(envelope),
-                )
+                watched = list(self._current.values())
+            now = time.monotonic()
+            for envelope, receiver, started in watched:
+                if now - started >= self.interval:
+                    self._extend(envelope, receiver)
+
+    def _extend(self, envelope: Envelope, receiver: KeepaliveReceiver) -> None:
+        try:
+            receiver.keepalive(envelope, self.interval * 2)
+        except Exception as error:
+            received = envelope.last(ReceivedStamp)
+            logger.warning(
+                "keepalive for %s from %s failed: %s",
+                describe_message(envelope),
+                received.transport_name if received else "its transport",
+                error,
+                extra=message_fields(envelope),
+            )

@@ -11,12 +11,14 @@ a wrong DSN or a stopped server at start-up) stops the worker with that error.
 
 This module is the receive loop. Its other jobs each have a module of their own:
 
+- :mod:`messenger_core.worker_message`: the steps of one message (receive, dispatch, settle);
 - :mod:`messenger_core.worker_limits`: when it stops on its own (messages, failures, memory,
   time);
 - :mod:`messenger_core.failure_policy`: what becomes of a failed message (retry or park);
 - :mod:`messenger_core.keepalive`: keeping a slow handler's message reserved;
 - :mod:`messenger_core.worker_signals`: SIGTERM and SIGINT;
-- :mod:`messenger_core.worker_stats`: what it counted.
+- :mod:`messenger_core.worker_stats`: what it counted;
+- :mod:`messenger_core.concurrency`: handling up to ``concurrency`` messages at once.
 """
 
 from __future__ import annotations
@@ -33,23 +35,20 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import (
     BrokerUnreachableError,
     ConfigurationError,
-    HandlerFailedError,
-    MessageDecodingError,
 )
-from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy, failure_transport_for
+from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy
 from messenger_core.keepalive import Keepalive
 from messenger_core.logging_json import message_fields, worker_fields
-from messenger_core.stamps import BusNameStamp, ConsumedByWorkerStamp, ReceivedStamp
+from messenger_core.stamps import ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import (
     FlushingReceiver,
-    KeepaliveReceiver,
     QueueReceiver,
     Receiver,
-    UndecodableMessage,
     WaitingReceiver,
 )
 from messenger_core.worker_limits import WorkerLimits, parse_memory_limit
+from messenger_core.worker_message import MessageSteps
 from messenger_core.worker_signals import (
     WorkerInterrupted,
     install_stop_handlers,
@@ -59,6 +58,7 @@ from messenger_core.worker_stats import WorkerStats
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
+    from messenger_core.concurrency import HandlerPool
 
 __all__ = [
     "HISTORY",
@@ -76,11 +76,13 @@ _SLEEP_SLICE = 0.05
 """Seconds the worker sleeps at a time while idle or paused, so that a stop is seen at once."""
 
 
-class Worker:
+class Worker(MessageSteps):
     """Consumes the named transports, highest priority first.
 
     After every message the worker starts again from the first transport, so a busy
-    high-priority transport is always served first.
+    high-priority transport is always served first. With ``concurrency`` above 1 it handles up
+    to that many messages at once (:mod:`messenger_core.concurrency`); with ``handler_timeout``
+    a message whose handling takes longer fails (and is retried like any other failure).
     """
 
     def __init__(
@@ -92,9 +94,17 @@ class Worker:
         queues: Sequence[str] | None = None,
         stop_signal: StopSignal | None = None,
         keepalive_interval: float | None = None,
+        concurrency: int = 1,
+        handler_timeout: float | None = None,
     ) -> None:
         if not transport_names:
             raise ConfigurationError("a worker needs at least one transport to consume")
+        if concurrency < 1:
+            raise ConfigurationError(f"a worker's concurrency is at least 1, got {concurrency}")
+        if handler_timeout is not None and not handler_timeout > 0:
+            raise ConfigurationError(f"a handler timeout is positive, got {handler_timeout}")
+        self.concurrency = concurrency
+        self.handler_timeout = handler_timeout
         self.messenger = messenger
         self.transport_names = list(transport_names)
         self.receivers: list[tuple[str, Receiver]] = []
@@ -126,6 +136,8 @@ class Worker:
             for name in self.transport_names
         }
         self._keepalive: Keepalive | None = None
+        self._pool: HandlerPool | None = None
+        self._limits = WorkerLimits()
         self._announce_each_message = True
         self.on_message: Callable[[Worker], None] | None = None
         """Called after every message (the command line's live status line uses it)."""
@@ -156,6 +168,7 @@ class Worker:
             handle_signals = threading.current_thread() is threading.main_thread()
         self.stats = WorkerStats()
         self._stopping = False
+        self._limits = limits
         hooks = self.messenger.hooks
         # Plugins are registered before a worker starts; asking pluggy twice per message
         # whether anyone listens would cost more than the rest of the worker's own work.
@@ -167,7 +180,13 @@ class Worker:
         # Installed last, so that the ``finally`` below always puts the previous ones back.
         previous = install_stop_handlers(self) if handle_signals else {}
         try:
+            if self.concurrency > 1:
+                from messenger_core.concurrency import HandlerPool  # noqa: PLC0415 (imports this)
+
+                self._pool = HandlerPool(self, self.concurrency)
             while not self._stopping:
+                if self._pool is not None:
+                    self._pool.settle_ready()
                 if self._consume_once(limits):
                     continue
                 if self._stopping:
@@ -176,11 +195,16 @@ class Worker:
                 self._check_limits(limits)
                 if not self._stopping and (self._paused or not self._receivers_wait()):
                     self._idle(sleep)
+            if self._pool is not None:
+                self._pool.drain()  # a stop finishes and settles every message in flight
         except WorkerInterrupted:
             self.stats.stop_reason = "interrupted"
             logger.warning("worker interrupted: stopping at once")
         finally:
             restore_handlers(previous)
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
             if self._keepalive:
                 self._keepalive.stop()
                 self._keepalive = None
@@ -243,6 +267,10 @@ class Worker:
                 if time.monotonic() < paused[name]:
                     continue
                 del paused[name]
+            if self._pool is not None:
+                self._pool.wait_for_slot()  # receive no more than can be handled now
+                if self._stopping:  # seen while waiting: receive nothing more
+                    return True
             received = False
             try:
                 envelopes: Iterable[Envelope] = (
@@ -252,7 +280,10 @@ class Worker:
                 )
                 for envelope in envelopes:
                     received = True
-                    self.handle(envelope, name, receiver)
+                    if self._pool is not None:
+                        self._pool.handle(envelope, name, receiver)
+                    else:
+                        self.handle(envelope, name, receiver)
                     self._check_limits(limits)
                     if self.on_message is not None:
                         self.on_message(self)
@@ -295,14 +326,21 @@ class Worker:
 
     def _idle(self, sleep: float) -> None:
         """Sleep ``sleep`` seconds (less if a paused receiver resumes sooner), seeing a stop."""
-        deadline = time.monotonic() + sleep
+        until = time.monotonic() + sleep
         if self._paused:
-            deadline = min(deadline, *self._paused.values())
+            until = min(until, *self._paused.values())
         while not self._stopping:
-            remaining = deadline - time.monotonic()
+            remaining = until - time.monotonic()
             if remaining <= 0:
                 break
-            time.sleep(min(_SLEEP_SLICE, remaining))
+            if self._pool is not None:  # settle what finished meanwhile
+                self._pool.settle_ready(timeout=min(_SLEEP_SLICE, remaining))
+            else:
+                time.sleep(min(_SLEEP_SLICE, remaining))
+
+    def check_limits(self) -> None:
+        """Stop (after the messages in flight) if a limit of the current run is reached."""
+        self._check_limits(self._limits)
 
     def _check_limits(self, limits: WorkerLimits) -> None:
         reason = limits.reached(self.stats)
@@ -310,60 +348,6 @@ class Worker:
             reason = "stop-workers was requested"
         if reason is not None:
             self.stop(reason)
-
-    # -- one message ------------------------------------------------------------------------
-    def handle(self, envelope: Envelope, transport_name: str, receiver: Receiver) -> None:
-        """Dispatch one received envelope and settle it with its receiver."""
-        hooks = self.messenger.hooks
-        self.stats.received += 1
-        envelope = envelope.with_(*self._received_stamps[transport_name])
-        if self._announce_each_message:
-            hooks.message_received(envelope, transport_name)
-        if isinstance(envelope.message, UndecodableMessage):
-            error = MessageDecodingError.from_message(envelope.message.reason)
-            self.failure_policy.settle(envelope, transport_name, receiver, error, envelope)
-            return
-        keepalive = self._watch(envelope, receiver) if self.keepalive_interval else None
-        try:
-            handled = self._bus_for(envelope).dispatch(envelope)
-        except Exception as error:
-            failed = error.envelope if isinstance(error, HandlerFailedError) else envelope
-            self.failure_policy.settle(envelope, transport_name, receiver, error, failed)
-            return
-        except WorkerInterrupted:
-            logger.warning(
-                "%s from %s was interrupted and not acknowledged: it comes back when its "
-                "reservation expires",
-                describe_message(envelope),
-                transport_name,
-                extra=message_fields(envelope, transport_name),
-            )
-            raise
-        finally:
-            if keepalive:
-                keepalive.clear()
-        receiver.ack(envelope)
-        self.stats.handled += 1
-        if self._announce_each_message:
-            hooks.message_handled(handled, transport_name)
-
-    def _bus_for(self, envelope: Envelope) -> MessageBus:
-        if self.forced_bus is not None:
-            return self.forced_bus
-        stamp = envelope.last(BusNameStamp)
-        return self.messenger.get_bus(stamp.bus_name) if stamp else self.messenger.bus
-
-    def failure_transport_for(self, transport_name: str) -> str | None:
-        """The failure transport of ``transport_name`` (its own, else the global one)."""
-        return failure_transport_for(self.messenger, transport_name)
-
-    def _watch(self, envelope: Envelope, receiver: Receiver) -> Keepalive | None:
-        if not self.keepalive_interval or not isinstance(receiver, KeepaliveReceiver):
-            return None
-        if self._keepalive is None:
-            self._keepalive = Keepalive(self.keepalive_interval)
-        self._keepalive.watch(envelope, receiver)
-        return self._keepalive
 
 
 def _start_line(worker: Worker, limits: WorkerLimits) -> str:
@@ -382,6 +366,10 @@ def _start_line(worker: Worker, limits: WorkerLimits) -> str:
     if forced:
         on += " for every message (--bus)"
     text = f"worker consuming {consumed}; {on}; limits: {limits.describe()}"
+    if worker.concurrency > 1:
+        text += f"; up to {worker.concurrency} messages at once"
+    if worker.handler_timeout:
+        text += f"; handler timeout {worker.handler_timeout:g}s"
     if worker.keepalive_interval:
         text += f"; keepalive every {worker.keepalive_interval:g}s"
     return text

@@ -143,6 +143,7 @@ def main(argv: Sequence[str] | None = None, *, application: Messenger | None = N
             context = CommandContext(
                 loader, stdout=stdout, stderr=stderr, stdin=stdin, verbosity=verbosity
             )
+            context.argv = tuple(arguments)
             try:
                 code = _run(context, rest)
             except BaseException:

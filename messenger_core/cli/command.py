@@ -161,6 +161,8 @@ class CommandContext:
         self.stderr = stderr
         self.stdin = stdin
         self.verbosity = verbosity
+        self.argv: tuple[str, ...] = ()
+        """The command line this command runs with (a supervisor starts its children so)."""
 
     @property
     def messenger(self) -> Messenger:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
+import os
 import time
 
 from messenger_core.app import Messenger
@@ -24,6 +25,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.hookspecs import hookimpl
 from messenger_core.logging_json import JsonFormatter, message_fields
 from messenger_core.logging_json import install as install_log_context
+from messenger_core.supervisor import WORKER_PROCESS_VARIABLE, Supervisor
 from messenger_core.transport import Receiver
 from messenger_core.transports.sync import SyncTransport
 from messenger_core.worker import Worker, describe_message
@@ -44,7 +46,15 @@ limits. On a terminal a live line shows the messages handled, retried (failed, s
 later), parked (failed for good, stored in the failure transport) and rejected (failed for
 good, no failure transport), the rate and the memory used; -v adds one log line per message,
 with its type, id and transport. Otherwise log lines go to stderr. The stop line gives the same
-counts."""
+counts.
+
+--concurrency M handles up to M messages at once in the process: synchronous handlers on M
+threads, async handlers as tasks on one event loop; every message is still settled by the
+worker's thread, and a stop finishes all of those in flight. --processes N runs N such worker
+processes under a supervisor that starts a dead one again (with a growing pause), passes
+SIGTERM/SIGINT on and waits for them; limits and stop-workers apply to each process.
+--handler-timeout S fails a message whose handling takes longer (an async handler is
+cancelled; a synchronous one fails when it returns); it is retried like any failure."""
 
 
 def register(commands: Commands) -> None:
@@ -111,10 +121,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="while a handler runs, renew the message's reservation every S seconds "
         "(default 5) on transports that support it",
     )
+    parser.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        metavar="N",
+        help="run N worker processes under a supervisor (default: 1, no supervisor)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=1,
+        metavar="M",
+        help="handle up to M messages at once in each process (default: 1)",
+    )
+    parser.add_argument(
+        "--handler-timeout",
+        type=positive_float,
+        metavar="S",
+        help="fail (and retry) a message whose handling takes longer than S seconds",
+    )
 
 
 def run(context: CommandContext, args: argparse.Namespace) -> int:
     """Consume until the worker stops; 0 on a graceful stop, 130 if interrupted."""
+    if args.processes > 1:
+        if context.loader.loaded is not None:
+            # Given an application already built (a framework's command): the children could
+            # not build it from the messenger command line.
+            raise UsageError(
+                "--processes needs the `messenger` command (its children load the application "
+                "themselves); run several processes of this command instead"
+            )
+        # A supervisor never loads the application: its children do.
+        return Supervisor(context.argv, args.processes).run()
     messenger = context.messenger
     names = _receivers(messenger, args)
     queues = [q.strip() for each in args.queues or [] for q in each.split(",") if q.strip()]
@@ -124,12 +164,18 @@ def run(context: CommandContext, args: argparse.Namespace) -> int:
         queues=queues or None,
         stop_signal=stop_signal_of(messenger),
         keepalive_interval=args.keepalive,
+        concurrency=args.concurrency,
+        handler_timeout=args.handler_timeout,
     )
     handlers = [h for h in logging.getLogger("messenger").handlers if isinstance(h, LogHandler)]
     structured = any(isinstance(h.formatter, JsonFormatter) for h in handlers)
     if structured:  # --log-format json: lines while handling name the message
         install_log_context(messenger)
+    # A supervised child shares its terminal with the others: live lines would overwrite
+    # each other, so it logs lines only.
+    supervised = WORKER_PROCESS_VARIABLE in os.environ
     terminal = is_terminal(context.stderr) and not context.quiet and not structured
+    terminal = terminal and not supervised
     status = StatusLine(context.stderr) if terminal else None
     reporter = _Reporter(worker, status, per_message=context.verbose)
     watching = status is not None or reporter.per_message

@@ -1,0 +1,101 @@
+"""The application of the supervisor and concurrency process tests.
+
+Built from ``MESSENGER_E2E_CONFIG`` (a ``jobs`` transport the tests choose: PostgreSQL or
+Redis). Its handlers record each message they handle where the tests can count them from
+another process: ``MESSENGER_E2E_RECORD`` is a Redis DSN (one ``HINCRBY <key> <id> 1`` per
+message, key ``MESSENGER_E2E_RECORD_KEY``) or a PostgreSQL DSN (one row per message in table
+``MESSENGER_E2E_RECORD_KEY``). Duplicates stay visible either way: an id handled twice counts 2.
+
+``MESSENGER_E2E_HANDLER_SLEEP`` (seconds) makes each handler wait, ``sync`` or ``async``
+(``MESSENGER_E2E_HANDLER_KIND``), recording ``start`` before and the id after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from typing import Any
+
+import attrs
+
+from messenger_core import Envelope, Messenger
+
+RECORD = os.environ.get("MESSENGER_E2E_RECORD", "")
+KEY = os.environ.get("MESSENGER_E2E_RECORD_KEY", "handled")
+SLEEP = float(os.environ.get("MESSENGER_E2E_HANDLER_SLEEP", "0"))
+KIND = os.environ.get("MESSENGER_E2E_HANDLER_KIND", "sync")
+
+messenger = Messenger.from_config(os.environ["MESSENGER_E2E_CONFIG"])
+
+
+@attrs.frozen
+class Job:
+    id: int
+
+
+_LOCAL = threading.local()
+
+
+def _redis() -> Any:
+    import redis  # noqa: PLC0415  (only the Redis runs need it)
+
+    client = getattr(_LOCAL, "redis", None)
+    if client is None:
+        client = _LOCAL.redis = redis.Redis.from_url(RECORD)
+    return client
+
+
+def _postgresql() -> Any:
+    import psycopg  # noqa: PLC0415  (only the PostgreSQL runs need it)
+
+    connection = getattr(_LOCAL, "pg", None)
+    if connection is None:
+        connection = _LOCAL.pg = psycopg.connect(RECORD, autocommit=True)
+    return connection
+
+
+def record(event: str, job_id: int) -> None:
+    """Count ``job_id`` under ``event`` (``handled`` or ``start``) in the record store."""
+    if RECORD.startswith("redis"):
+        _redis().hincrby(f"{KEY}:{event}", str(job_id), 1)
+    else:
+        _postgresql().execute(
+            f"INSERT INTO {KEY} (event, job_id, pid) VALUES (%s, %s, %s)",
+            (event, job_id, os.getpid()),
+        )
+
+
+if KIND == "async":
+
+    @messenger.handler
+    async def on_job_async(message: Job) -> None:
+        if SLEEP:
+            await asyncio.to_thread(record, "start", message.id)
+            await asyncio.sleep(SLEEP)
+        await asyncio.to_thread(record, "handled", message.id)
+
+else:
+
+    @messenger.handler
+    def on_job(message: Job) -> None:
+        if SLEEP:
+            record("start", message.id)
+            time.sleep(SLEEP)
+        record("handled", message.id)
+
+
+def fill(count: int, batch: int = 1000) -> None:
+    """Send jobs ``0 .. count - 1`` to the ``jobs`` transport, ``batch`` per call."""
+    transport = messenger.get_transport("jobs")
+    for start in range(0, count, batch):
+        envelopes = [Envelope(Job(n)) for n in range(start, min(start + batch, count))]
+        transport.send_batch(envelopes)  # type: ignore[attr-defined]
+    messenger.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    fill(int(sys.argv[1]))
