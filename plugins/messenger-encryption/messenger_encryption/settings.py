@@ -6,12 +6,12 @@ keys themselves, so the configuration can be printed, logged and committed.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import attrs
 
+from messenger_core._suggest import close_matches
 from messenger_core.errors import ConfigurationError
 
 __all__ = [
@@ -84,7 +84,7 @@ class EncryptionSettings:
         known = [field.name for field in attrs.fields(cls)]
         for name in options:
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
+                close = close_matches(name, known)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ConfigurationError(
                     f"{WHERE}: unknown option {name!r}{hint} (options: {', '.join(known)})"
