@@ -103,6 +103,18 @@ def worker_fields(transport_names: Sequence[str]) -> dict[str, str]:
     return {TRANSPORT: transport_names[0]} if len(transport_names) == 1 else {}
 
 
+_receiving: dict[str, Mapping[str, str]] = {}
+
+
+def receiving_from(transport_name: str) -> None:
+    """The worker of this thread is about to receive from ``transport_name``: what a transport
+    logs while receiving (an outage, a reconnection, a claimed message) names it."""
+    fields = _receiving.get(transport_name)
+    if fields is None:
+        fields = _receiving[transport_name] = MappingProxyType({TRANSPORT: transport_name})
+    _context.set(fields)  # until a message is received, or the worker idles
+
+
 def current_fields() -> Mapping[str, str]:
     """The fields of the message the worker of this thread is handling (empty if none)."""
     return _context.get()

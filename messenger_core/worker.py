@@ -38,7 +38,7 @@ from messenger_core.errors import (
 )
 from messenger_core.failure_policy import HISTORY, Backoff, FailurePolicy
 from messenger_core.keepalive import Keepalive
-from messenger_core.logging_json import message_fields, worker_fields
+from messenger_core.logging_json import message_fields, receiving_from, worker_fields
 from messenger_core.stamps import ConsumedByWorkerStamp, ReceivedStamp
 from messenger_core.stop_signal import StopSignal
 from messenger_core.transport import (
@@ -272,6 +272,7 @@ class Worker(MessageSteps):
                 if self._stopping:  # seen while waiting: receive nothing more
                     return True
             received = False
+            receiving_from(name)
             try:
                 envelopes: Iterable[Envelope] = (
                     receiver.get_from_queues(self.queues)  # type: ignore[attr-defined]

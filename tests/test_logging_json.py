@@ -166,3 +166,35 @@ def test_message_fields() -> None:
         "message_id": "7",
         "transport": "async",
     }
+
+
+def test_a_transport_line_logged_while_receiving_names_the_transport() -> None:
+    """What a transport logs inside get() (an outage, a reconnection) names it, even for a
+    worker consuming several transports."""
+    messenger = Messenger({"transports": {"first": "memory://", "second": "memory://"}})
+    transport_logger = logging.getLogger("messenger.test.transport")
+    for name in ("first", "second"):
+        transport = messenger.get_transport(name)
+        original = transport.get
+
+        def logging_get(original: Any = original, name: str = name) -> Any:
+            transport_logger.warning("polling %s", name)
+            return original()
+
+        transport.get = logging_get  # type: ignore[method-assign]
+    install(messenger)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(ContextFilter())
+    root = logging.getLogger("messenger")
+    root.addHandler(handler)
+    try:
+        messenger.worker(["first", "second"]).run(time_limit=0.05, handle_signals=False)
+    finally:
+        root.removeHandler(handler)
+    polls = [line for line in records(stream.getvalue()) if line["message"].startswith("poll")]
+    assert {(line["message"], line["transport"]) for line in polls} == {
+        ("polling first", "first"),
+        ("polling second", "second"),
+    }
