@@ -49,7 +49,7 @@ __all__ = [
     "parse_stop_signal_options",
 ]
 
-logger = logging.getLogger("messenger_transport_sql")
+logger = logging.getLogger("messenger.transport.sql")
 
 DEFAULT_TABLE_NAME = "messenger_stop_signal"
 """The table holding stop requests unless the ``table_name`` option names another."""
