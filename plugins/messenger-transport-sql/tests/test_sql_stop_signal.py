@@ -101,7 +101,7 @@ def test_a_worker_carries_on_when_the_database_is_down(
     signal = SqlStopSignal.from_dsn(Dsn.parse(dsn))
     signal.CHECK_INTERVAL = signal.FAILURE_INTERVAL = 0.0
     try:
-        with caplog.at_level(logging.DEBUG, logger="messenger_transport_sql"):
+        with caplog.at_level(logging.DEBUG, logger="messenger.transport.sql"):
             assert not signal.requested_since(0.0)
             assert not signal.requested_since(0.0)
     finally:
