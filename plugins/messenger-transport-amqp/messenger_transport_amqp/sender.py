@@ -37,6 +37,8 @@ __all__ = ["AmqpSender", "Publication"]
 
 PERSISTENT = 2
 _SELECT_TIMEOUT = 10.0
+_HAND_BACK_TIMEOUT = 15.0
+"""Seconds closing waits for the confirms of the unhandled messages it publishes again."""
 
 
 @attrs.frozen
@@ -130,8 +132,23 @@ class AmqpSender:
         what = "publish messages" if len(publications) > 1 else "publish a message"
         self._connection.run(lambda channel: self.publish_on(channel, publications), what)
 
-    def publish_on(self, channel: BlockingChannel, publications: Sequence[Publication]) -> None:
-        """Publish on ``channel`` now (holding the connection's lock), waiting for confirms."""
+    def publish_confirmed(
+        self, channel: BlockingChannel, publications: Sequence[Publication]
+    ) -> None:
+        """Publish on ``channel`` now and wait for RabbitMQ's confirms, whatever
+        ``confirm_timeout`` is (handing back on close: the originals are acknowledged next)."""
+        self.publish_on(channel, publications, self._confirm_timeout or _HAND_BACK_TIMEOUT)
+
+    def publish_on(
+        self,
+        channel: BlockingChannel,
+        publications: Sequence[Publication],
+        confirm_timeout: float | None = None,
+    ) -> None:
+        """Publish on ``channel`` now (holding the connection's lock), waiting for confirms
+        with ``confirm_timeout`` (default: the option)."""
+        if confirm_timeout is None:
+            confirm_timeout = self._confirm_timeout
         topology = self._connection.topology
         # pika's asynchronous channel (private, but the only way to publish many and confirm
         # once) buffers frames without writing them; the blocking channel's basic_publish
@@ -150,11 +167,11 @@ class AmqpSender:
             self._next_tag += 1
             publish = channel.basic_publish if index == last else impl.basic_publish
             publish(each.exchange, each.routing_key, each.body, each.properties)
-        if self._confirm_timeout is None:
+        if confirm_timeout is None:
             if self._nacked:
                 self._report_nacks()
             return
-        self._await_confirms(channel, first, self._confirm_timeout)
+        self._await_confirms(channel, first, confirm_timeout)
 
     def sync(self, timeout: float) -> None:
         """Wait (holding the connection's lock) until RabbitMQ confirmed every message sent so
