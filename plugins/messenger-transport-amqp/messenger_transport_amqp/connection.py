@@ -123,6 +123,15 @@ class AmqpConnection:
         self.check_open()
         with self.lock:
             try:
+                channel = self._channel
+                if channel is not None and channel.is_open and not self.reconnect.in_outage:
+                    # The common case, without the policy's closures and clock reads (a
+                    # few microseconds a send): a failure here goes the long way below.
+                    try:
+                        return operation(channel)
+                    except RETRYABLE as error:
+                        self.reconnect.failed(what, error)
+                        self.drop()
                 return self.reconnect.run(
                     lambda: operation(self._ensure()), what, budget=budget, on_error=self.drop
                 )

@@ -8,9 +8,11 @@ hold), or lets pika wait a little for one to arrive (a :class:`WaitingReceiver`)
 Settling is :mod:`.settling`'s; acknowledgements held back are written before ``get()``
 waits.
 
-On close, buffered messages the worker never saw are published again as new messages (and
-the originals acknowledged), so that they do not come back flagged as redelivered; a message
-handed out and never settled is put back (``basic.nack requeue=true``), flagged redelivered.
+On close, the consumers are cancelled while the deliveries RabbitMQ still pushes are buffered
+(not rejected, as pika's ``basic_cancel`` would); buffered messages the worker never saw are
+then published again as new messages (confirmed, then the originals acknowledged), so that they
+do not come back flagged as redelivered; a message handed out and never settled is put back
+(``basic.nack requeue=true``), flagged redelivered.
 
 When the connection is lost instead, RabbitMQ puts back everything the channel held, all
 flagged redelivered, also the buffered messages nobody saw. The receiver remembers those
@@ -23,10 +25,12 @@ the handled one runs again, which at-least-once allows.)
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+import pika  # type: ignore[import-untyped]
 from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[import-untyped]
 
 from messenger_core.envelope import Envelope
@@ -49,6 +53,8 @@ _UNSEEN_LIMIT = 10_000
 """At most about this many messages lost with a channel are remembered as never seen."""
 _DRAIN_WAIT = 0.005
 """Seconds a ``get()`` that just ran dry waits for deliveries still on the wire."""
+_CANCEL_TIMEOUT = 10.0
+"""Seconds closing waits for RabbitMQ to confirm cancelling the consumers."""
 _handed_out: list[Any] = [0, None]
 """Messages handed out by every AMQP receiver of the process, and the last receiver that
 handed one out (see ``_wait_time``)."""
@@ -285,27 +291,64 @@ class AmqpReceiver:
         return bool(self._consuming or self._settler.outstanding)
 
     def hand_back(self, channel: BlockingChannel, sender: AmqpSender) -> None:
-        """On close: acknowledgements out, buffered messages published again as new ones (then
-        acknowledged), messages handed out and not settled put back."""
+        """On close: acknowledgements out, consumers cancelled (what RabbitMQ pushes until it
+        confirms a cancel is buffered too), buffered messages published again as new ones
+        (then acknowledged), messages handed out and not settled put back."""
         settler = self._settler
         settler.send_acks(channel)
-        channel.connection.process_data_events(0)  # what arrived is buffered, not nacked
-        for consumer_tag in list(self._consuming.values()):
-            channel.basic_cancel(consumer_tag)
-        self._consuming.clear()
-        unseen = [d for b in self._buffers.values() for d in b if not d.redelivered]
+        self._cancel_consumers(channel)
+        unseen = [
+            d for b in self._buffers.values() for d in b if not d.redelivered or self._was_unseen(d)
+        ]
         for buffer in self._buffers.values():
             buffer.clear()
         if unseen:
             # Straight to the queue it came from (default exchange), as it was; confirmed
-            # first when the transport confirms, then the originals acknowledged.
-            sender.publish_on(
+            # first, then the originals acknowledged (a copy RabbitMQ did not store leaves its
+            # original unacknowledged: it comes back, flagged redelivered, not lost).
+            sender.publish_confirmed(
                 channel, [Publication("", d.queue, d.body, d.properties) for d in unseen]
             )
             for delivery in unseen:
                 settler.forget(delivery)
                 channel.basic_ack(delivery.tag)
         settler.requeue_all(channel)
+
+    def _cancel_consumers(self, channel: BlockingChannel) -> None:
+        """Cancel every consumer, buffering the deliveries RabbitMQ sends until it confirms.
+
+        pika's ``basic_cancel`` rejects (requeue) every delivery that arrives between
+        ``basic.cancel`` and ``cancel-ok``, and the acknowledgements just sent opened the
+        prefetch window, so RabbitMQ is pushing right then: the rejected messages would
+        come back flagged redelivered though nobody saw them, and the next worker's
+        reject-redelivered middleware would fail them. So ``basic.cancel`` is sent through
+        the channel's private ``_rpc`` (pika has no public way to cancel without rejecting),
+        deliveries keep reaching the callback, which buffers them, until ``cancel-ok``:
+        AMQP promises none after it. The public ``basic_cancel`` then only makes pika forget
+        the consumer (RabbitMQ answers ``cancel-ok`` for a tag it no longer knows, and
+        pushes nothing more for it)."""
+        impl = channel._impl
+        waiting: set[str] = set(self._consuming.values())
+        for tag in list(waiting):
+            impl._rpc(
+                pika.spec.Basic.Cancel(consumer_tag=tag),
+                lambda frame: waiting.discard(frame.method.consumer_tag),
+                [(pika.spec.Basic.CancelOk, {"consumer_tag": tag})],
+            )
+        deadline = time.monotonic() + _CANCEL_TIMEOUT
+        while waiting and time.monotonic() < deadline:
+            channel.connection.process_data_events(time_limit=0.05)
+        channel.connection.process_data_events(0)  # dispatch what came before cancel-ok
+        if waiting:
+            logger.warning(
+                "RabbitMQ at %s did not confirm cancelling %d consumer(s) within %g s",
+                self._connection.where,
+                len(waiting),
+                _CANCEL_TIMEOUT,
+            )
+        for tag in self._consuming.values():
+            channel.basic_cancel(tag)
+        self._consuming.clear()
 
 
 def _stamp_of(envelope: Envelope, what: str) -> AmqpReceivedStamp:

@@ -85,7 +85,7 @@ class ReconnectPolicy:
             try:
                 result = operation()
             except RETRYABLE as error:
-                self._failed(what, error)
+                self.failed(what, error)
                 on_error()
                 if time.monotonic() >= deadline:
                     raise self._unreachable(what, time.monotonic() - started) from error
@@ -108,7 +108,8 @@ class ReconnectPolicy:
                 time.monotonic() - since,
             )
 
-    def _failed(self, what: str, error: BaseException) -> None:
+    def failed(self, what: str, error: BaseException) -> None:
+        """``what`` failed with a retryable ``error``: an outage starts (logged) or goes on."""
         with self._lock:
             first = self._outage_since is None
             now = time.monotonic()

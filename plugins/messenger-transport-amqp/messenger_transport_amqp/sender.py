@@ -7,13 +7,17 @@ the routing key and properties. With a ``DelayStamp`` it goes to the delays exch
 in its delay queue (see :mod:`.topology`); a retry (a received message re-sent with a
 ``RedeliveryStamp``) waits in a ``_retry`` queue that sends it back to its own queue only.
 
-The channel is always in confirm mode. With ``confirm_timeout``, a send, or a whole batch,
-returns only once RabbitMQ confirmed every message (one wait per batch); a ``nack`` or no
-answer in time raises :class:`~messenger_core.errors.TransportError`. Without it, a send
-returns once the message is written to the socket, as in Symfony; the confirms are still
-tracked, so that counting messages and closing wait for the messages sent before (a late
-``nack`` is logged as an error). A send interrupted by a lost connection is published again
-on a new one (at-least-once: it may then be stored twice).
+The channel is in confirm mode only with ``confirm_timeout`` (confirms cost RabbitMQ work
+and this process CPU on every message): a send, or a whole batch, then returns only once
+RabbitMQ confirmed every message (one wait per batch); a ``nack`` or no answer in time raises
+:class:`~messenger_core.errors.TransportError`. Without it, a send returns once the message is
+written to the socket, as in Symfony; closing still loses nothing (pika writes everything and
+RabbitMQ handles a channel's frames in order before it answers the close). Counting messages
+needs to know that the messages sent before are in their queues, which only confirms tell (a
+queue answers a count before it takes in the publishes it already received): so the first
+``message_count()`` puts the transport in confirm mode, for the sends after it (a process
+that counts sends little, a producer that never counts pays nothing). A send interrupted by a lost
+connection is published again on a new one (at-least-once: it may then be stored twice).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ __all__ = ["AmqpSender", "Publication"]
 
 PERSISTENT = 2
 _SELECT_TIMEOUT = 10.0
+_HAND_BACK_TIMEOUT = 15.0
+"""Seconds closing waits for the confirms of the unhandled messages it publishes again."""
 
 
 @attrs.frozen
@@ -71,8 +77,10 @@ class AmqpSender:
         self._pending: set[int] = set()
         self._nacked: list[int] = []
         self._select_ok = False
+        self._confirming = False
+        self._always_confirm = options.confirm_timeout is not None
         self._waiting = False
-        connection.on_open.append(self._select_confirms)
+        connection.on_open.append(self._on_open)
 
     # -- building ------------------------------------------------------------------------------
     def publication(self, envelope: Envelope) -> Publication:
@@ -130,8 +138,26 @@ class AmqpSender:
         what = "publish messages" if len(publications) > 1 else "publish a message"
         self._connection.run(lambda channel: self.publish_on(channel, publications), what)
 
-    def publish_on(self, channel: BlockingChannel, publications: Sequence[Publication]) -> None:
-        """Publish on ``channel`` now (holding the connection's lock), waiting for confirms."""
+    def publish_confirmed(
+        self, channel: BlockingChannel, publications: Sequence[Publication]
+    ) -> None:
+        """Publish on ``channel`` now and wait for RabbitMQ's confirms, whatever
+        ``confirm_timeout`` is (handing back on close: the originals are acknowledged next)."""
+        self.publish_on(channel, publications, self._confirm_timeout or _HAND_BACK_TIMEOUT)
+
+    def publish_on(
+        self,
+        channel: BlockingChannel,
+        publications: Sequence[Publication],
+        confirm_timeout: float | None = None,
+    ) -> None:
+        """Publish on ``channel`` now (holding the connection's lock), waiting for confirms
+        with ``confirm_timeout`` (default: the option)."""
+        if confirm_timeout is None:
+            confirm_timeout = self._confirm_timeout
+        elif not self._confirming:
+            self._select_confirms(channel)  # handing back on close: wait for these once
+        confirming = self._confirming
         topology = self._connection.topology
         # pika's asynchronous channel (private, but the only way to publish many and confirm
         # once) buffers frames without writing them; the blocking channel's basic_publish
@@ -145,16 +171,16 @@ class AmqpSender:
                 topology.declare_delay_queue(
                     channel, each.delay_ms, each.final_routing_key, each.retry
                 )
-            # Counted before publishing: writing it may read its confirm already.
-            self._pending.add(self._next_tag)
-            self._next_tag += 1
+            if confirming:  # counted before publishing: writing it may read its confirm
+                self._pending.add(self._next_tag)
+                self._next_tag += 1
             publish = channel.basic_publish if index == last else impl.basic_publish
             publish(each.exchange, each.routing_key, each.body, each.properties)
-        if self._confirm_timeout is None:
+        if confirm_timeout is None:
             if self._nacked:
                 self._report_nacks()
             return
-        self._await_confirms(channel, first, self._confirm_timeout)
+        self._await_confirms(channel, first, confirm_timeout)
 
     def sync(self, timeout: float) -> None:
         """Wait (holding the connection's lock) until RabbitMQ confirmed every message sent so
@@ -181,10 +207,28 @@ class AmqpSender:
             )
 
     # -- confirms ------------------------------------------------------------------------------
+    def _on_open(self, channel: BlockingChannel) -> None:
+        """A new channel: not in confirm mode, unless ``confirm_timeout`` (or counting)
+        asks for it."""
+        self._next_tag, self._pending, self._nacked = 1, set(), []
+        self._confirming = False
+        if self._always_confirm:
+            self._select_confirms(channel)
+
+    def confirm_from_now(self) -> None:
+        """Track confirms of every message sent from now on (counting messages asked for
+        it): :meth:`sync` then waits for them."""
+        connection = self._connection
+        with connection.lock:
+            self._always_confirm = True
+            if connection.connected and not self._confirming:
+                connection.run(self._select_confirms, "select confirm mode", budget=0)
+
     def _select_confirms(self, channel: BlockingChannel) -> None:
-        """Put a new channel in confirm mode; its delivery tags start at 1."""
+        """Put the channel in confirm mode; its delivery tags start at 1."""
         self._next_tag, self._pending, self._nacked = 1, set(), []
         self._select_ok = False
+        self._confirming = True
 
         def selected(_frame: Any) -> None:
             self._select_ok = True

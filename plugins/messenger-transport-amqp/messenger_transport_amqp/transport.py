@@ -138,9 +138,13 @@ class AmqpTransport:
     def message_count(self) -> int:
         """Messages waiting: ready in the transport's queues (summed, as Symfony counts them)
         plus those RabbitMQ pushed to this transport that it has not handed out yet. Not
-        those other consumers hold, nor those waiting in delay queues."""
+        those other consumers hold, nor those waiting in delay queues. Messages this transport
+        just sent are counted once confirmed with ``confirm_timeout``; without it, a classic
+        queue counts them (the count is asked on the same channel, after them), a quorum
+        queue may count them a moment later (it counts what its replicas agreed on)."""
+        self._sender.confirm_from_now()
         try:
-            self._sender.sync(_SYNC_TIMEOUT)  # the messages this transport sent are counted
+            self._sender.sync(_SYNC_TIMEOUT)  # confirmed: the messages sent are counted
         except TransportError as error:  # an estimate all the same
             logger.warning("counting messages: %s", error)
 

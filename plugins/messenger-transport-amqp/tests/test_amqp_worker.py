@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from amqp_test_support import Exchange, Order, order, ready_count, require_amqp
+from amqp_test_support import Exchange, Order, order, ready_count, receive, require_amqp
 from messenger_transport_amqp import AmqpStamp
 
 from messenger_core import Messenger
-from messenger_core.stamps import TransportNamesStamp
+from messenger_core.envelope import Envelope
+from messenger_core.stamps import TransportNamesStamp, TransportRedeliveredStamp
 
 
 @pytest.fixture
@@ -24,7 +25,9 @@ def two_exchanges() -> Iterator[tuple[Exchange, Exchange]]:
         each.close()
 
 
-def app(high: Exchange, low: Exchange, **low_options: Any) -> tuple[Messenger, list[str]]:
+def app(
+    high: Exchange, low: Exchange, pause: float = 0.0, **low_options: Any
+) -> tuple[Messenger, list[str]]:
     handled: list[str] = []
     messenger = Messenger(
         {
@@ -40,6 +43,8 @@ def app(high: Exchange, low: Exchange, **low_options: Any) -> tuple[Messenger, l
     @messenger.handler
     def on_order(message: Order) -> None:
         handled.append(message.text)
+        if pause:
+            time.sleep(pause)
 
     return messenger, handled
 
@@ -105,3 +110,38 @@ def test_an_amqp_stamp_given_to_dispatch_routes_the_message(
         )
     assert ready_count(eu) == (1, 0)
     assert ready_count(us) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("prefetch", "stop"),
+    [(50, {"limit": 120}), (1000, {"limit": 120}), (50, {"time_limit": 0.3})],
+    ids=["prefetch-50-limit", "prefetch-1000-limit", "prefetch-50-time-limit"],
+)
+def test_a_worker_that_stops_leaves_its_unhandled_messages_unflagged(
+    two_exchanges: tuple[Exchange, Exchange], prefetch: int, stop: dict[str, Any]
+) -> None:
+    """A worker stopping on a backlog has just acknowledged its last messages, so RabbitMQ
+    is pushing more while it cancels its consumer: those, and all it had buffered, must
+    come back as new messages to the next receiver (no TransportRedeliveredStamp, which the
+    reject-redelivered middleware would fail), none lost, none twice."""
+    high, low = two_exchanges
+    total = prefetch + 400
+    messenger, handled = app(high, low, 0.001, prefetch_count=prefetch)
+    with messenger:
+        sender = low.transport()
+        sender.setup()
+        sender.send_batch([order(n, str(n)) for n in range(total)])
+        messenger.worker(["low"]).run(handle_signals=False, **stop)
+    assert 0 < len(handled) < total
+    receiver = low.transport(prefetch_count=prefetch)
+    rest: list[Envelope] = []
+    deadline = time.monotonic() + 20
+    while len(rest) < total - len(handled) and time.monotonic() < deadline:
+        for envelope in receiver.get():  # acknowledged as they come: the window moves on
+            rest.append(envelope)
+            receiver.ack(envelope)
+    redelivered = [e for e in rest if e.last(TransportRedeliveredStamp) is not None]
+    assert redelivered == []
+    texts = handled + [e.message.text for e in rest]
+    assert sorted(texts, key=int) == [str(n) for n in range(total)]  # none lost, none twice
+    assert receive(receiver, 1, timeout=0.5) == []

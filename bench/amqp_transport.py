@@ -1,8 +1,8 @@
 """Benchmark of the AMQP transport against raw pika doing the same by hand.
 
-    python bench/amqp.py [--messages 20000] [--runs 5] [--batch-size 1000] [--prefetch 1000]
-                         [--dsn amqp://guest:guest@127.0.0.1:5672/%2f] [--symfony-rate 5200]
-    python bench/amqp.py --clients [--messages 20000] [--runs 3] [--prefetch 1000]
+    python bench/amqp_transport.py [--messages 20000] [--runs 5] [--batch-size 1000]
+        [--prefetch 1000] [--dsn amqp://guest:guest@127.0.0.1:5672/%2f] [--symfony-rate 5200]
+    python bench/amqp_transport.py --clients [--messages 20000] [--runs 3] [--prefetch 1000]
 
 For each run, on a fresh exchange and queue (durable, persistent messages):
 
