@@ -38,6 +38,7 @@ from messenger_core.scanning import is_method_in_class_body, scan_modules
 from messenger_core.serializer import Serializer
 from messenger_core.stop_signal import ClosableStopSignal, StopSignal
 from messenger_core.transport import Transport
+from messenger_core.transport_table import TransportTable
 from messenger_core.wiring import (
     configured_stop_signal,
     create_transport,
@@ -108,7 +109,11 @@ class Messenger:
         self.root_dispatch = RootDispatch()
         self._stop_signal = stop_signal
         self._buses: dict[str, MessageBus] = {}
-        self._transports: dict[str, Transport] = {}
+        self.transports = TransportTable(
+            self.config.transports,
+            lambda name, config: create_transport(self, name, config, self.serializer),
+        )
+        """The application's transports by name (:meth:`get_transport` reads it)."""
         self._lock = threading.RLock()
         self.hooks.register_types(self.registry)
         self.hooks.configure(self)
@@ -223,7 +228,7 @@ class Messenger:
         in ``messenger debug``), since names are not imported.
         """
         for name in transport_names:
-            if name not in self.config.transports and name not in self._transports:
+            if name not in self.transports:
                 raise ConfigurationError(f"cannot route to unknown transport {name!r}")
         if isinstance(message, type):
             self.registry.register(message)
@@ -266,36 +271,15 @@ class Messenger:
     @property
     def transport_names(self) -> list[str]:
         """Every configured or added transport name."""
-        return list(dict.fromkeys([*self.config.transports, *self._transports]))
+        return self.transports.names
 
     def get_transport(self, name: str) -> Transport:
         """The transport called ``name``, connected on first use."""
-        transport = self._transports.get(name)
-        if transport is None:
-            with self._lock:
-                transport = self._transports.get(name)
-                if transport is None:
-                    config = self.config.transports.get(name)
-                    if config is None:
-                        known = ", ".join(self.transport_names) or "none"
-                        raise ConfigurationError(
-                            f"no transport named {name!r} (configured: {known})"
-                        )
-                    transport = create_transport(self, name, config, self.serializer)
-                    self._transports[name] = transport
-        return transport
+        return self.transports.get(name)
 
     def add_transport(self, name: str, transport: Transport | str | TransportConfig) -> Transport:
         """Add a transport: a ready object, a DSN or a :class:`TransportConfig`."""
-        with self._lock:
-            if name in self._transports or name in self.config.transports:
-                raise ConfigurationError(f"a transport named {name!r} exists already")
-            if isinstance(transport, str):
-                transport = TransportConfig(dsn=transport)
-            if isinstance(transport, TransportConfig):
-                transport = create_transport(self, name, transport, self.serializer)
-            self._transports[name] = transport
-            return transport
+        return self.transports.add(name, transport)
 
     def serializer(self, name: str | None = None) -> Serializer:
         """A serializer by name (default: the configured default, ``json``)."""
@@ -351,10 +335,7 @@ class Messenger:
 
     def close(self) -> None:
         """Close every transport that was opened, and the stop signal's connections."""
-        with self._lock:
-            transports, self._transports = list(self._transports.values()), {}
-        for transport in transports:
-            transport.close()
+        self.transports.close()
         if isinstance(self._stop_signal, ClosableStopSignal):
             self._stop_signal.close()
 

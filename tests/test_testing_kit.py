@@ -313,7 +313,8 @@ def test_the_application_is_restored_after_each_test(shop: pytest.Pytester) -> N
 
         def test_after():
             assert not any(
-                isinstance(t, RecordingTransport) for t in shop.messenger._transports.values()
+                isinstance(shop.messenger.transports.built(name), RecordingTransport)
+                for name in shop.messenger.transport_names
             )
         """,
     )

@@ -19,7 +19,6 @@ from messenger_core.hookspecs import hookimpl
 from messenger_core.stamps import Stamp
 from messenger_core.testing.kit.messages import QueueView
 from messenger_core.testing.kit.transport import RecordingTransport
-from messenger_core.transport import Transport
 from messenger_core.transports.sync import SyncTransport
 
 if TYPE_CHECKING:
@@ -107,8 +106,8 @@ class MessengerTest:
         self._transports: dict[str, RecordingTransport] = {}
         # The application keeps its transports by name and looks them up at every send: put
         # ours in its table, and the real ones back when the test is over.
-        table: dict[str, Transport] = messenger._transports
-        self._saved = dict(table)
+        table = messenger.transports
+        self._saved = {name: table.built(name) for name in table.names}
         for name in messenger.transport_names:
             if name in keep or self._is_sync(name):
                 continue
@@ -117,7 +116,7 @@ class MessengerTest:
             )
             transport.on_send = self._sent
             self._transports[name] = transport
-            table[name] = transport
+            table.replace(name, transport)
         self._closed = False
 
     # -- what the test looks at --------------------------------------------------------------
@@ -238,13 +237,15 @@ class MessengerTest:
         if self._closed:
             return
         self._closed = True
-        table: dict[str, Transport] = self.messenger._transports
-        created = [t for name, t in table.items() if self._saved.get(name) is not t]
-        table.clear()
-        table.update(self._saved)
-        for transport in created:
-            if not isinstance(transport, RecordingTransport):
-                transport.close()
+        table = self.messenger.transports
+        for name in table.names:
+            original = self._saved.get(name)
+            current = table.built(name)
+            if current is original:
+                continue
+            table.replace(name, original)
+            if current is not None and not isinstance(current, RecordingTransport):
+                current.close()  # built during the test
 
     def __enter__(self) -> MessengerTest:
         return self
@@ -284,7 +285,7 @@ class MessengerTest:
     def _is_sync(self, name: str) -> bool:
         config = self.messenger.config.transports.get(name)
         if config is None:
-            return isinstance(self.messenger._transports.get(name), SyncTransport)
+            return isinstance(self.messenger.transports.built(name), SyncTransport)
         return Dsn.parse(config.dsn).scheme == "sync"
 
     def _serializer_for(self, name: str, serialize: bool) -> Any:
