@@ -72,6 +72,7 @@ class SymfonySerializer:
         # (Symfony stamp header, its value) -> the core stamps read from it; most values repeat
         # (the bus name, the failure transport's name).
         self._decoded: dict[tuple[str, str], tuple[Stamp, ...]] = {}
+        self._encoded: dict[Stamp, str] = {}
 
     @property
     def json(self) -> JsonSerializer:
@@ -82,14 +83,14 @@ class SymfonySerializer:
 
     def encode(self, envelope: Envelope) -> TransportMessage:
         """The message as Symfony's serializer would write it."""
-        symfony: dict[str, list[Any]] = {}
+        symfony: dict[str, list[str]] = {}
         others: list[Stamp] = []
         for stamp in envelope.stamps:
             mapping = BY_CORE_CLASS.get(stamp.__class__)
             if mapping is None:
                 others.append(stamp)
             else:
-                symfony.setdefault(mapping.symfony, []).append(mapping.write(stamp))
+                symfony.setdefault(mapping.symfony, []).append(self._written(mapping, stamp))
         if symfony:
             envelope = Envelope(envelope.message, others)
         encoded = self.json.encode(envelope)
@@ -97,8 +98,19 @@ class SymfonySerializer:
         for name, value in encoded.headers.items():
             headers[_outgoing_header(name)] = value
         for name, items in symfony.items():
-            headers[STAMP_HEADER_PREFIX + name] = json.dumps(items, separators=(",", ":"))
+            headers[STAMP_HEADER_PREFIX + name] = "[" + ",".join(items) + "]"
         return TransportMessage(encoded.body, headers)
+
+    def _written(self, mapping: StampMapping, stamp: Stamp) -> str:
+        """The JSON of one stamp as Symfony writes it; most repeat (the bus name), so the text
+        of each is kept (stamps are immutable values)."""
+        text = self._encoded.get(stamp)
+        if text is None:
+            text = json.dumps(mapping.write(stamp), separators=(",", ":"))
+            if len(self._encoded) >= _CACHE_SIZE:
+                self._encoded.clear()
+            self._encoded[stamp] = text
+        return text
 
     # -- decoding ---------------------------------------------------------------------------
 
