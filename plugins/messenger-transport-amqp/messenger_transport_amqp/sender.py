@@ -18,12 +18,16 @@ queue answers a count before it takes in the publishes it already received): so 
 ``message_count()`` puts the transport in confirm mode, for the sends after it (a process
 that counts sends little, a producer that never counts pays nothing). A send interrupted by a lost
 connection is published again on a new one (at-least-once: it may then be stored twice).
+
+The frames are written by :class:`~messenger_transport_amqp.frames.PublishFrames`, which
+encodes each distinct set of properties once; a send then returns once they are written to
+the socket, as pika's ``basic_publish`` does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -35,6 +39,7 @@ from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import DelayStamp, RedeliveryStamp
 from messenger_transport_amqp.connection import AmqpConnection, logger
+from messenger_transport_amqp.frames import PublishFrames, encode_properties
 from messenger_transport_amqp.stamps import AmqpReceivedStamp, AmqpStamp
 
 __all__ = ["AmqpSender", "Publication"]
@@ -52,7 +57,8 @@ class Publication:
     exchange: str
     routing_key: str
     body: bytes
-    properties: pika.BasicProperties
+    properties: bytes | pika.BasicProperties
+    """Encoded (see :mod:`.frames`), or as pika gives them for a message received."""
     delay_ms: int = 0
     final_routing_key: str | None = None
     retry: bool = False
@@ -80,22 +86,23 @@ class AmqpSender:
         self._confirming = False
         self._always_confirm = options.confirm_timeout is not None
         self._waiting = False
+        self._frames = PublishFrames()
         connection.on_open.append(self._on_open)
 
     # -- building ------------------------------------------------------------------------------
     def publication(self, envelope: Envelope) -> Publication:
         """What to publish for ``envelope``."""
         message = self._serializer.encode(envelope)
-        headers = dict(message.headers)
-        content_type = headers.pop("Content-Type", None)
         stamp = envelope.last(AmqpStamp)
-        attributes: dict[str, Any] = dict(stamp.attributes) if stamp is not None else {}
-        headers = {**dict(attributes.pop("headers", None) or {}), **headers}
-        if content_type is not None:
-            attributes.setdefault("content_type", content_type)
-        attributes.setdefault("delivery_mode", PERSISTENT)
-        attributes.setdefault("timestamp", int(time.time()))
-        properties = pika.BasicProperties(headers=headers, **attributes)
+        timestamp = int(time.time())
+        if stamp is None or not stamp.attributes:
+            # The properties follow from the headers and the second alone: encoded once.
+            key = (timestamp, tuple(message.headers.items()))
+            properties: bytes | pika.BasicProperties = self._frames.properties(
+                key, lambda: _properties(message.headers, {}, timestamp)
+            )
+        else:
+            properties = _properties(message.headers, stamp.attributes, timestamp)
 
         routing_key = stamp.routing_key if stamp is not None else None
         if routing_key is None:
@@ -159,23 +166,33 @@ class AmqpSender:
             self._select_confirms(channel)  # handing back on close: wait for these once
         confirming = self._confirming
         topology = self._connection.topology
-        # pika's asynchronous channel (private, but the only way to publish many and confirm
-        # once) buffers frames without writing them; the blocking channel's basic_publish
-        # writes everything buffered, and, confirm mode being selected on the asynchronous
-        # channel, does not wait for a confirm itself.
-        impl = channel._impl
+        frames = self._frames
+        number, frame_max = channel.channel_number, frames.frame_max(channel)
+        chunks = []
         first = self._next_tag
-        last = len(publications) - 1
-        for index, each in enumerate(publications):
+        for each in publications:
             if each.delay_ms:
                 topology.declare_delay_queue(
                     channel, each.delay_ms, each.final_routing_key, each.retry
                 )
-            if confirming:  # counted before publishing: writing it may read its confirm
-                self._pending.add(self._next_tag)
-                self._next_tag += 1
-            publish = channel.basic_publish if index == last else impl.basic_publish
-            publish(each.exchange, each.routing_key, each.body, each.properties)
+            properties = each.properties
+            if not isinstance(properties, bytes):
+                properties = encode_properties(properties)
+            chunks.append(
+                frames.message(
+                    number,
+                    each.exchange,
+                    each.routing_key,
+                    properties,
+                    each.body,
+                    frame_max=frame_max,
+                )
+            )
+        if confirming:  # counted before writing: writing may read their confirms
+            self._pending.update(range(first, first + len(chunks)))
+            self._next_tag += len(chunks)
+        frames.write(channel, [b"".join(chunks)] if len(chunks) > 1 else chunks)
+        frames.flush(channel)
         if confirm_timeout is None:
             if self._nacked:
                 self._report_nacks()
@@ -282,6 +299,22 @@ class AmqpSender:
                 connection.process_data_events(time_limit=remaining)
         finally:
             self._waiting = False
+
+
+def _properties(
+    headers: Mapping[str, str], attributes: Mapping[str, Any], timestamp: int
+) -> pika.BasicProperties:
+    """Symfony's layout: the headers but ``Content-Type``, which is the ``content_type``
+    property, ``delivery_mode`` 2 and ``timestamp``, unless an ``AmqpStamp``'s ``attributes``
+    set them (its ``headers`` are added to the serializer's, which win)."""
+    given = dict(attributes)
+    table = {**dict(given.pop("headers", None) or {}), **headers}
+    content_type = table.pop("Content-Type", None)
+    if content_type is not None:
+        given.setdefault("content_type", content_type)
+    given.setdefault("delivery_mode", PERSISTENT)
+    given.setdefault("timestamp", timestamp)
+    return pika.BasicProperties(headers=table, **given)
 
 
 def _nothing() -> None:
