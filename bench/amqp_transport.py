@@ -24,8 +24,10 @@ message, and with one multiple-ack per 100. The ratios show what the transport a
 messages per second, the median of ``--runs`` runs, and beside them the CPU time this process
 spent per message (every thread): on a machine shared with other work the rate varies a lot
 from run to run, the CPU time much less. The load average is printed before and after.
-Consumption is also given against Symfony Messenger's AMQP consumer (``--symfony-rate``:
-5,200/s by default, quoted in issue 12; pass what Symfony's own worker reaches on the machine).
+Consumption is also compared with Symfony Messenger's AMQP consumer: where PHP and Symfony
+Messenger (Debian's packages) are installed, each run also times Symfony's worker with its
+default options on a queue of its own (``bench/symfony_amqp_consume.php``); elsewhere the
+ratio is to ``--symfony-rate`` (5,200/s by default, the figure issue 12 quotes).
 
 A worker that stops (here: at its message limit) while RabbitMQ still pushes deliveries to it
 may leave messages flagged redelivered that no handler saw; the next worker's
@@ -43,8 +45,11 @@ The broker comes from ``--dsn``, else ``MESSENGER_TEST_AMQP_DSN``, else the loca
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import statistics
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -207,7 +212,36 @@ def one_run(dsn: str, args: argparse.Namespace, raw_first: bool) -> dict[str, Me
             put(TUNED, lambda: transport_consume(dsn, name, n, prefetch_count=prefetch)),
             put(RAW_MULTIPLE, lambda: raw.consume(n, prefetch, 100)),
         )
+    if symfony_available():
+        with fresh_exchange(dsn) as symfony:
+            figures[SYMFONY] = symfony_consume(dsn, symfony.queue, n)
     return figures
+
+
+# -- Symfony ---------------------------------------------------------------------------------
+SYMFONY_SCRIPT = Path(__file__).with_name("symfony_amqp_consume.php")
+SYMFONY = "Symfony's consumer, defaults"
+
+
+def symfony_available() -> bool:
+    """Whether PHP and Symfony Messenger's AMQP transport (Debian's packages) are here."""
+    bridge = Path("/usr/share/php/Symfony/Component/Messenger/Bridge/Amqp")
+    return shutil.which("php") is not None and bridge.is_dir()
+
+
+def symfony_consume(dsn: str, exchange: str, count: int) -> Measure:
+    """Symfony Messenger's worker consuming ``count`` messages with the AMQP transport's
+    defaults (``bench/symfony_amqp_consume.php``); its CPU time is the PHP process's."""
+    finished = subprocess.run(
+        ["php", str(SYMFONY_SCRIPT), f"{server(dsn)}/{exchange}", str(count)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if finished.returncode != 0:
+        raise RuntimeError(f"the Symfony consumer failed: {finished.stderr.strip()}")
+    result = json.loads(finished.stdout)
+    return Measure(count, result["seconds"], result["cpu_us"] * count / 1e6)
 
 
 ROWS = (
@@ -240,11 +274,22 @@ def report(runs: list[dict[str, Measure]], args: argparse.Namespace) -> None:
             f"  {ours:26} {rate(ours):9,.0f} {theirs:34} {rate(theirs):9,.0f} {ratio:6.2f} "
             f"{cpu(ours):7.1f} {cpu(theirs):7.1f}"
         )
-    for key in (DEFAULTS, TUNED):
+    measured = all(SYMFONY in run for run in runs)
+    if measured:
         print(
-            f"  {key} / Symfony's AMQP consumer ({args.symfony_rate:,.0f}/s): "
-            f"{rate(key) / args.symfony_rate:.2f}x"
+            f"  {SYMFONY:26} {rate(SYMFONY):9,.0f} (Symfony Messenger's worker, same run; "
+            f"CPU us of the PHP process: {cpu(SYMFONY):.1f})"
         )
+    for key in (DEFAULTS, TUNED):
+        if measured:
+            ratio = statistics.median(run[key].rate / run[SYMFONY].rate for run in runs)
+            print(f"  {key} / Symfony's consumer, same run: {ratio:.2f}x")
+        else:
+            print(
+                f"  {key} / Symfony's AMQP consumer ({args.symfony_rate:,.0f}/s, given: PHP "
+                f"and Symfony Messenger are not installed): "
+                f"{rate(key) / args.symfony_rate:.2f}x"
+            )
     if any(redelivered):
         print(
             f"  {sum(redelivered)} message(s) came to a worker flagged redelivered, never "
