@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -297,5 +298,37 @@ def test_bad_options_stop_the_bus_being_built(
     try:
         with pytest.raises(ConfigurationError, match=expected):
             messenger.bus.dispatch(Job(1))
+    finally:
+        messenger.close()
+
+
+@attrs.frozen
+class AsyncJob:
+    """Handled by an async handler, slowly."""
+
+    id: int
+
+
+def test_handler_threads_and_async_handlers_each_get_their_transaction(
+    database: Database, records: tuple[sa.Engine, sa.Table]
+) -> None:
+    if database.backend == "sqlite":
+        pytest.skip("SQLite has one writer at a time: handler threads would take turns")
+    messenger, _ = _messenger(database, records)
+    _, table = records
+
+    @messenger.handler
+    async def on_async_job(message: AsyncJob) -> None:
+        await asyncio.sleep(0.2)  # the keepalive runs meanwhile: it leaves the row alone
+        current_connection().execute(table.insert().values(job_id=message.id))
+
+    try:
+        transport = _jobs(messenger)
+        transport.send_batch([Envelope(AsyncJob(number)) for number in range(8)])
+        worker = messenger.worker(["jobs"], concurrency=4, keepalive_interval=0.05)
+        stats = worker.run(limit=8, sleep=0.01)
+        assert stats.handled == 8
+        assert _recorded(records) == list(range(8))
+        assert transport.message_count() == 0
     finally:
         messenger.close()
