@@ -18,7 +18,8 @@ be handled once. The worker's ``ack()`` afterwards sends nothing. The pipeline r
 receiving transport's Redis.
 
 If a handler raises, the pipeline is discarded (nothing was sent) and the worker's retry or
-failure path runs as without the middleware. Messages received from other transports get a
+failure path runs as without the middleware; the retry runs every handler again, those that
+had succeeded too (their writes were discarded). Messages received from other transports get a
 pipeline on the Redis of the transport named by the ``transport`` option (no acknowledgement
 in it), and pass through without one when it is not set. Dispatched messages (not received)
 always pass through.
@@ -35,9 +36,9 @@ import redis
 from redis.client import Pipeline
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import ConfigurationError
+from messenger_core.errors import ConfigurationError, HandlerFailedError
 from messenger_core.middleware import MiddlewareContext, Next
-from messenger_core.stamps import ReceivedStamp
+from messenger_core.stamps import HandledStamp, ReceivedStamp
 from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import safe
 from messenger_transport_redis.transport import RedisTransport
@@ -147,6 +148,11 @@ class _PipelineRunner:
             token = _current.set(pipeline)
             try:
                 result = next(envelope)
+            except HandlerFailedError as error:
+                # The handlers that succeeded lose their writes with the pipeline: the retry
+                # must run them again, not skip them for their HandledStamp.
+                error.envelope = error.envelope.without_all(HandledStamp)
+                raise
             finally:
                 _current.reset(token)
             if not self._settles:

@@ -184,3 +184,33 @@ def test_bad_options_stop_the_bus_being_built(
             app.messenger.bus.dispatch(Job(1))
     finally:
         app.close(redis_client)
+
+
+@attrs.frozen
+class Pair:
+    """Two handlers count it: ``id`` and ``id + 1000``; the second fails the first time."""
+
+    id: int
+
+
+def test_a_retry_runs_again_the_handlers_whose_writes_were_discarded(
+    app: App, redis_client: Any
+) -> None:
+    failed: list[int] = []
+
+    @app.messenger.handler
+    def first(message: Pair) -> None:
+        current_pipeline().hincrby(app.key, str(message.id), 1)
+
+    @app.messenger.handler
+    def second(message: Pair) -> None:
+        current_pipeline().hincrby(app.key, str(message.id + 1000), 1)
+        if not failed:
+            failed.append(message.id)
+            raise Boom("the second handler fails once")
+
+    app.jobs.send(Envelope(Pair(5)))
+    stats = app.messenger.worker(["jobs"]).run(limit=2, sleep=0.01)
+    assert stats.handled == 1
+    assert failed == [5]
+    assert app.counts(redis_client) == {5: 1, 1005: 1}, "the first handler ran again"

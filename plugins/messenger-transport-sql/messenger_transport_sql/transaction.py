@@ -19,7 +19,8 @@ already gone (another consumer settled it) skips the handlers: their writes are 
 twice.
 
 If a handler raises, the transaction is rolled back and the worker's retry or failure path
-runs as without the middleware. Messages the handlers dispatch to a SQL transport on the same
+runs as without the middleware; the retry runs every handler again, those that had succeeded
+too (their writes were rolled back). Messages the handlers dispatch to a SQL transport on the same
 database are inserted in the transaction too (the :func:`~messenger_transport_sql.outbox`
 is entered; option ``outbox = false`` turns that off).
 
@@ -40,9 +41,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import ConfigurationError
+from messenger_core.errors import ConfigurationError, HandlerFailedError
 from messenger_core.middleware import MiddlewareContext, Next
-from messenger_core.stamps import ReceivedStamp
+from messenger_core.stamps import HandledStamp, ReceivedStamp
 from messenger_core.transport_options import parse_bool
 from messenger_transport_sql.outbox import outbox
 from messenger_transport_sql.transport import SqlTransport
@@ -177,6 +178,11 @@ class _TransactionRunner:
         try:
             with outbox(connection) if self._outbox else contextlib.nullcontext():
                 return next(envelope)
+        except HandlerFailedError as error:
+            # The handlers that succeeded lose their writes with the transaction: the retry
+            # must run them again, not skip them for their HandledStamp.
+            error.envelope = error.envelope.without_all(HandledStamp)
+            raise
         finally:
             _current.reset(token)
 

@@ -332,3 +332,38 @@ def test_handler_threads_and_async_handlers_each_get_their_transaction(
         assert transport.message_count() == 0
     finally:
         messenger.close()
+
+
+@attrs.frozen
+class Pair:
+    """Two handlers record it: ``id`` and ``id + 1000``; the second fails the first time."""
+
+    id: int
+
+
+def test_a_retry_runs_again_the_handlers_whose_writes_were_rolled_back(
+    database: Database, records: tuple[sa.Engine, sa.Table]
+) -> None:
+    messenger, _ = _messenger(database, records)
+    _, table = records
+    failed: list[int] = []
+
+    @messenger.handler
+    def first(message: Pair) -> None:
+        current_connection().execute(table.insert().values(job_id=message.id))
+
+    @messenger.handler
+    def second(message: Pair) -> None:
+        current_connection().execute(table.insert().values(job_id=message.id + 1000))
+        if not failed:
+            failed.append(message.id)
+            raise Boom("the second handler fails once")
+
+    try:
+        _jobs(messenger).send(Envelope(Pair(5)))
+        stats = messenger.worker(["jobs"]).run(limit=2, sleep=0.01)
+        assert stats.handled == 1
+        assert failed == [5]
+        assert _recorded(records) == [5, 1005], "the first handler ran again on the retry"
+    finally:
+        messenger.close()
