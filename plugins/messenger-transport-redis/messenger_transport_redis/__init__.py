@@ -1,7 +1,8 @@
 """Redis transport for messenger: Redis Streams with consumer groups, in Symfony Messenger's layout.
 
 The Python counterpart of Symfony Messenger's Redis transport, on the same stream entries, so
-that both can share a stream. See the README for DSNs, options and delivery guarantees.
+that both can share a stream. See the README for DSNs, options, delivery guarantees and
+transactional handling (``redis_transaction``).
 """
 
 from __future__ import annotations
@@ -16,17 +17,25 @@ from messenger_transport_redis.options import (
 )
 from messenger_transport_redis.reconnect import RedisUnreachableError
 from messenger_transport_redis.stop_signal import RedisStopSignal
+from messenger_transport_redis.transaction import (
+    NoPipelineError,
+    RedisTransactionMiddleware,
+    current_pipeline,
+)
 from messenger_transport_redis.transport import RedisTransport
 
 __all__ = [
     "RedisStopSignal",
     "BODY_ENCODING_HEADER",
     "KNOWN_OPTIONS",
+    "NoPipelineError",
     "RedisEndpoint",
+    "RedisTransactionMiddleware",
     "RedisTransport",
     "RedisTransportFactory",
     "RedisTransportOptions",
     "RedisUnreachableError",
+    "current_pipeline",
     "describe",
     "endpoint_of",
     "parse_options",

@@ -50,6 +50,9 @@ class Settler:
         self._broken = False  # the settling connection failed: buffer until Redis answers
         self.outstanding: set[bytes] = set()
         """Entries handed out by the receiver and not settled (nor released) yet."""
+        self._committed: set[bytes] = set()
+        """Entries settled in a handler's MULTI/EXEC (``redis_transaction``): their ``ack()``
+        or ``reject()`` sends nothing."""
         # Commands packed once; the entry id is appended per message.
         self._xack = pack_prefix(4, "XACK", connection.stream, connection.group)
         self._xdel = pack_prefix(3, "XDEL", connection.stream)
@@ -69,6 +72,10 @@ class Settler:
         """Settle the entry (``XACK``, and ``XDEL`` if ``delete``): written at once if possible,
         else buffered for the next ``get()``. Raises :class:`TransportError` once closed."""
         self._connection.check_open()
+        committed = self._committed
+        if committed and entry_id in committed:
+            committed.discard(entry_id)  # acknowledged with the handler's writes already
+            return
         packet = self._xack + bulk(entry_id)
         if delete:
             packet += self._xdel + bulk(entry_id)
@@ -197,6 +204,13 @@ class Settler:
         """Record entries the receiver hands out."""
         with self.lock:
             self.outstanding.update(entry_ids)
+
+    def settled_in_transaction(self, entry_id: bytes) -> None:
+        """The entry was acknowledged in a handler's MULTI/EXEC: it is no longer handed out,
+        and its ``ack()`` (or ``reject()``) sends nothing."""
+        with self.lock:
+            self.outstanding.discard(entry_id)
+            self._committed.add(entry_id)
 
     def forget(self, entry_id: bytes) -> None:
         """The receiver takes the entry back unsettled (``release``)."""

@@ -13,7 +13,9 @@ splits its Redis transport:
   new entries; hands back what it fetched on close;
 - :mod:`.settling` (:class:`~.settling.Settler`): acknowledgements written at once, replies
   read later; ``flush()``;
-- :mod:`.listing` (:class:`~.listing.RedisListing`): counting, listing, finding.
+- :mod:`.listing` (:class:`~.listing.RedisListing`): counting, listing, finding;
+- :mod:`.atomic_settling` (:class:`~.atomic_settling.AtomicSettler`): acknowledgements queued
+  in a handler's MULTI/EXEC (the ``redis_transaction`` middleware).
 
 The hot paths write commands packed once (:mod:`._wire`) on connections held by hand:
 measured, redis-py's command layer costs more than the round trip to a local Redis.
@@ -32,6 +34,7 @@ from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities
+from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import (
     CONSUMER_SLICE,
     RedisConnection,
@@ -87,6 +90,8 @@ class RedisTransport:
         self._sender = RedisSender(connection, serializer)
         self._receiver = RedisReceiver(connection, self._settler, serializer)
         self._listing = RedisListing(connection, self._settler, serializer)
+        self.atomic = AtomicSettler(connection, self._settler, self._id_of)
+        """Settling messages in handlers' MULTI/EXEC (the ``redis_transaction`` middleware)."""
 
     def __repr__(self) -> str:
         return (

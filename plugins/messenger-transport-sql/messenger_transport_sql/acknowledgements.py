@@ -53,6 +53,12 @@ class SqlAcknowledgements:
         self._pending: list[int] = []
         self._pending_since = 0.0
         self._max_delay = min(_MAX_ACK_DELAY, options.redeliver_timeout / 4)
+        self.in_transaction: set[int] = set()
+        """Rows deleted in a handler's open transaction (``sql_transaction``): a keepalive
+        leaves them alone (their row is locked by that transaction until it ends)."""
+        self._settled: set[int] = set()
+        """Rows deleted by a committed handler's transaction: their ``ack()`` does nothing."""
+        self._delete_statement: sa.Delete | None = None
 
     @property
     def pending(self) -> list[int]:
@@ -70,6 +76,9 @@ class SqlAcknowledgements:
         db = self._db
         with db.lock:
             db.check_open()
+            if self._settled and row_id in self._settled:
+                self._settled.discard(row_id)  # deleted with the handler's writes already
+                return
             if self.in_hand.pop(row_id, None) is None or not self._defer:
                 self._delete_now("acknowledge", row_id)
                 return
@@ -87,7 +96,40 @@ class SqlAcknowledgements:
         with self._db.lock:
             self._db.check_open()
             self.in_hand.pop(row_id, None)
+            if self._settled and row_id in self._settled:
+                self._settled.discard(row_id)
+                return
             self._delete_now("reject", row_id)
+
+    def delete_in(self, connection: sa.Connection, row_id: int) -> bool:
+        """Delete the row ``row_id`` through ``connection``, in its open transaction, and
+        leave it alone until :meth:`transaction_ended`; ``False`` if the row is gone.
+
+        On PostgreSQL and MySQL the delete locks the row until that transaction ends, so no
+        other consumer reserves it meanwhile; a row already gone was settled by someone else.
+        """
+        # Not under the connection's lock: on SQLite this transaction holds the write lock,
+        # which a thread holding that lock may be waiting for. (A set's add is atomic.)
+        self.in_transaction.add(row_id)
+        deleted = connection.execute(self._delete_one(), {"row_id": row_id}).rowcount
+        return bool(deleted)
+
+    def transaction_ended(self, row_id: int, *, committed: bool) -> None:
+        """The transaction of :meth:`delete_in` ended: committed, the row is settled and its
+        ``ack()`` (or ``reject()``) does nothing; rolled back, the row is held as before."""
+        with self._db.lock:
+            self.in_transaction.discard(row_id)
+            if committed and self.in_hand.pop(row_id, None) is not None:
+                self._settled.add(row_id)
+
+    def _delete_one(self) -> sa.Delete:
+        statement = self._delete_statement
+        if statement is None:
+            table = self._db.table
+            statement = self._delete_statement = sa.delete(table).where(
+                table.c.id == sa.bindparam("row_id")
+            )
+        return statement
 
     def _delete_now(self, action: str, row_id: int) -> None:
         """Delete a settled row; during an outage, defer it to when the database is back."""

@@ -6,6 +6,8 @@
 - ``postgresql://`` (alias ``postgres://``; psycopg 3): autocommit, so that each single-statement
   operation is one round trip.
 - ``mysql://`` (alias ``mariadb://``; PyMySQL): utf8mb4, READ COMMITTED.
+
+:func:`transaction_engine` gives the engine of handlers' transactions (``sql_transaction``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "create_engine",
     "database_identity",
     "sqlalchemy_url",
+    "transaction_engine",
 ]
 
 BACKENDS: Mapping[str, str] = {
@@ -63,6 +66,10 @@ SQLITE_BEGIN = "messenger_sqlite_begin"
 CONNECT_TIMEOUT = 5
 """Seconds a PostgreSQL or MySQL connection attempt may take, unless the DSN's
 ``connect_timeout`` says otherwise."""
+
+TRANSACTION_POOL_SIZE = 4
+"""Idle connections an engine of :func:`transaction_engine` keeps (one per handler thread;
+more are opened when needed and closed after use)."""
 
 SQLITE_BUSY_TIMEOUT = 60.0
 """Seconds a SQLite connection waits for another connection's write lock before giving up."""
@@ -203,6 +210,36 @@ def _sqlite_engine(url: sa.URL, *, create_directory: bool) -> sa.Engine:
         connection.exec_driver_sql(connection.info.get(SQLITE_BEGIN, "BEGIN IMMEDIATE"))
 
     return engine
+
+
+def transaction_engine(engine: sa.Engine) -> sa.Engine:
+    """An engine for handlers' transactions on ``engine``'s database.
+
+    SQLite: ``engine`` itself (its ``BEGIN IMMEDIATE`` is what a writing transaction needs).
+    PostgreSQL and MySQL: an engine of its own in READ COMMITTED (a transport's PostgreSQL
+    engine is in autocommit, and its small pool is the transport's), keeping a few idle
+    connections for the worker's handler threads.
+    """
+    if engine.dialect.name == "sqlite":
+        if isinstance(engine.pool, StaticPool):
+            raise ConfigurationError(
+                "transactional handling needs a SQLite file: an in-memory database "
+                "has one connection, the transport's"
+            )
+        return engine
+    url = engine.url
+    options: dict[str, Any] = {
+        "hide_parameters": True,
+        "isolation_level": "READ COMMITTED",
+        "pool_size": TRANSACTION_POOL_SIZE,
+        "max_overflow": -1,
+        "pool_pre_ping": False,  # a dead connection fails its message, which is retried
+    }
+    if "connect_timeout" not in url.query:
+        options["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT}
+    if engine.dialect.name == "mysql":
+        options["pool_recycle"] = 3600
+    return sa.create_engine(url, **options)
 
 
 def database_identity(url: sa.URL) -> tuple[str, str, int | None, str]:

@@ -128,11 +128,18 @@ class SqlReceiver:
             acks = self._acks.pending
             now = utcnow()
 
+            # A row deleted in a handler's open transaction is locked by it (and nobody else's
+            # to take): renewing it would wait for that transaction.
+            renew = row_id not in self._acks.in_transaction
+
             def work(connection: sa.Connection) -> None:
                 if acks:
                     db.backend.delete(db, connection, acks)
-                connection.execute(db.statements.keepalive, {"row_id": row_id, "now": now})
+                if renew:
+                    connection.execute(db.statements.keepalive, {"row_id": row_id, "now": now})
 
+            if not acks and not renew:
+                return
             db.run("keep the message reserved", work, patience=OUTAGE_WAIT)
             self._acks.written(len(acks))
             if row_id in self._acks.in_hand:

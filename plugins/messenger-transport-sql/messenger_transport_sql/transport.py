@@ -43,10 +43,10 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.transport import TransportCapabilities
-from messenger_transport_sql.acknowledgements import SqlAcknowledgements
+from messenger_transport_sql.acknowledgements import SqlAcknowledgements, row_id_of
 from messenger_transport_sql.backends import backend_for
 from messenger_transport_sql.connection import SqlConnection
-from messenger_transport_sql.engine import ENGINE_MARK
+from messenger_transport_sql.engine import ENGINE_MARK, transaction_engine
 from messenger_transport_sql.options import SqlTransportOptions
 from messenger_transport_sql.receiver import SqlReceiver
 from messenger_transport_sql.sender import SqlSender
@@ -113,6 +113,7 @@ class SqlTransport:
         self._acks = SqlAcknowledgements(self._db)
         self._sender = SqlSender(self._db, serializer)
         self._receiver = SqlReceiver(self._db, serializer, self._acks)
+        self._transaction_engine: sa.Engine | None = None
 
     def __repr__(self) -> str:
         return self._db.label
@@ -193,6 +194,32 @@ class SqlTransport:
         """Delete the rows of deferred acknowledgements now."""
         self._acks.flush()
 
+    # -- settling in a handler's transaction (the sql_transaction middleware) ----------------
+    def transaction_engine(self) -> sa.Engine:
+        """An engine for handlers' transactions on this transport's database (see
+        :func:`~messenger_transport_sql.engine.transaction_engine`), made on the first call
+        and disposed of by :meth:`close`."""
+        with self._db.lock:
+            if self._transaction_engine is None:
+                self._transaction_engine = transaction_engine(self._db.engine)
+            return self._transaction_engine
+
+    def delete_in(self, connection: sa.Connection, envelope: Envelope) -> bool:
+        """Acknowledge ``envelope`` inside the caller's transaction: delete its row through
+        ``connection`` (on this transport's database), without committing.
+
+        Returns ``False`` if the row is gone (settled by another consumer, or removed). Until
+        :meth:`transaction_ended` is called, :meth:`keepalive` leaves the row alone. This is
+        what the ``sql_transaction`` middleware does; see
+        :mod:`messenger_transport_sql.transaction`.
+        """
+        return self._acks.delete_in(connection, row_id_of(envelope))
+
+    def transaction_ended(self, envelope: Envelope, *, committed: bool) -> None:
+        """The transaction of :meth:`delete_in` committed (the message is settled: its
+        ``ack()`` or ``reject()`` does nothing) or rolled back (it is held as before)."""
+        self._acks.transaction_ended(row_id_of(envelope), committed=committed)
+
     # -- inspecting --------------------------------------------------------------------------
     def message_count(self) -> int:
         """Messages waiting in the queue, delayed ones included, received ones not."""
@@ -240,3 +267,5 @@ class SqlTransport:
                 db.closed = True  # first: a get() waiting in another thread then gives up
                 self._receiver.close()
                 db.close()
+                if self._transaction_engine not in (None, db.engine):
+                    self._transaction_engine.dispose()

@@ -8,6 +8,11 @@ message, key ``MESSENGER_E2E_RECORD_KEY``) or a PostgreSQL DSN (one row per mess
 
 ``MESSENGER_E2E_HANDLER_SLEEP`` (seconds) makes each handler wait, ``sync`` or ``async``
 (``MESSENGER_E2E_HANDLER_KIND``), recording ``start`` before and the id after.
+
+With ``MESSENGER_E2E_TRANSACTIONAL=1`` (the configuration then lists the ``sql_transaction`` or
+``redis_transaction`` middleware) the ``handled`` record goes through the transaction of the
+message's handling (``current_connection()`` / ``current_pipeline()``): it is committed with
+the acknowledgement, or not at all.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ RECORD = os.environ.get("MESSENGER_E2E_RECORD", "")
 KEY = os.environ.get("MESSENGER_E2E_RECORD_KEY", "handled")
 SLEEP = float(os.environ.get("MESSENGER_E2E_HANDLER_SLEEP", "0"))
 KIND = os.environ.get("MESSENGER_E2E_HANDLER_KIND", "sync")
+TRANSACTIONAL = os.environ.get("MESSENGER_E2E_TRANSACTIONAL") == "1"
 
 messenger = Messenger.from_config(os.environ["MESSENGER_E2E_CONFIG"])
 
@@ -58,13 +64,28 @@ def _postgresql() -> Any:
 
 def record(event: str, job_id: int) -> None:
     """Count ``job_id`` under ``event`` (``handled`` or ``start``) in the record store."""
-    if RECORD.startswith("redis"):
+    if TRANSACTIONAL and event == "handled":
+        _record_in_transaction(job_id)
+    elif RECORD.startswith("redis"):
         _redis().hincrby(f"{KEY}:{event}", str(job_id), 1)
     else:
         _postgresql().execute(
             f"INSERT INTO {KEY} (event, job_id, pid) VALUES (%s, %s, %s)",
             (event, job_id, os.getpid()),
         )
+
+
+def _record_in_transaction(job_id: int) -> None:
+    if RECORD.startswith("redis"):
+        from messenger_transport_redis import current_pipeline  # noqa: PLC0415
+
+        current_pipeline().hincrby(f"{KEY}:handled", str(job_id), 1)
+    else:
+        import sqlalchemy as sa  # noqa: PLC0415
+        from messenger_transport_sql import current_connection  # noqa: PLC0415
+
+        statement = sa.text(f"INSERT INTO {KEY} (event, job_id, pid) VALUES ('handled', :j, :p)")
+        current_connection().execute(statement, {"j": job_id, "p": os.getpid()})
 
 
 if KIND == "async":

@@ -1,0 +1,200 @@
+"""Transactional handling: a handler's writes and its message's acknowledgement commit together.
+
+The ``sql_transaction`` middleware runs the handlers of a *received* message inside a database
+transaction, which handlers reach with :func:`current_connection`::
+
+    from messenger_transport_sql import current_connection
+
+    @messenger.handler
+    def on_order_placed(message: OrderPlaced) -> None:
+        current_connection().execute(orders.insert().values(id=message.order_id))
+
+When the message came from a SQL transport, the transaction runs on that transport's database
+and deletes the message's row first: the handler's writes and the acknowledgement commit
+together or not at all. A worker killed mid-handler (even with ``kill -9``) leaves neither:
+the message comes back and is handled once. The worker's ``ack()`` afterwards does nothing.
+The delete also locks the row until the transaction ends (PostgreSQL, MySQL/MariaDB; SQLite
+locks the whole database), so no other consumer takes the message meanwhile, and a row found
+already gone (another consumer settled it) skips the handlers: their writes are never made
+twice.
+
+If a handler raises, the transaction is rolled back and the worker's retry or failure path
+runs as without the middleware; the retry runs every handler again, those that had succeeded
+too (their writes were rolled back). Messages the handlers dispatch to a SQL transport on the same
+database are inserted in the transaction too (the :func:`~messenger_transport_sql.outbox`
+is entered; option ``outbox = false`` turns that off).
+
+Messages received from other transports get a transaction on the database of the SQL
+transport named by the ``transport`` option, and pass through without one when it is not set.
+Dispatched messages (not received) always pass through: code that dispatches owns its own
+transaction (and :func:`~messenger_transport_sql.outbox` makes its sends part of it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from contextvars import ContextVar
+from typing import Any
+
+import sqlalchemy as sa
+
+from messenger_core.envelope import Envelope
+from messenger_core.errors import ConfigurationError, HandlerFailedError
+from messenger_core.middleware import MiddlewareContext, Next
+from messenger_core.stamps import HandledStamp, ReceivedStamp
+from messenger_core.transport_options import parse_bool
+from messenger_transport_sql.outbox import outbox
+from messenger_transport_sql.transport import SqlTransport
+
+__all__ = ["NoTransactionError", "SqlTransactionMiddleware", "current_connection"]
+
+logger = logging.getLogger("messenger.transport.sql")
+
+OPTIONS = ("transport", "outbox")
+
+_current: ContextVar[sa.Connection | None] = ContextVar(
+    "messenger_transport_sql_transaction", default=None
+)
+
+
+class NoTransactionError(LookupError):
+    """:func:`current_connection` was called outside a transactional handling."""
+
+
+def current_connection() -> sa.Connection:
+    """The connection of the transaction the ``sql_transaction`` middleware runs the current
+    handler in; a :class:`NoTransactionError` outside one.
+
+    Write through it (Core statements, or ``Session(bind=current_connection())``) and never
+    commit or roll back: the middleware does, together with the message's acknowledgement.
+    """
+    connection = _current.get()
+    if connection is None:
+        raise NoTransactionError(
+            "no transaction: current_connection() works in a handler of a message received "
+            "by a worker whose bus lists the 'sql_transaction' middleware (for messages from a "
+            "non-SQL transport, with its 'transport' option set)"
+        )
+    return connection
+
+
+class SqlTransactionMiddleware:
+    """The ``sql_transaction`` middleware; see the module documentation.
+
+    Options: ``transport`` (the name of a SQL transport whose database runs the transactions
+    of messages received from non-SQL transports; default none: no transaction for them) and
+    ``outbox`` (default true: handlers' sends to SQL transports on the transaction's database
+    join it).
+    """
+
+    noop_for_bare_messages = True
+    """Only received messages are wrapped: a dispatch without stamps passes through."""
+
+    def __init__(self, context: MiddlewareContext) -> None:
+        options = dict(context.options)
+        _reject_unknown(options)
+        fallback = options.get("transport")
+        if fallback is not None and (
+            not isinstance(fallback, str) or fallback not in context.config.transports
+        ):
+            known = ", ".join(sorted(context.config.transports)) or "(none)"
+            raise ConfigurationError(
+                f"option 'transport' must name a configured SQL transport, got {fallback!r}; "
+                f"configured transports: {known}"
+            )
+        self._fallback: str | None = fallback
+        self._outbox = parse_bool("outbox", options.get("outbox", True))
+        self._transports = context.transports
+        self._runners: dict[str, _TransactionRunner | None] = {}
+        self._lock = threading.Lock()  # handler threads may meet a transport first together
+
+    def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
+        """Handle a received ``envelope`` in a transaction; pass anything else on."""
+        received = envelope.last(ReceivedStamp)
+        if received is None or _current.get() is not None:
+            return next(envelope)
+        name = received.transport_name
+        if name in self._runners:
+            runner = self._runners[name]
+        else:
+            with self._lock:
+                runner = self._runners.get(name) or self._runner_for(name)
+                self._runners[name] = runner
+        if runner is None:
+            return next(envelope)
+        return runner.handle(envelope, next)
+
+    def _runner_for(self, name: str) -> _TransactionRunner | None:
+        transport = self._transports(name)
+        if isinstance(transport, SqlTransport):
+            return _TransactionRunner(transport.transaction_engine(), transport, self._outbox)
+        if self._fallback is None:
+            return None
+        fallback = self._transports(self._fallback)
+        if not isinstance(fallback, SqlTransport):
+            raise ConfigurationError(
+                f"the sql_transaction middleware's option 'transport' names {self._fallback!r}"
+                f", which is not a SQL transport ({type(fallback).__name__})"
+            )
+        return _TransactionRunner(fallback.transaction_engine(), None, self._outbox)
+
+
+class _TransactionRunner:
+    """Runs handlers in a transaction on one database, settling the message there if its
+    transport is given."""
+
+    def __init__(self, engine: sa.Engine, transport: SqlTransport | None, outbox: bool) -> None:
+        self._engine = engine
+        self._transport = transport
+        self._outbox = outbox
+
+    def handle(self, envelope: Envelope, next: Next) -> Envelope:
+        transport = self._transport
+        committed = False
+        # Leaving the block closes the connection, which rolls back what was not committed.
+        with self._engine.connect() as connection:
+            transaction = connection.begin()
+            try:
+                if transport is not None and not transport.delete_in(connection, envelope):
+                    logger.warning(
+                        "%r: a %s was settled by another consumer meanwhile: its handlers "
+                        "are not run again",
+                        transport,
+                        type(envelope.message).__qualname__,
+                    )
+                    return envelope
+                result = self._run(connection, envelope, next)
+                transaction.commit()
+                committed = True
+            finally:
+                if transport is not None:
+                    transport.transaction_ended(envelope, committed=committed)
+        return result
+
+    def _run(self, connection: sa.Connection, envelope: Envelope, next: Next) -> Envelope:
+        token = _current.set(connection)
+        try:
+            with outbox(connection) if self._outbox else contextlib.nullcontext():
+                return next(envelope)
+        except HandlerFailedError as error:
+            # The handlers that succeeded lose their writes with the transaction: the retry
+            # must run them again, not skip them for their HandledStamp.
+            error.envelope = error.envelope.without_all(HandledStamp)
+            raise
+        finally:
+            _current.reset(token)
+
+
+def _reject_unknown(options: dict[str, Any]) -> None:
+    for name in options:
+        if name not in OPTIONS:
+            import difflib  # noqa: PLC0415  (a worker that meets no mistake never loads it)
+
+            close = difflib.get_close_matches(name, OPTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigurationError(
+                f"unknown option {name!r}{hint} for the sql_transaction middleware; known "
+                f"options: {', '.join(OPTIONS)}"
+            )
