@@ -127,14 +127,20 @@ def parse_milliseconds(name: str, value: Any, *, minimum: int = 0) -> int:
 
 
 def reject_unknown_options(
-    options: Iterable[str], known: Sequence[str], *, transport: str, dsn: Dsn | None = None
+    options: Iterable[str],
+    known: Sequence[str],
+    *,
+    transport: str = "",
+    dsn: Dsn | None = None,
+    subject: str | None = None,
 ) -> None:
     """Raise :class:`ConfigurationError` if ``options`` (names) holds a name not in ``known``.
 
     The message names every unknown option (with the closest known name when one is close
     enough to be a typo), the ``transport`` (a label such as ``"Redis"``: "for the Redis
     transport"), the DSN if given (its password masked), and lists the known options in the
-    order of ``known``.
+    order of ``known``. Options of something else than a transport name it as ``subject``
+    instead (``"the sql_transaction middleware"``).
     """
     known_names = set(known)
     unknown = list(dict.fromkeys(name for name in options if name not in known_names))
@@ -144,7 +150,7 @@ def reject_unknown_options(
     for name in unknown:
         close = close_matches(name, known)
         described.append(f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name))
-    where = f"the {transport} transport" + (f" {dsn}" if dsn is not None else "")
+    where = subject or f"the {transport} transport" + (f" {dsn}" if dsn is not None else "")
     raise ConfigurationError(
         f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(described)} for {where}; "
         f"known options: {', '.join(known) if known else '(none)'}"

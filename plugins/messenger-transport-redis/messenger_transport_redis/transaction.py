@@ -39,6 +39,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, HandlerFailedError
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.stamps import HandledStamp, ReceivedStamp
+from messenger_core.transport_options import reject_unknown_options
 from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import safe
 from messenger_transport_redis.transport import RedisTransport
@@ -88,7 +89,7 @@ class RedisTransactionMiddleware:
 
     def __init__(self, context: MiddlewareContext) -> None:
         options = dict(context.options)
-        _reject_unknown(options)
+        reject_unknown_options(options, OPTIONS, subject="the redis_transaction middleware")
         fallback = options.get("transport")
         if fallback is not None and (
             not isinstance(fallback, str) or fallback not in context.config.transports
@@ -182,17 +183,4 @@ def _log_failed_commands(replies: list[Any]) -> None:
                 "a command of a handler's transaction failed (the others were applied, the "
                 "message acknowledged): %s",
                 safe(reply),
-            )
-
-
-def _reject_unknown(options: dict[str, Any]) -> None:
-    for name in options:
-        if name not in OPTIONS:
-            import difflib  # noqa: PLC0415  (a worker that meets no mistake never loads it)
-
-            close = difflib.get_close_matches(name, OPTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigurationError(
-                f"unknown option {name!r}{hint} for the redis_transaction middleware; known "
-                f"options: {', '.join(OPTIONS)}"
             )

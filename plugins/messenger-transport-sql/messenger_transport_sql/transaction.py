@@ -36,7 +36,6 @@ import contextlib
 import logging
 import threading
 from contextvars import ContextVar
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -44,7 +43,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import ConfigurationError, HandlerFailedError
 from messenger_core.middleware import MiddlewareContext, Next
 from messenger_core.stamps import HandledStamp, ReceivedStamp
-from messenger_core.transport_options import parse_bool
+from messenger_core.transport_options import parse_bool, reject_unknown_options
 from messenger_transport_sql.outbox import outbox
 from messenger_transport_sql.transport import SqlTransport
 
@@ -94,7 +93,7 @@ class SqlTransactionMiddleware:
 
     def __init__(self, context: MiddlewareContext) -> None:
         options = dict(context.options)
-        _reject_unknown(options)
+        reject_unknown_options(options, OPTIONS, subject="the sql_transaction middleware")
         fallback = options.get("transport")
         if fallback is not None and (
             not isinstance(fallback, str) or fallback not in context.config.transports
@@ -185,16 +184,3 @@ class _TransactionRunner:
             raise
         finally:
             _current.reset(token)
-
-
-def _reject_unknown(options: dict[str, Any]) -> None:
-    for name in options:
-        if name not in OPTIONS:
-            import difflib  # noqa: PLC0415  (a worker that meets no mistake never loads it)
-
-            close = difflib.get_close_matches(name, OPTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigurationError(
-                f"unknown option {name!r}{hint} for the sql_transaction middleware; known "
-                f"options: {', '.join(OPTIONS)}"
-            )
