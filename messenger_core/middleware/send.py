@@ -10,7 +10,10 @@ from messenger_core.routing import Router
 from messenger_core.stamps import ReceivedStamp, SentStamp, TransportNamesStamp
 from messenger_core.transport import Sender
 
-__all__ = ["SendMessageMiddleware"]
+__all__ = ["Deferral", "SendMessageMiddleware"]
+
+Deferral = Callable[[Envelope, tuple[str, ...]], Envelope]
+"""``send(envelope, transport_names)``: what the send step does with a routed envelope."""
 
 
 class SendMessageMiddleware:
@@ -37,11 +40,41 @@ class SendMessageMiddleware:
 
     def bind(self, next: Next) -> Next:
         """The chain step."""
+        return self._step(next, self._send)
+
+    def bind_deferring(self, next: Next, defer: Deferral) -> Next:
+        """A chain step that routes as :meth:`bind`'s does but calls ``defer(envelope, names)``
+        instead of sending (``dispatch_async`` sends afterwards, see
+        :mod:`messenger_core.async_bus`)."""
+        return self._step(next, defer)
+
+    def transport_names(self, envelope: Envelope) -> tuple[str, ...] | None:
+        """The transports the step sends ``envelope`` to: empty if it is not routed (it is
+        handled here), ``None`` if it was received (handled, never sent again)."""
+        override = None
+        for each in envelope.stamps:
+            kind = type(each)
+            if kind is ReceivedStamp:
+                return None
+            if kind is TransportNamesStamp:
+                override = each.transport_names  # type: ignore[attr-defined]
+        if override is not None:
+            return tuple(override)
+        return self.router.transports_for(type(envelope.message))
+
+    def sent_stamp(self, name: str) -> SentStamp:
+        """The ``SentStamp`` the step puts on a message before sending it to ``name``."""
+        stamp = self._sent_stamps.get(name)
+        if stamp is None:
+            stamp = self._sent_stamps.setdefault(name, SentStamp(sender_name=name))
+        return stamp
+
+    def _step(self, next: Next, send: Deferral) -> Next:
         transports_for = self.router.transports_for
         # The router empties this dict whenever a route is added.
         cache = self.router.cache
 
-        def send(envelope: Envelope) -> Envelope:
+        def send_step(envelope: Envelope) -> Envelope:
             override = None
             for each in envelope.stamps:
                 kind = type(each)
@@ -54,9 +87,9 @@ class SendMessageMiddleware:
                 names = transports_for(type(envelope.message))
             if not names:
                 return next(envelope)
-            return self._send(envelope, names)
+            return send(envelope, names)
 
-        return send
+        return send_step
 
     def _send(self, envelope: Envelope, names: tuple[str, ...]) -> Envelope:
         for name in names:
