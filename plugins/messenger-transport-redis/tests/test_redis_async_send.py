@@ -98,6 +98,24 @@ def test_the_entry_is_the_one_dispatch_adds_and_a_worker_consumes_it(
     assert _consume(messenger, 2) == [Order(1, "native"), Order(1, "native")]
 
 
+def test_concurrent_sends_each_get_their_entry_in_the_order_of_the_calls(
+    messenger: Messenger, transport: RecordingRedisTransport, redis_client: Any, stream: Stream
+) -> None:
+    async def main() -> list[Envelope]:
+        return await asyncio.gather(*(messenger.bus.dispatch_async(Order(n)) for n in range(50)))
+
+    envelopes = asyncio.run(main())
+    assert _on_loop(transport.calls, 50)
+    entries = redis_client.xrange(stream.name)
+    assert [entry_id.decode() for entry_id, _ in entries] == [
+        e.last(TransportMessageIdStamp).id  # type: ignore[union-attr]
+        for e in envelopes
+    ]
+    assert [json.loads(json.loads(fields[b"message"])["body"])["id"] for _, fields in entries] == (
+        list(range(50))
+    )
+
+
 def test_a_delayed_message_waits_in_the_delay_queue_as_dispatch_puts_it(
     messenger: Messenger, transport: RecordingRedisTransport, redis_client: Any, stream: Stream
 ) -> None:
@@ -121,7 +139,7 @@ def test_a_delayed_message_waits_in_the_delay_queue_as_dispatch_puts_it(
 def test_each_event_loop_gets_a_client_of_its_own_closed_with_the_loop(
     messenger: Messenger, transport: RecordingRedisTransport, redis_client: Any, stream: Stream
 ) -> None:
-    clients = transport._async_sender._clients  # (the per-loop clients, to see them closed)
+    clients = transport._async_sender._held  # (the per-loop clients, to see them closed)
 
     async def send(number: int) -> Envelope:
         envelope = await messenger.bus.dispatch_async(Order(number))
