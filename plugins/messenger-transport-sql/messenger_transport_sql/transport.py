@@ -47,7 +47,6 @@ from messenger_core.errors import ConfigurationError, TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.transport import TransportCapabilities
 from messenger_transport_sql.acknowledgements import SqlAcknowledgements
-from messenger_transport_sql.async_sender import AsyncPostgreSqlSender
 from messenger_transport_sql.backends import backend_for
 from messenger_transport_sql.connection import SqlConnection
 from messenger_transport_sql.engine import ENGINE_MARK
@@ -117,11 +116,9 @@ class SqlTransport:
         )
         self._acks = SqlAcknowledgements(self._db)
         self._sender = SqlSender(self._db, serializer)
-        # PostgreSQL with an engine of ours only: see messenger_transport_sql.async_sender.
+        # With an engine of ours only: see messenger_transport_sql.async_sender.
         self._async_sender = (
-            AsyncPostgreSqlSender(self._db, self._sender)
-            if backend.name == "postgresql" and dispose_engine
-            else None
+            backend.async_sender(self._db, self._sender) if dispose_engine else None
         )
         self._receiver = SqlReceiver(self._db, serializer, self._acks)
 
