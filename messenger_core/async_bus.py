@@ -31,6 +31,17 @@ yet: the dispatch then runs in a thread after all. The transports' objects are l
 the loop, which builds one on its first use (transport factories do not connect: transports
 connect on first use).
 
+Why this design rather than an async middleware chain: middleware are synchronous callables
+(a contract third-party middleware rely on), and ``dispatch`` must not pay for async support.
+The deferring chains are built once per bus (:class:`_NativePlan`, beside the bus's own, which
+stay as they were), so a native dispatch costs one run of the synchronous chain on the loop
+(microseconds, no I/O) plus the awaited sends; and the sends' errors are those of ``send``,
+raised from ``send_async``, which no built-in middleware would have caught or changed.
+
+A ``dispatch_async`` cancelled while it awaits may or may not have sent its message, on either
+path (a dispatch thread carries on after its caller is cancelled; an async send stops where it
+is).
+
 **The thread path**: anything else, and every ``query_async``, runs the very same
 ``bus.dispatch`` in a thread of a small pool (:data:`DISPATCH_THREADS` threads, shared by every
 bus of the process) and awaits it. Context variables of the caller (a request id for logging)

@@ -130,6 +130,9 @@ def test_the_row_is_the_one_dispatch_inserts_notified_alike_and_consumed(
     assert notified == [(postgresql.table_name, "default")] * 2
 
     assert [type(s) for s in native.stamps] == [type(s) for s in synchronous.stamps]
+    # The very statement the sync sender compiled on connecting.
+    assert transport._async_sender is not None
+    assert transport._async_sender._statement() == transport._db.fast.insert
     rows = _rows(postgresql)
     assert [str(row.id) for row in rows] == [
         e.last(TransportMessageIdStamp).id  # type: ignore[union-attr]
