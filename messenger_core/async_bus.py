@@ -61,7 +61,7 @@ import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from messenger_core import _fast_path
 from messenger_core.envelope import Envelope, new_envelope
@@ -224,10 +224,23 @@ class _NativePlan:
                 sender = send.senders(name)
             except Exception:  # the thread path raises it, as dispatch does
                 return None
-            if not isinstance(sender, AsyncSender) or sender.sends_async is not True:
+            if not _is_async_sender(sender) or sender.sends_async is not True:
                 return None
             senders.append((name, sender))
         return senders
+
+
+_async_sender_classes: weakref.WeakKeyDictionary[type[Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _is_async_sender(sender: Any) -> TypeGuard[AsyncSender]:
+    """``isinstance(sender, AsyncSender)``, remembered per class: a protocol's ``isinstance``
+    costs microseconds on each call, and a transport class either has the methods or not."""
+    kind = type(sender)
+    known = _async_sender_classes.get(kind)
+    if known is None:
+        known = _async_sender_classes[kind] = isinstance(sender, AsyncSender)
+    return known
 
 
 _plans: weakref.WeakKeyDictionary[MessageBus, _NativePlan | None] = weakref.WeakKeyDictionary()

@@ -32,8 +32,9 @@ class _Entry(Generic[T]):
 
     __slots__ = ("closer", "made")
 
-    def __init__(self, made: asyncio.Task[T]) -> None:
-        self.made = made
+    made: asyncio.Task[T]
+
+    def __init__(self) -> None:
         self.closer: AsyncGenerator[None, None] | None = None
 
 
@@ -62,7 +63,9 @@ class PerEventLoop(Generic[T]):
             with self._lock:
                 entry = self._entries.get(loop)
                 if entry is None:
-                    entry = self._entries[loop] = _Entry(loop.create_task(self._start(loop)))
+                    entry = _Entry()
+                    entry.made = loop.create_task(self._start(loop, entry))
+                    self._entries[loop] = entry
         try:
             if entry.made.done():
                 return entry.made.result()  # the common case: no await, no suspension
@@ -98,13 +101,13 @@ class PerEventLoop(Generic[T]):
                 continue
             _close_soon(loop, closer)
 
-    async def _start(self, loop: asyncio.AbstractEventLoop) -> T:
+    async def _start(self, loop: asyncio.AbstractEventLoop, entry: _Entry[T]) -> T:
         client = await self._open()
-        entry = self._entries.get(loop)
-        if entry is not None:
-            closer = self._closer(loop, entry, client)
-            await anext(closer)  # runs to its yield; the loop now closes it at shutdown
-            entry.closer = closer
+        closer = self._closer(loop, entry, client)
+        await anext(closer)  # runs to its yield; the loop now closes it at shutdown
+        entry.closer = closer
+        if self._entries.get(loop) is not entry:  # close() ran meanwhile
+            _close_soon(loop, closer)
         return client
 
     async def _closer(
