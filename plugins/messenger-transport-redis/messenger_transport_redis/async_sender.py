@@ -12,7 +12,8 @@ so the commands are packed by hand (:mod:`._wire`) and written on one connection
 client's pool held for sending (:class:`_HeldConnection`). Sends that arrive while it waits
 for a reply are queued and written together once it is free, in one packet (one round trip
 for the lot, as a batch is): many concurrent ``dispatch_async`` calls then cost a few round
-trips instead of a connection each. Entries keep the order of the calls. After a connection
+trips instead of a connection each. Entries keep the order in which the sends reached the
+connection. After a connection
 error the commands are sent again through the same reconnect policy as the sync sender's
 (:meth:`~messenger_transport_redis.reconnect.ReconnectPolicy.run_async`), so outages, error
 replies and a closed transport raise what the sync sender raises (a message whose reply was
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import ReadOnlyError, ResponseError
@@ -62,7 +64,7 @@ class AsyncRedisSender:
         command = self._sender.command(envelope)
         held = await self._held.get()
         if not self._set_up:
-            await self._setup(held.client)
+            await held.once(self._setup)
         reply = await held.exchange(pack(*command))
         if isinstance(reply, ResponseError):
             raise connection.error("send messages", reply) from reply
@@ -121,7 +123,16 @@ class _HeldConnection:
         self._held: Any = None
         self._busy = False
         self._queued: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self._setting_up: asyncio.Task[None] | None = None
         self._flushing: asyncio.Task[None] | None = None  # (a task is kept alive by a reference)
+
+    async def once(self, setup: Callable[[redis.asyncio.Redis], Coroutine[Any, Any, None]]) -> None:
+        """``setup(client)``, run once for the callers arriving meanwhile (again after a
+        failure, which each of them raises)."""
+        task = self._setting_up
+        if task is None or (task.done() and task.exception() is not None):
+            task = self._setting_up = asyncio.get_running_loop().create_task(setup(self.client))
+        await asyncio.shield(task)
 
     async def exchange(self, packet: bytes) -> Any:
         """Write ``packet`` (one command) and return its reply (an error reply as the
