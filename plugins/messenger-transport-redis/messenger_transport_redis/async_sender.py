@@ -160,14 +160,16 @@ class _HeldConnection:
             batch, self._queued = self._queued, []
             try:
                 replies = await self._roundtrip(b"".join(p for p, _ in batch), len(batch))
-            except BaseException as error:
+            except Exception as error:  # each caller raises it
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(error)
-                if not isinstance(error, Exception):
-                    self._busy = False
-                    raise
                 continue
+            except BaseException:  # cancelled (its loop is shutting down): so are they
+                for _, future in batch + self._queued:
+                    future.cancel()
+                self._queued, self._busy = [], False
+                raise
             for (_, future), reply in zip(batch, replies, strict=True):
                 if not future.done():  # (its caller was cancelled)
                     future.set_result(reply)

@@ -196,6 +196,14 @@ def test_an_error_reply_raises_what_dispatch_raises(
     assert "WRONGTYPE" in str(native.value)
     assert str(native.value) == str(synchronous.value)
 
+    async def concurrent() -> list[Any]:
+        sends = (messenger.bus.dispatch_async(Order(n)) for n in range(10))
+        return await asyncio.gather(*sends, return_exceptions=True)
+
+    # Written together, each command's error reply goes to its own caller.
+    errors = asyncio.run(concurrent())
+    assert [str(error) for error in errors] == [str(synchronous.value)] * 10
+
 
 def test_an_unreachable_server_raises_what_dispatch_raises(messenger: Messenger) -> None:
     dsn = Dsn.parse(f"redis://127.0.0.1:{free_port()}/nowhere")
