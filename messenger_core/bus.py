@@ -72,8 +72,10 @@ class MessageBus:
     async def dispatch_async(self, message: Any, *stamps: Stamp) -> Envelope:
         """``await`` a :meth:`dispatch` from async code without blocking its event loop.
 
-        The dispatch runs in a thread (see :mod:`messenger_core.async_bus`); the envelope and
-        the errors are those :meth:`dispatch` gives.
+        A message routed to transports with async clients (Redis, PostgreSQL) is sent with
+        them on the running loop; anything else runs in a dispatch thread (see
+        :mod:`messenger_core.async_bus`). Either way the envelope and the errors are those
+        :meth:`dispatch` gives.
         """
         return await async_bus.dispatch_async(self, message, *stamps)
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ApplicationBoundFactory",
+    "AsyncSender",
     "BatchSender",
     "FlushingReceiver",
     "KeepaliveReceiver",
@@ -105,6 +106,31 @@ class Sender(Protocol):
 
     def send(self, envelope: Envelope) -> Envelope:
         """Store ``envelope``; return it with any stamps the transport adds (e.g. an id)."""
+        ...
+
+
+@runtime_checkable
+class AsyncSender(Protocol):
+    """A sender that can also send from an event loop without blocking it (through the
+    broker's async client), which ``await bus.dispatch_async(message)`` then uses instead of a
+    dispatch thread (see :mod:`messenger_core.async_bus`).
+
+    :meth:`send_async` stores the envelope exactly as :meth:`Sender.send` would (the same
+    record, the same serializer) and returns exactly what ``send`` returns (the same stamps,
+    such as a ``TransportMessageIdStamp``), raising the same errors. It may be awaited on any
+    event loop, one after another or at once (clients bound to a loop are kept per loop), and
+    raises :class:`~messenger_core.errors.TransportError` once the transport is closed.
+    """
+
+    @property
+    def sends_async(self) -> bool:
+        """Whether :meth:`send_async` sends natively for this object now (an attribute or a
+        property): a transport class may have an async client for some of its databases only
+        (the SQL transport: PostgreSQL). When false, ``dispatch_async`` uses a thread."""
+        ...
+
+    async def send_async(self, envelope: Envelope) -> Envelope:
+        """:meth:`Sender.send`, awaited without blocking the running event loop."""
         ...
 
 

@@ -14,6 +14,9 @@ do; :mod:`messenger_core._fast_path` says what each buys):
 - :class:`BareDispatchAware`: ``noop_for_bare_messages``, true for a middleware the bus may
   leave out of the dispatch of a bare message without stamps.
 
+One marker says a middleware lets ``await bus.dispatch_async(message)`` send without a thread
+(:mod:`messenger_core.async_bus`): :class:`AsyncSendSafeMiddleware`, ``async_send_safe``.
+
 Middleware published in the ``messenger.middleware`` entry-point group is a *factory*, not a
 middleware: a callable taking a :class:`MiddlewareContext` (the bus name, the ``options`` table
 of the bus's configuration entry, and the application's services) and returning a middleware;
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from messenger_core.transport import Transport
 
 __all__ = [
+    "AsyncSendSafeMiddleware",
     "BareDispatchAware",
     "BindableMiddleware",
     "Middleware",
@@ -106,6 +110,35 @@ class BareDispatchAware(Protocol):
     def noop_for_bare_messages(self) -> bool:
         """Whether the bus may skip this middleware for a bare message without stamps (an
         attribute or a property)."""
+        ...
+
+
+@runtime_checkable
+class AsyncSendSafeMiddleware(Protocol):
+    """A middleware that lets ``await bus.dispatch_async(message)`` send on the event loop.
+
+    ``dispatch_async`` sends a routed message with the transports' async clients, without a
+    dispatch thread, only when every middleware ahead of the send step has
+    ``async_send_safe`` true (the built-in ones, except ``logging``); see
+    :mod:`messenger_core.async_bus`. It then runs the chain on the event loop with a send step
+    that only records what to send, and sends once the chain returned. So a middleware may say
+    true only if, for a message being dispatched:
+
+    - it never blocks (no I/O, no lock held for long): it runs on the event loop;
+    - it does not change where the message goes (no ``TransportNamesStamp`` or
+      ``ReceivedStamp`` added or removed);
+    - it does nothing after ``next`` returns that needs the message to be sent by then, or
+      its send errors (a log line "sent", a metric, a ``try``/``except`` around ``next``),
+      and returns what ``next`` returned, unchanged.
+
+    A middleware without the attribute (or with it false) makes ``dispatch_async`` run the
+    whole dispatch in a thread, as ``bus.dispatch`` would run it.
+    """
+
+    @property
+    def async_send_safe(self) -> bool:
+        """Whether the conditions above hold (an attribute or a property, read on each
+        ``dispatch_async``)."""
         ...
 
 

@@ -14,6 +14,7 @@ class AddBusNameStampMiddleware:
 
     # BareDispatchAware: the bus stamped a bare message as it wrapped it (see wrap_stamps).
     noop_for_bare_messages = True
+    async_send_safe = True  # AsyncSendSafeMiddleware: adds a stamp, nothing more
 
     def __init__(self, bus_name: str) -> None:
         # A stamp is an immutable value: one per bus serves every message.

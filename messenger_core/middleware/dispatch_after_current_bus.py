@@ -45,6 +45,16 @@ class DispatchAfterCurrentBusMiddleware:
         else:
             self.root = context or RootDispatch()
 
+    @property
+    def async_send_safe(self) -> bool:
+        """AsyncSendSafeMiddleware: true unless this thread is inside a dispatch already.
+
+        There (an async handler awaiting ``dispatch_async``) a stamped message would be queued
+        on this thread's outer dispatch, whereas the dispatch thread ``dispatch_async`` uses
+        otherwise is outside any dispatch and sends it at once.
+        """
+        return not self.root.is_running()
+
     def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
         return self.bind(next)(envelope)
 

@@ -20,6 +20,7 @@ class RejectRedeliveredMessageMiddleware:
     """
 
     noop_for_bare_messages = True  # BareDispatchAware: it only acts on received envelopes
+    async_send_safe = True  # AsyncSendSafeMiddleware: received envelopes are never sent
 
     def __init__(self, context: MiddlewareContext | None = None) -> None:
         """Takes the factory context so it can be named in configuration; needs nothing from it."""

@@ -10,7 +10,10 @@ from messenger_core.routing import Router
 from messenger_core.stamps import ReceivedStamp, SentStamp, TransportNamesStamp
 from messenger_core.transport import Sender
 
-__all__ = ["SendMessageMiddleware"]
+__all__ = ["Deferral", "SendMessageMiddleware"]
+
+Deferral = Callable[[Envelope, tuple[str, ...]], Envelope]
+"""``send(envelope, transport_names)``: what the send step does with a routed envelope."""
 
 
 class SendMessageMiddleware:
@@ -57,6 +60,42 @@ class SendMessageMiddleware:
             return self._send(envelope, names)
 
         return send
+
+    def bind_deferring(self, next: Next, defer: Deferral) -> Next:
+        """A chain step that routes as :meth:`bind`'s does (see :meth:`transport_names`) but
+        calls ``defer(envelope, names)`` instead of sending (``dispatch_async`` sends
+        afterwards, see :mod:`messenger_core.async_bus`). Not on the hot path of ``dispatch``,
+        whose step stays as it was."""
+        transport_names = self.transport_names
+
+        def defer_send(envelope: Envelope) -> Envelope:
+            names = transport_names(envelope)
+            if not names:
+                return next(envelope)
+            return defer(envelope, names)
+
+        return defer_send
+
+    def transport_names(self, envelope: Envelope) -> tuple[str, ...] | None:
+        """The transports the step sends ``envelope`` to: empty if it is not routed (it is
+        handled here), ``None`` if it was received (handled, never sent again)."""
+        override = None
+        for each in envelope.stamps:
+            kind = type(each)
+            if kind is ReceivedStamp:
+                return None
+            if kind is TransportNamesStamp:
+                override = each.transport_names  # type: ignore[attr-defined]
+        if override is not None:
+            return tuple(override)
+        return self.router.transports_for(type(envelope.message))
+
+    def sent_stamp(self, name: str) -> SentStamp:
+        """The ``SentStamp`` the step puts on a message before sending it to ``name``."""
+        stamp = self._sent_stamps.get(name)
+        if stamp is None:
+            stamp = self._sent_stamps.setdefault(name, SentStamp(sender_name=name))
+        return stamp
 
     def _send(self, envelope: Envelope, names: tuple[str, ...]) -> Envelope:
         for name in names:

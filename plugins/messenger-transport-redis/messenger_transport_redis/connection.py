@@ -163,6 +163,11 @@ class RedisConnection:
         pipe.execute_command("XGROUP", "CREATE", self.stream, self.group, "0", "MKSTREAM")
         pipe.execute_command("XINFO", "GROUPS", self.stream)
         created, groups = pipe.execute(raise_on_error=False)
+        self.check_setup(created, groups)
+
+    def check_setup(self, created: Any, groups: Any) -> None:
+        """Check the replies of ``XGROUP CREATE … MKSTREAM`` and ``XINFO GROUPS`` (run by
+        :meth:`setup_with`, and by the async sender on its first use)."""
         if isinstance(created, Exception) and not str(created).startswith("BUSYGROUP"):
             raise created
         if isinstance(groups, Exception):

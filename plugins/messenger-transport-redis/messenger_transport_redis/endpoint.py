@@ -8,7 +8,7 @@ itself, because it must know when a reply was lost), its replies are RESP2 and n
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import redis
@@ -19,6 +19,9 @@ from redis.sentinel import Sentinel
 from messenger_core.dsn import Dsn
 from messenger_core.errors import ConfigurationError
 from messenger_transport_redis.options import RedisTransportOptions
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_SENTINEL_PORT", "RedisEndpoint", "describe", "endpoint_of"]
 
@@ -62,6 +65,43 @@ class RedisEndpoint:
 
     def client(self, options: RedisTransportOptions) -> redis.Redis:
         """A new client (with its own connection pool) for this endpoint."""
+        common = self._common(options, Retry(NoBackoff(), 0))
+        client: redis.Redis
+        if self.sentinels:
+            sentinel: Any = cast(Any, Sentinel)(
+                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(options), **common
+            )
+            client = sentinel.master_for(options.sentinel_master)
+        elif self.unix_socket is not None:
+            del common["socket_connect_timeout"], common["socket_keepalive"]
+            client = redis.Redis(unix_socket_path=self.unix_socket, **common)
+        else:
+            client = redis.Redis(host=self.host or "127.0.0.1", port=self.port, **common)
+        for command in _RAW_REPLIES:
+            client.set_response_callback(command, _raw)
+        return client
+
+    def async_client(self, options: RedisTransportOptions) -> redis.asyncio.Redis:
+        """A new ``redis.asyncio`` client for this endpoint, configured as :meth:`client`'s
+        (bound to the event loop it is first used on). Used for sending only."""
+        # Imported here: a worker, which never sends async, does not load redis.asyncio.
+        import redis.asyncio  # noqa: PLC0415
+        from redis.asyncio.retry import Retry as AsyncRetry  # noqa: PLC0415
+        from redis.asyncio.sentinel import Sentinel as AsyncSentinel  # noqa: PLC0415
+
+        common = self._common(options, AsyncRetry(NoBackoff(), 0))
+        if self.sentinels:
+            sentinel: Any = cast(Any, AsyncSentinel)(
+                list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs(options), **common
+            )
+            client: redis.asyncio.Redis = sentinel.master_for(options.sentinel_master)
+            return client
+        if self.unix_socket is not None:
+            del common["socket_connect_timeout"], common["socket_keepalive"]
+            return redis.asyncio.Redis(unix_socket_path=self.unix_socket, **common)
+        return redis.asyncio.Redis(host=self.host or "127.0.0.1", port=self.port, **common)
+
+    def _common(self, options: RedisTransportOptions, retry: Any) -> dict[str, Any]:
         common: dict[str, Any] = {
             "db": options.dbindex,
             "username": self.username,
@@ -70,7 +110,7 @@ class RedisEndpoint:
             "socket_connect_timeout": options.timeout,
             "socket_keepalive": True,
             "health_check_interval": _HEALTH_CHECK_INTERVAL,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": retry,
             "protocol": 2,
         }
         if self.tls:
@@ -82,25 +122,12 @@ class RedisEndpoint:
                 ssl_cert_reqs=options.ssl_cert_reqs,
                 ssl_check_hostname=options.ssl_cert_reqs == "required",
             )
-        client: redis.Redis
-        if self.sentinels:
-            assert options.sentinel_master is not None
-            sentinel_kwargs = {
-                "socket_timeout": options.read_timeout,
-                "socket_connect_timeout": options.timeout,
-            }
-            sentinel: Any = cast(Any, Sentinel)(
-                list(self.sentinels), sentinel_kwargs=sentinel_kwargs, **common
-            )
-            client = sentinel.master_for(options.sentinel_master)
-        elif self.unix_socket is not None:
-            del common["socket_connect_timeout"], common["socket_keepalive"]
-            client = redis.Redis(unix_socket_path=self.unix_socket, **common)
-        else:
-            client = redis.Redis(host=self.host or "127.0.0.1", port=self.port, **common)
-        for command in _RAW_REPLIES:
-            client.set_response_callback(command, _raw)
-        return client
+        return common
+
+    @staticmethod
+    def _sentinel_kwargs(options: RedisTransportOptions) -> dict[str, Any]:
+        assert options.sentinel_master is not None
+        return {"socket_timeout": options.read_timeout, "socket_connect_timeout": options.timeout}
 
 
 def _raw(response: Any, **options: Any) -> Any:

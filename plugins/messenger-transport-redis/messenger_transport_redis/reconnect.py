@@ -17,11 +17,12 @@ off and every operation goes through :meth:`ReconnectPolicy.run`:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import attrs
@@ -136,6 +137,38 @@ class ReconnectPolicy:
             except RETRYABLE as error:
                 self._failed(what, error)
                 on_error()
+                if self._clock() >= deadline:
+                    raise self._unreachable(what, self._clock() - started) from error
+                continue
+            self.recovered()
+            return result
+
+    async def run_async(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        on_error: Callable[[], Awaitable[None]],
+    ) -> T:
+        """:meth:`run` for an async ``operation`` (an async client's): the same retries, waits
+        (``asyncio.sleep``, never blocking the loop), budget (:attr:`timeout`), outage state
+        and errors."""
+        started = self._clock()
+        deadline = started + self.timeout
+        while True:
+            wait = self._next_try - self._clock() if self.in_outage else 0.0
+            if wait > 0:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    raise self._unreachable(what, self._clock() - started)
+                await asyncio.sleep(min(wait, remaining))
+                if self._clock() < self._next_try:  # the budget ended before the next try
+                    raise self._unreachable(what, self._clock() - started)
+            try:
+                result = await operation()
+            except RETRYABLE as error:
+                self._failed(what, error)
+                await on_error()
                 if self._clock() >= deadline:
                     raise self._unreachable(what, self._clock() - started) from error
                 continue

@@ -66,16 +66,7 @@ class RedisSender:
         """Store all ``envelopes`` in one round trip (not atomic: see the class contract)."""
         if not envelopes:
             return []
-        commands: list[tuple[Any, ...]] = []
-        for envelope in envelopes:
-            message = self._serializer.encode(envelope)
-            delay = envelope.last(DelayStamp)
-            if delay is not None and delay.delay_ms > 0:
-                # A random suffix: two equal delayed messages must be two members of the set.
-                entry = encode_entry(message, secrets.token_hex(8))
-                commands.append(self._delayed_add(entry, delay))
-            else:
-                commands.append((*self._xadd, encode_entry(message)))
+        commands = [self.command(envelope) for envelope in envelopes]
 
         xadd, packet = self._xadd, self._xadd_packet
         packed = b"".join(
@@ -89,6 +80,16 @@ class RedisSender:
             else envelope
             for envelope, command, result in zip(envelopes, commands, results, strict=True)
         ]
+
+    def command(self, envelope: Envelope) -> tuple[Any, ...]:
+        """The command storing ``envelope``: ``XADD`` to the stream, or ``ZADD`` to the delay
+        queue for a positive ``DelayStamp`` (what :meth:`send` writes; the async sender too)."""
+        message = self._serializer.encode(envelope)
+        delay = envelope.last(DelayStamp)
+        if delay is not None and delay.delay_ms > 0:
+            # A random suffix: two equal delayed messages must be two members of the set.
+            return self._delayed_add(encode_entry(message, secrets.token_hex(8)), delay)
+        return (*self._xadd, encode_entry(message))
 
     def _delayed_add(self, entry: bytes, delay: DelayStamp) -> tuple[Any, ...]:
         due = time.time_ns() // 1_000_000 + delay.delay_ms

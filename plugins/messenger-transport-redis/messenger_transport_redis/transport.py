@@ -7,7 +7,7 @@ splits its Redis transport:
   for the hot paths, the Lua scripts, setup, and the reconnect policy (:mod:`.reconnect`) that
   every operation goes through;
 - :mod:`.sender` (:class:`~.sender.RedisSender`): ``XADD`` to the stream, or ``ZADD`` to the
-  delay queue ``<stream>__queue``;
+  delay queue ``<stream>__queue``; :mod:`.async_sender` the same through ``redis.asyncio``;
 - :mod:`.receiver` (:class:`~.receiver.RedisReceiver`): one ``get()`` is one round trip that
   sends buffered settlements, moves due delayed messages and reads own pending, claimed and
   new entries; hands back what it fetched on close;
@@ -34,6 +34,7 @@ from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.transport import TransportCapabilities
+from messenger_transport_redis.async_sender import AsyncRedisSender
 from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import (
     CONSUMER_SLICE,
@@ -88,6 +89,7 @@ class RedisTransport:
         self._connection = connection = RedisConnection(endpoint, options, self.consumer)
         self._settler = Settler(connection)
         self._sender = RedisSender(connection, serializer)
+        self._async_sender = AsyncRedisSender(connection, self._sender)
         self._receiver = RedisReceiver(connection, self._settler, serializer)
         self._listing = RedisListing(connection, self._settler, serializer)
         self.atomic = AtomicSettler(connection, self._settler, self._id_of)
@@ -113,6 +115,15 @@ class RedisTransport:
         reached Redis, its reply did not) a message is stored twice: at-least-once.
         """
         return self._sender.send(envelope)
+
+    sends_async = True
+    """AsyncSender: :meth:`send_async` sends through ``redis.asyncio`` (``dispatch_async``
+    then needs no thread)."""
+
+    async def send_async(self, envelope: Envelope) -> Envelope:
+        """:meth:`send`, awaited on the running event loop through a ``redis.asyncio`` client
+        of that loop's own: the same entry, id stamp, retries and errors."""
+        return await self._async_sender.send(envelope)
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Store all ``envelopes`` in one round trip (a pipeline of ``XADD`` / ``ZADD``).
@@ -232,13 +243,15 @@ class RedisTransport:
     def close(self) -> None:
         """Send the buffered acknowledgements, hand back the entries fetched and not settled
         (see :meth:`RedisReceiver.hand_back`), leave the group if this consumer holds nothing
-        (only with a generated consumer name) and close the connections. Idempotent.
+        (only with a generated consumer name) and close the connections (the async clients'
+        too). Idempotent.
 
         While Redis is away it tries only briefly and says what is left behind."""
         connection = self._connection
         if connection.closed:
             return
         client = connection.begin_close()
+        self._async_sender.close()
         if client is None:
             return
         try:

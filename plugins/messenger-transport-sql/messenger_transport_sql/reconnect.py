@@ -14,6 +14,7 @@ outage starts and one INFO line when the database answers again, and an event th
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 import random
@@ -216,6 +217,23 @@ class ReconnectPolicy:
             self._closing.wait(max(0.0, deadline - now))
             return False
         return not self._closing.wait(due - now)
+
+    async def wait_for_attempt_async(self, deadline: float) -> bool:
+        """:meth:`wait_for_attempt` for an event loop: the same answer, waiting with
+        ``asyncio.sleep`` (a close meanwhile is seen when the wait ends)."""
+        if self._outage_since is None:
+            return True
+        if self._closing.is_set():
+            return False
+        now = time.monotonic()
+        due = self._next_attempt
+        if due <= now:
+            return True
+        if due > deadline:
+            await asyncio.sleep(max(0.0, deadline - now))
+            return False
+        await asyncio.sleep(due - now)
+        return not self._closing.is_set()
 
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds``, or less if the policy is closed meanwhile; false then."""

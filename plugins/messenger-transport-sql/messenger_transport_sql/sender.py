@@ -49,7 +49,7 @@ class SqlSender:
 
     def send(self, envelope: Envelope) -> Envelope:
         """Store ``envelope``; return it with a ``TransportMessageIdStamp`` of the new row."""
-        row = self._row(envelope, utcnow())
+        row = self.row(envelope, utcnow())
         db = self._db
         outbox = current_outbox_connection()
         if outbox is not None:
@@ -74,7 +74,7 @@ class SqlSender:
         if not envelopes:
             return []
         now = utcnow()
-        rows = [self._row(envelope, now) for envelope in envelopes]
+        rows = [self.row(envelope, now) for envelope in envelopes]
         db = self._db
         outbox = current_outbox_connection()
         if outbox is not None:
@@ -95,7 +95,8 @@ class SqlSender:
             for envelope, row_id in zip(envelopes, ids, strict=True)
         ]
 
-    def _row(self, envelope: Envelope, now: datetime) -> dict[str, Any]:
+    def row(self, envelope: Envelope, now: datetime) -> dict[str, Any]:
+        """The row storing ``envelope`` (sent at ``now``), as :meth:`send` inserts it."""
         message = self._serializer.encode(envelope)
         body, headers = encode_body(message.body, message.headers)
         # Whole seconds: Symfony's Doctrine transport compares with its clock truncated to the

@@ -22,7 +22,9 @@ defer their delete to then (a crash meanwhile means a redelivery after ``redeliv
 at least once), and other operations fail after ``reconnect_timeout``.
 
 :class:`SqlTransport` is a facade over its roles, one module each (as Symfony splits its
-Doctrine transport): :class:`~messenger_transport_sql.sender.SqlSender` (send, batch, outbox),
+Doctrine transport): :class:`~messenger_transport_sql.sender.SqlSender` (send, batch,
+outbox; :class:`~messenger_transport_sql.async_sender.AsyncPostgreSqlSender` for
+``send_async`` on PostgreSQL),
 :class:`~messenger_transport_sql.receiver.SqlReceiver` (reserve, keepalive, listing),
 :class:`~messenger_transport_sql.acknowledgements.SqlAcknowledgements` (ack, reject, deferred
 deletes, release on close), and :class:`~messenger_transport_sql.connection.SqlConnection` (the
@@ -33,6 +35,7 @@ database connection, its reconnect policy and its per-database
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
@@ -48,6 +51,7 @@ from messenger_transport_sql.backends import backend_for
 from messenger_transport_sql.connection import SqlConnection
 from messenger_transport_sql.engine import ENGINE_MARK, transaction_engine
 from messenger_transport_sql.options import SqlTransportOptions
+from messenger_transport_sql.outbox import current_outbox_connection
 from messenger_transport_sql.receiver import SqlReceiver
 from messenger_transport_sql.sender import SqlSender
 
@@ -112,6 +116,10 @@ class SqlTransport:
         )
         self._acks = SqlAcknowledgements(self._db)
         self._sender = SqlSender(self._db, serializer)
+        # With an engine of ours only: see messenger_transport_sql.async_sender.
+        self._async_sender = (
+            backend.async_sender(self._db, self._sender) if dispose_engine else None
+        )
         self._receiver = SqlReceiver(self._db, serializer, self._acks)
         self._transaction_engine: sa.Engine | None = None
 
@@ -143,6 +151,22 @@ class SqlTransport:
         application's connection, in its transaction.
         """
         return self._sender.send(envelope)
+
+    @property
+    def sends_async(self) -> bool:
+        """AsyncSender: whether :meth:`send_async` sends through psycopg's async connection
+        (on PostgreSQL, with the engine made from the DSN, outside an outbox block); when
+        false, ``dispatch_async`` sends in a thread."""
+        return self._async_sender is not None and current_outbox_connection() is None
+
+    async def send_async(self, envelope: Envelope) -> Envelope:
+        """:meth:`send`, awaited on the running event loop: on PostgreSQL the same INSERT (and
+        notification) through an async connection of that loop's own, else :meth:`send` in a
+        thread (where :attr:`sends_async` is false)."""
+        if not self.sends_async:
+            return await asyncio.to_thread(self.send, envelope)
+        assert self._async_sender is not None
+        return await self._async_sender.send(envelope)
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Store all ``envelopes`` in one transaction (all or none), in one statement.
@@ -269,3 +293,5 @@ class SqlTransport:
                 db.close()
                 if self._transaction_engine not in (None, db.engine):
                     self._transaction_engine.dispose()
+                if self._async_sender is not None:
+                    self._async_sender.close()

@@ -31,7 +31,9 @@ from messenger_transport_sql.reconnect import ErrorKind, classify
 
 if TYPE_CHECKING:
     from messenger_transport_sql._notify import NotifyWait
+    from messenger_transport_sql.async_sender import AsyncPostgreSqlSender
     from messenger_transport_sql.connection import SqlConnection
+    from messenger_transport_sql.sender import SqlSender
 
 __all__ = ["Backend", "backend_for", "insert_many_core"]
 
@@ -117,6 +119,11 @@ class Backend:
 
     def notify_wait(self, db: SqlConnection) -> NotifyWait | None:
         """What waits for new messages between empty receives, if the database can tell."""
+        return None
+
+    def async_sender(self, db: SqlConnection, sender: SqlSender) -> AsyncPostgreSqlSender | None:
+        """What sends without blocking an event loop (``send_async``), if the database has an
+        async driver the transport uses; ``None``: ``dispatch_async`` sends in a thread."""
         return None
 
     # -- the hot statements -----------------------------------------------------------------

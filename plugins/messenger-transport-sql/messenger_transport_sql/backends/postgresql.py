@@ -24,7 +24,9 @@ from messenger_transport_sql.schema import (
 )
 
 if TYPE_CHECKING:
+    from messenger_transport_sql.async_sender import AsyncPostgreSqlSender
     from messenger_transport_sql.connection import SqlConnection
+    from messenger_transport_sql.sender import SqlSender
 
 __all__ = ["PostgreSqlBackend"]
 
@@ -86,6 +88,14 @@ class PostgreSqlBackend(Backend):
         if not self.options.use_notify:
             return None
         return NotifyWait(db)
+
+    def async_sender(self, db: SqlConnection, sender: SqlSender) -> AsyncPostgreSqlSender:
+        # psycopg's AsyncConnection (imported with the module: it loads psycopg lazily).
+        from messenger_transport_sql.async_sender import (  # noqa: PLC0415
+            AsyncPostgreSqlSender,
+        )
+
+        return AsyncPostgreSqlSender(db, sender)
 
     # -- the hot statements -----------------------------------------------------------------
     def inserted_id(self, cursor: Any) -> int:
