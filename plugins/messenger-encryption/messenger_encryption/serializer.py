@@ -21,8 +21,11 @@ from messenger_core.stamps import (
     TransportNamesStamp,
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
-from messenger_encryption.keyring import KeyRing
+from messenger_encryption._aead import Sealed
+from messenger_encryption.keyring import KeyRing, SymmetricKeyRing
 from messenger_encryption.message import TYPE_NAME, DecryptedStamp, EncryptedMessage, pack, unpack
+from messenger_encryption.outer import OuterCodec, outer_codec
+from messenger_encryption.public_key import PublicKeyRing
 from messenger_encryption.settings import EncryptionSettings
 
 __all__ = ["PUBLIC_STAMPS", "EncryptingSerializer", "PlaintextRefusedError"]
@@ -78,6 +81,14 @@ class EncryptingSerializer:
         self._buses = frozenset(settings.buses)
         self._require = settings.requires_encryption(transport_name)
         self._decrypted: dict[str, DecryptedStamp] = {}
+        # The outer message written and read here rather than by a second run of the inner
+        # serializer, where the serializer allows it (see the outer module) and the key ring
+        # is one of this plugin's, whose bytes need no base64 text in between.
+        self._ring: SymmetricKeyRing | PublicKeyRing | None = None
+        self._outer: OuterCodec | None = None
+        if isinstance(keyring, SymmetricKeyRing | PublicKeyRing):
+            self._outer = outer_codec(inner)
+            self._ring = keyring if self._outer is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -106,6 +117,11 @@ class EncryptingSerializer:
         for stamp in envelope.stamps:
             (public if stamp.__class__ in PUBLIC_STAMPS else sensitive).append(stamp)
         plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
+        if self._ring is not None and self._outer is not None:
+            raw = self._ring.seal_bytes(
+                plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
+            )
+            return self._outer.encode(raw, tuple(public))
         sealed = self.keyring.seal(
             plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
         )
@@ -115,10 +131,10 @@ class EncryptingSerializer:
     def decode(self, message: TransportMessage) -> Envelope:
         """The envelope ``message`` holds, decrypted; ``MessageDecodingError`` if it cannot be
         decrypted, or is plaintext where ciphertext is required."""
-        outer = self.inner.decode(message)
+        outer = self.inner.decode(message) if self._outer is None else self._outer.decode(message)
         sealed = outer.message
         bus = outer.last(BusNameStamp)
-        if sealed.__class__ is not EncryptedMessage:
+        if sealed.__class__ is not EncryptedMessage and sealed.__class__ is not Sealed:
             if self._require:
                 raise MessageDecodingError(
                     f"a plaintext message on transport {self.transport_name!r}, which requires "
@@ -152,7 +168,7 @@ class EncryptingSerializer:
         stamps.append(self._decrypted_stamp(sealed))
         return new_envelope(inner.message, tuple(stamps))
 
-    def _decrypted_stamp(self, sealed: EncryptedMessage) -> DecryptedStamp:
+    def _decrypted_stamp(self, sealed: EncryptedMessage | Sealed) -> DecryptedStamp:
         # Stamps are values: one per key id, built once.
         stamp = self._decrypted.get(sealed.key_id)
         if stamp is None or stamp.algorithm != sealed.algorithm:
@@ -160,9 +176,9 @@ class EncryptingSerializer:
             self._decrypted[sealed.key_id] = stamp
         return stamp
 
-    def _open(self, sealed: EncryptedMessage, outer: Envelope, bus_name: str) -> bytes:
+    def _open(self, sealed: EncryptedMessage | Sealed, outer: Envelope, bus_name: str) -> bytes:
         try:
-            return self.keyring.open(sealed, transport_name=self.transport_name, bus_name=bus_name)
+            return self._open_for(sealed, self.transport_name, bus_name)
         except MessageDecodingError:
             # A message the worker could not decrypt is parked raw, still bound to the
             # transport it was sent to, which the parking stamp names. Only in a failure
@@ -172,9 +188,15 @@ class EncryptingSerializer:
             parked = outer.last(SentToFailureTransportStamp)
             if parked is None or parked.original_receiver_name == self.transport_name:
                 raise
-            return self.keyring.open(
-                sealed, transport_name=parked.original_receiver_name, bus_name=bus_name
-            )
+            return self._open_for(sealed, parked.original_receiver_name, bus_name)
+
+    def _open_for(
+        self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str
+    ) -> bytes:
+        if isinstance(sealed, Sealed):
+            assert self._ring is not None  # only the codec reads a Sealed, with this ring
+            return self._ring.open_bytes(sealed, transport_name=transport_name, bus_name=bus_name)
+        return self.keyring.open(sealed, transport_name=transport_name, bus_name=bus_name)
 
     def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
         """The readable stamps of ``message`` (those of a plaintext message, the public ones
