@@ -24,6 +24,7 @@ from messenger_encryption._aead import (
     check_header,
     failed,
     from_message,
+    new_sealed,
     unknown_key,
 )
 from messenger_encryption.keys import KeyList, load_public_keys, load_secret_keys
@@ -112,9 +113,11 @@ class SymmetricKeyRing:
         """:meth:`seal`, its result with bytes rather than base64 text."""
         key_id = self._ids[0]
         nonce = os.urandom(NONCE_SIZE)
-        aad = self._associated_data(key_id, transport_name, bus_name)
+        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
+            key_id, transport_name, bus_name
+        )
         ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
-        return Sealed(FORMAT_VERSION, ALGORITHM_SYMMETRIC, key_id, nonce, ciphertext, "")
+        return new_sealed((FORMAT_VERSION, ALGORITHM_SYMMETRIC, key_id, nonce, ciphertext, ""))
 
     def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
         """Decrypt with the key ``message`` names."""
@@ -125,12 +128,16 @@ class SymmetricKeyRing:
 
     def open_bytes(self, sealed: Sealed, *, transport_name: str, bus_name: str) -> bytes:
         """:meth:`open` for a message whose bytes were already read."""
-        cipher = self._cipher(sealed)
-        nonce, ciphertext = sealed.nonce, sealed.ciphertext
-        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or sealed.ephemeral_key:
+        version, algorithm, key_id, nonce, ciphertext, ephemeral_key = sealed
+        cipher = self._ciphers.get(key_id)
+        if version != FORMAT_VERSION or algorithm != ALGORITHM_SYMMETRIC or cipher is None:
+            cipher = self._cipher(sealed)  # raises, saying which
+        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or ephemeral_key:
             raise failed(sealed, transport_name, bus_name)
         # Version and algorithm were checked: they are the ones the cache holds.
-        aad = self._associated_data(sealed.key_id, transport_name, bus_name)
+        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
+            key_id, transport_name, bus_name
+        )
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:

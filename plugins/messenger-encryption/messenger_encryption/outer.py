@@ -36,7 +36,7 @@ from messenger_core.serialization.json import JsonSerializer
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import Stamp
 from messenger_core.transport import TransportMessage
-from messenger_encryption._aead import NONCE_SIZE, Sealed, b64
+from messenger_encryption._aead import NONCE_SIZE, Sealed, b64, new_sealed
 from messenger_encryption.message import (
     ALGORITHM_SYMMETRIC,
     FORMAT_VERSION,
@@ -72,33 +72,36 @@ class _Layout:
     def __init__(self, names: Sequence[str]) -> None:
         name = [item.encode("ascii") for item in names]
         self._start = b'{"' + name[0] + b'":'
-        self._between = [b',"' + name[1] + b'":"'] + [b'","' + n + b'":"' for n in name[2:]]
-        # The plain names seen (algorithms, key ids), as text and as bytes.
-        self._name_bytes_of: dict[str, bytes] = {}
-        self._name_text_of: dict[bytes, str] = {}
+        self._algorithm = b',"' + name[1] + b'":"'
+        self._key_id = b'","' + name[2] + b'":"'
+        self._nonce = b'","' + name[3] + b'":"'
+        self._ciphertext = b'","' + name[4] + b'":"'
+        self._ephemeral = b'","' + name[5] + b'":"'
+        # A body's start, up to its nonce, by (version, algorithm, key id) and the other way
+        # round: a handful per process, so each message looks its start up once.
+        self._head_of: dict[tuple[int, str, str], bytes] = {}
+        self._fields_of: dict[bytes, tuple[int, str, str]] = {}
 
     def write(self, sealed: Sealed) -> bytes | None:
         """The body for ``sealed``; ``None`` if a name would need escaping (the serializer
         writes it then)."""
-        algorithm = self._name_bytes(sealed.algorithm)
-        key_id = self._name_bytes(sealed.key_id)
+        fields = sealed[:3]
+        head = self._head_of.get(fields)
+        if head is None:
+            head = self._make_head(*fields)
+            if head is None:
+                return None
+            _remember(self._head_of, fields, head)
         ephemeral = sealed.ephemeral_key
-        if algorithm is None or key_id is None or _PLAIN.match(ephemeral) is None:
+        if ephemeral and _PLAIN.match(ephemeral) is None:
             return None
-        between = self._between
         return b"".join(
             (
-                self._start,
-                str(sealed.version).encode("ascii"),
-                between[0],
-                algorithm,
-                between[1],
-                key_id,
-                between[2],
+                head,
                 _b2a(sealed.nonce, newline=False),
-                between[3],
+                self._ciphertext,
                 _b2a(sealed.ciphertext, newline=False),
-                between[4],
+                self._ephemeral,
                 ephemeral.encode("ascii"),
                 b'"}',
             )
@@ -111,58 +114,67 @@ class _Layout:
         read here may hold a quote (names and one-time keys are checked, base64 is decoded
         strictly), so the values found are the only reading of ``body``: the one JSON gives.
         """
-        start, between = self._start, self._between
-        if body[: len(start)] != start or body[-2:] != b'"}':
+        at = body.find(self._nonce)
+        if at < 0:
             return None
-        at = len(start)
-        end = body.find(between[0], at)
-        version = body[at:end]
-        at = end + len(between[0])
-        end = body.find(between[1], at)
-        algorithm = self._name_text(body[at:end])
-        at = end + len(between[1])
-        end = body.find(between[2], at)
-        key_id = self._name_text(body[at:end])
-        nonce_at = end + len(between[2])
-        nonce_end = body.find(between[3], nonce_at)
-        at = nonce_end + len(between[3])
-        end = body.find(between[4], at)
-        ephemeral = _plain_text(body[end + len(between[4]) : -2])
-        if (
-            min(nonce_end, end) < 0
-            or algorithm is None
-            or key_id is None
-            or ephemeral is None
-            or not 0 < len(version) < 10
-            or not version.isdigit()
-            or (version[:1] == b"0" and len(version) > 1)  # JSON has no leading zeros
-        ):
+        at += len(self._nonce)
+        head = body[:at]
+        fields = self._fields_of.get(head)
+        if fields is None:
+            fields = self._read_head(head)
+            if fields is None:
+                return None
+            _remember(self._fields_of, head, fields)
+        nonce_end = body.find(self._ciphertext, at)
+        end = body.rfind(self._ephemeral, nonce_end)
+        if nonce_end < 0 or end < 0 or body[-2:] != b'"}':
+            return None
+        raw_ephemeral = body[end + len(self._ephemeral) : -2]
+        ephemeral = _plain_text(raw_ephemeral) if raw_ephemeral else ""
+        if ephemeral is None:
             return None
         view = memoryview(body)
         try:
             # Strict: the base64 alphabet only (no quote, no escape), as JSON would read it.
-            nonce = _a2b(view[nonce_at:nonce_end], strict_mode=True)
-            ciphertext = _a2b(view[at:end], strict_mode=True)
+            nonce = _a2b(view[at:nonce_end], strict_mode=True)
+            ciphertext = _a2b(view[nonce_end + len(self._ciphertext) : end], strict_mode=True)
         except binascii.Error:
             return None
-        return Sealed(int(version), algorithm, key_id, nonce, ciphertext, ephemeral)
+        return new_sealed((*fields, nonce, ciphertext, ephemeral))
 
-    def _name_bytes(self, text: str) -> bytes | None:
-        found = self._name_bytes_of.get(text)
-        if found is None:
-            if _PLAIN.match(text) is None:
-                return None
-            found = text.encode("ascii")
-            _remember(self._name_bytes_of, text, found)
-        return found
+    def _make_head(self, version: int, algorithm: str, key_id: str) -> bytes | None:
+        """A body's start up to its nonce; ``None`` if a name would need escaping."""
+        if _PLAIN.match(algorithm) is None or _PLAIN.match(key_id) is None:
+            return None
+        return b"".join(
+            (
+                self._start,
+                str(version).encode("ascii"),
+                self._algorithm,
+                algorithm.encode("ascii"),
+                self._key_id,
+                key_id.encode("ascii"),
+                self._nonce,
+            )
+        )
 
-    def _name_text(self, data: bytes) -> str | None:
-        found = self._name_text_of.get(data)
-        if found is None:
-            found = _plain_text(data)
-            if found is not None:
-                _remember(self._name_text_of, data, found)
-        return found
+    def _read_head(self, head: bytes) -> tuple[int, str, str] | None:
+        """Version, algorithm and key id from a body's start, if written as :meth:`_make_head`
+        writes them (to the byte: no leading zero, no escape, no space)."""
+        start = len(self._start)
+        algorithm_at = head.find(self._algorithm, start)
+        key_id_at = head.find(self._key_id, algorithm_at)
+        if algorithm_at < 0 or key_id_at < 0:
+            return None
+        version = head[start:algorithm_at]
+        algorithm = _plain_text(head[algorithm_at + len(self._algorithm) : key_id_at])
+        key_id = _plain_text(head[key_id_at + len(self._key_id) : -len(self._nonce)])
+        if algorithm is None or key_id is None or not 0 < len(version) < 10:
+            return None
+        if not version.isdigit():
+            return None
+        fields = (int(version), algorithm, key_id)
+        return fields if self._make_head(*fields) == head else None
 
 
 def _plain_text(data: bytes) -> str | None:
@@ -225,7 +237,7 @@ class OuterCodec:
 
     def encode(self, sealed: Sealed, public: tuple[Stamp, ...]) -> TransportMessage:
         """The outer message of ``sealed`` with the ``public`` stamps."""
-        layout = self._get_layout()
+        layout = self._layout if self._learnt else self._get_layout()
         try:
             headers = self._headers.get(public)
         except TypeError:  # a mutable stamp: the serializer writes this one
@@ -243,7 +255,9 @@ class OuterCodec:
         """The outer envelope of ``message``: a :class:`Sealed` if read here, else what the
         serializer reads (an :class:`EncryptedMessage`, or a message of another bus)."""
         headers = message.headers
-        if headers.get("type") == TYPE_NAME and (layout := self._get_layout()) is not None:
+        if headers.get("type") == TYPE_NAME and (
+            (layout := self._layout if self._learnt else self._get_layout()) is not None
+        ):
             key: Hashable | None = tuple(headers.items())
             try:
                 stamps = self._stamps.get(key)

@@ -164,17 +164,14 @@ class EncryptingSerializer:
                 type_name=TYPE_NAME,
             ) from None
         stamps = [s for s in outer.stamps if s.__class__ in _OUTER_STAMPS]
-        stamps.extend(inner.stamps)
-        stamps.append(self._decrypted_stamp(sealed))
+        stamps += inner.stamps
+        # Stamps are values: one per key id and algorithm, built once.
+        decrypted = self._decrypted.get(sealed.key_id)
+        if decrypted is None or decrypted.algorithm != sealed.algorithm:
+            decrypted = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
+            self._decrypted[sealed.key_id] = decrypted
+        stamps.append(decrypted)
         return new_envelope(inner.message, tuple(stamps))
-
-    def _decrypted_stamp(self, sealed: EncryptedMessage | Sealed) -> DecryptedStamp:
-        # Stamps are values: one per key id, built once.
-        stamp = self._decrypted.get(sealed.key_id)
-        if stamp is None or stamp.algorithm != sealed.algorithm:
-            stamp = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
-            self._decrypted[sealed.key_id] = stamp
-        return stamp
 
     def _open(self, sealed: EncryptedMessage | Sealed, outer: Envelope, bus_name: str) -> bytes:
         try:
