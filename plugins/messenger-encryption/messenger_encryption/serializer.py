@@ -44,6 +44,7 @@ own stamps) is encrypted with the message."""
 # Read from outside the ciphertext on the way in: the public stamps, and the error details a
 # worker adds in clear when it parks a message it could not decrypt (the reason only).
 _OUTER_STAMPS = frozenset((*PUBLIC_STAMPS, ErrorDetailsStamp))
+_PUBLIC = frozenset(PUBLIC_STAMPS)
 
 
 class PlaintextRefusedError(MessengerError):
@@ -115,7 +116,7 @@ class EncryptingSerializer:
         public: list[Stamp] = []
         sensitive: list[Stamp] = []
         for stamp in envelope.stamps:
-            (public if stamp.__class__ in PUBLIC_STAMPS else sensitive).append(stamp)
+            (public if stamp.__class__ in _PUBLIC else sensitive).append(stamp)
         plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
         if self._ring is not None and self._outer is not None:
             raw = self._ring.seal_bytes(
@@ -151,7 +152,20 @@ class EncryptingSerializer:
                 "an encrypted message without a bus name: it cannot be authenticated",
                 type_name=TYPE_NAME,
             )
-        plaintext = self._open(sealed, outer, bus.bus_name)
+        try:
+            plaintext = self._open(sealed, self.transport_name, bus.bus_name)
+        except MessageDecodingError:
+            # A message the worker could not decrypt is parked raw, still bound to the
+            # transport it was sent to, which the parking stamp names. Only in a failure
+            # transport: elsewhere that stamp would let a ciphertext move between queues.
+            parked = outer.last(SentToFailureTransportStamp)
+            if (
+                not self.failure_transport
+                or parked is None
+                or parked.original_receiver_name == self.transport_name
+            ):
+                raise
+            plaintext = self._open(sealed, parked.original_receiver_name, bus.bus_name)
         try:
             inner = self.inner.decode(unpack(plaintext))
         except MessageDecodingError:
@@ -173,25 +187,9 @@ class EncryptingSerializer:
         stamps.append(decrypted)
         return new_envelope(inner.message, tuple(stamps))
 
-    def _open(self, sealed: EncryptedMessage | Sealed, outer: Envelope, bus_name: str) -> bytes:
-        try:
-            return self._open_for(sealed, self.transport_name, bus_name)
-        except MessageDecodingError:
-            # A message the worker could not decrypt is parked raw, still bound to the
-            # transport it was sent to, which the parking stamp names. Only in a failure
-            # transport: elsewhere that stamp would let a ciphertext move between queues.
-            if not self.failure_transport:
-                raise
-            parked = outer.last(SentToFailureTransportStamp)
-            if parked is None or parked.original_receiver_name == self.transport_name:
-                raise
-            return self._open_for(sealed, parked.original_receiver_name, bus_name)
-
-    def _open_for(
-        self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str
-    ) -> bytes:
-        if isinstance(sealed, Sealed):
-            assert self._ring is not None  # only the codec reads a Sealed, with this ring
+    def _open(self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str) -> bytes:
+        if isinstance(sealed, Sealed):  # read by the codec, so this plugin's key ring is used
+            assert self._ring is not None
             return self._ring.open_bytes(sealed, transport_name=transport_name, bus_name=bus_name)
         return self.keyring.open(sealed, transport_name=transport_name, bus_name=bus_name)
 
