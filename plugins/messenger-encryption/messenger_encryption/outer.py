@@ -27,7 +27,8 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TypeVar
+from functools import partial
+from typing import NamedTuple, TypeVar
 
 import attrs
 
@@ -41,10 +42,9 @@ from messenger_encryption.message import (
     ALGORITHM_SYMMETRIC,
     FORMAT_VERSION,
     TYPE_NAME,
-    EncryptedMessage,
 )
 
-__all__ = ["OuterCodec", "outer_codec"]
+__all__ = ["OuterCodec", "Read", "outer_codec"]
 
 _CACHE_SIZE = 512  # entries per cache; cleared when full
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -60,25 +60,17 @@ except ImportError:  # pragma: no cover - depends on the installation
     pybase64 = None  # type: ignore[assignment,unused-ignore]
 
 
-def _encode64_binascii(data: bytes) -> bytes:
-    return binascii.b2a_base64(data, newline=False)
-
-
-def _decode64_binascii(data: bytes | memoryview) -> bytes:
-    # Strict: the base64 alphabet only (no quote, no escape), canonical padding.
-    return binascii.a2b_base64(data, strict_mode=True)
-
-
-def _decode64_pybase64(data: bytes | memoryview) -> bytes:
-    # It accepts no more than binascii's strict mode does (it refuses excess padding, which
-    # that accepts: such a body is left to the serializer), and reads the same bytes.
-    decoded: bytes = pybase64.b64decode(data, validate=True)
-    return decoded
-
-
+# Partials, not functions: called twice per message, they add no Python call. Both accept the
+# base64 alphabet only (no quote, no escape) with canonical padding; pybase64 refuses excess
+# padding, which binascii's strict mode accepts (such a body is left to the serializer), and
+# reads the same bytes otherwise (a test checks both).
+_encode64_binascii: Callable[[bytes], bytes] = partial(binascii.b2a_base64, newline=False)
+_decode64_binascii: Callable[[bytes | memoryview], bytes] = partial(
+    binascii.a2b_base64, strict_mode=True
+)
 _encode64: Callable[[bytes], bytes] = _encode64_binascii if pybase64 is None else pybase64.b64encode
 _decode64: Callable[[bytes | memoryview], bytes] = (
-    _decode64_binascii if pybase64 is None else _decode64_pybase64
+    _decode64_binascii if pybase64 is None else partial(pybase64.b64decode, validate=True)
 )
 
 
@@ -244,6 +236,17 @@ def _learn_layout(inner: Serializer) -> _Layout | None:
     return layout
 
 
+class Read(NamedTuple):
+    """An encrypted message read without the serializer."""
+
+    sealed: Sealed
+    stamps: tuple[Stamp, ...]
+    """Every stamp of its headers."""
+    bus_name: str
+    kept: tuple[Stamp, ...]
+    """The stamps the receiver keeps, as :meth:`OuterCodec.remember` was told."""
+
+
 class OuterCodec:
     """Writes and reads the outer message for a ``json`` serializer (see the module
     docstring); what it cannot do alike, the serializer does."""
@@ -253,7 +256,8 @@ class OuterCodec:
         self._layout: _Layout | None = None
         self._learnt = False
         self._headers: dict[tuple[Stamp, ...], Mapping[str, str]] = {}
-        self._stamps: dict[Hashable, tuple[Stamp, ...]] = {}
+        # The headers of the messages the serializer read as encrypted -> what they hold.
+        self._public: dict[Hashable, tuple[tuple[Stamp, ...], str, tuple[Stamp, ...]]] = {}
 
     def _get_layout(self) -> _Layout | None:
         # Learnt on first use: the message types are registered by then.
@@ -278,31 +282,41 @@ class OuterCodec:
             _remember(self._headers, public, dict(written.headers))
         return written
 
-    def decode(self, message: TransportMessage) -> Envelope:
-        """The outer envelope of ``message``: a :class:`Sealed` if read here, else what the
-        serializer reads (an :class:`EncryptedMessage`, or a message of another bus)."""
-        headers = message.headers
-        if headers.get("type") == TYPE_NAME and (
-            (layout := self._layout if self._learnt else self._get_layout()) is not None
-        ):
-            key: Hashable | None = tuple(headers.items())
-            try:
-                stamps = self._stamps.get(key)
-            except TypeError:  # a header value that is not a string: the serializer says so
-                key = stamps = None
-            if stamps is not None:
-                sealed = layout.read(bytes(message.body))
-                if sealed is not None:
-                    return new_envelope(sealed, stamps)
-            outer = self.inner.decode(message)
-            if (
-                key is not None
-                and outer.message.__class__ is EncryptedMessage
-                and _hashable(outer.stamps)
-            ):
-                _remember(self._stamps, key, outer.stamps)
-            return outer
-        return self.inner.decode(message)
+    def read(self, message: TransportMessage) -> Read | None:
+        """What ``message`` holds if its headers are known (:meth:`remember`) and its body is
+        in the serializer's layout to the byte; ``None``: the serializer reads it."""
+        try:
+            headers = message.headers
+            if headers.get("type") != TYPE_NAME:
+                return None
+            public = self._public.get(tuple(headers.items()))
+        except Exception:  # headers that are not strings: the serializer says what is wrong
+            return None
+        if public is None or self._layout is None:
+            return None
+        sealed = self._layout.read(bytes(message.body))
+        if sealed is None:
+            return None
+        return Read(sealed, *public)
+
+    def remember(
+        self,
+        message: TransportMessage,
+        stamps: tuple[Stamp, ...],
+        bus_name: str,
+        kept: tuple[Stamp, ...],
+    ) -> None:
+        """The serializer read ``message`` as an :class:`EncryptedMessage` with ``stamps``
+        (of which the receiver keeps ``kept``), on ``bus_name``: the next message with the
+        same headers gets these (stamps are immutable values)."""
+        if self._layout is None and not self._learnt:
+            self._get_layout()
+        try:
+            key = tuple(message.headers.items())
+            hash((key, stamps, kept))
+        except TypeError:  # a mutable stamp, a header that is not a string: not kept
+            return
+        _remember(self._public, key, (stamps, bus_name, kept))
 
 
 def _hashable(value: object) -> bool:

@@ -132,10 +132,15 @@ class EncryptingSerializer:
     def decode(self, message: TransportMessage) -> Envelope:
         """The envelope ``message`` holds, decrypted; ``MessageDecodingError`` if it cannot be
         decrypted, or is plaintext where ciphertext is required."""
-        outer = self.inner.decode(message) if self._outer is None else self._outer.decode(message)
+        codec = self._outer
+        if codec is not None:
+            read = codec.read(message)
+            if read is not None:  # an encrypted message read without the inner serializer
+                return self._decrypt(read.sealed, read.bus_name, read.kept, read.stamps)
+        outer = self.inner.decode(message)
         sealed = outer.message
         bus = outer.last(BusNameStamp)
-        if sealed.__class__ is not EncryptedMessage and sealed.__class__ is not Sealed:
+        if sealed.__class__ is not EncryptedMessage:
             if self._require:
                 raise MessageDecodingError(
                     f"a plaintext message on transport {self.transport_name!r}, which requires "
@@ -152,20 +157,36 @@ class EncryptingSerializer:
                 "an encrypted message without a bus name: it cannot be authenticated",
                 type_name=TYPE_NAME,
             )
+        kept = tuple(s for s in outer.stamps if s.__class__ in _OUTER_STAMPS)
+        if codec is not None:
+            codec.remember(message, outer.stamps, bus.bus_name, kept)
+        return self._decrypt(sealed, bus.bus_name, kept, outer.stamps)
+
+    def _decrypt(
+        self,
+        sealed: EncryptedMessage | Sealed,
+        bus_name: str,
+        kept: tuple[Stamp, ...],
+        outer_stamps: tuple[Stamp, ...],
+    ) -> Envelope:
+        """The envelope inside ``sealed``, with the ``kept`` readable stamps before its own."""
         try:
-            plaintext = self._open(sealed, self.transport_name, bus.bus_name)
+            plaintext = self._open(sealed, self.transport_name, bus_name)
         except MessageDecodingError:
             # A message the worker could not decrypt is parked raw, still bound to the
             # transport it was sent to, which the parking stamp names. Only in a failure
             # transport: elsewhere that stamp would let a ciphertext move between queues.
-            parked = outer.last(SentToFailureTransportStamp)
+            parked = next(
+                (s for s in reversed(outer_stamps) if s.__class__ is SentToFailureTransportStamp),
+                None,
+            )
             if (
                 not self.failure_transport
                 or parked is None
                 or parked.original_receiver_name == self.transport_name
             ):
                 raise
-            plaintext = self._open(sealed, parked.original_receiver_name, bus.bus_name)
+            plaintext = self._open(sealed, parked.original_receiver_name, bus_name)
         try:
             inner = self.inner.decode(unpack(plaintext))
         except MessageDecodingError:
@@ -177,15 +198,12 @@ class EncryptingSerializer:
                 "withheld because they would quote the message)",
                 type_name=TYPE_NAME,
             ) from None
-        stamps = [s for s in outer.stamps if s.__class__ in _OUTER_STAMPS]
-        stamps += inner.stamps
         # Stamps are values: one per key id and algorithm, built once.
         decrypted = self._decrypted.get(sealed.key_id)
         if decrypted is None or decrypted.algorithm != sealed.algorithm:
             decrypted = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
             self._decrypted[sealed.key_id] = decrypted
-        stamps.append(decrypted)
-        return new_envelope(inner.message, tuple(stamps))
+        return new_envelope(inner.message, (*kept, *inner.stamps, decrypted))
 
     def _open(self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str) -> bytes:
         if isinstance(sealed, Sealed):  # read by the codec, so this plugin's key ring is used
