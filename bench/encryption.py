@@ -21,7 +21,8 @@ busy with other work disturbs less than the rates: on a loaded machine, prefer m
 runs (``--messages 1000 --runs 15``) and read both.
 
 Redis is the one named by ``MESSENGER_TEST_REDIS_DSN`` (default: the local one); SQLite is a
-temporary file.
+temporary file. The first line says which base64 module encodes the ciphertext: pybase64
+with ``messenger-encryption[fast]`` installed, else the standard library's binascii.
 """
 
 from __future__ import annotations
@@ -143,6 +144,15 @@ def report(backend: str, runs: list[dict[str, float]]) -> None:
     )
 
 
+def base64_module() -> str:
+    """The module encoding the ciphertext's base64 (the plugin's ``fast`` extra, or not)."""
+    try:
+        from messenger_encryption.outer import pybase64  # noqa: PLC0415
+    except ImportError:  # a version of the plugin without the fast extra
+        return "binascii"
+    return "binascii" if pybase64 is None else "pybase64"
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="sqlite,redis")
@@ -152,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(
         f"dispatch then consume {args.messages} messages of {args.size} bytes; "
-        f"median of {args.runs} runs, messages/s; overhead = 1 - encrypted/plain"
+        f"median of {args.runs} runs, messages/s; overhead = 1 - encrypted/plain; "
+        f"base64: {base64_module()}"
     )
     for backend in args.backends.split(","):
         runs: list[dict[str, Any]] = []
