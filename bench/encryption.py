@@ -15,7 +15,8 @@ Each variant dispatches ``--messages`` messages of about ``--size`` bytes (one b
 sent to the transport) and then the real worker (``messenger consume``'s loop, in this
 process) receives, handles and acknowledges them all. Figures are messages per second for the
 whole cycle (dispatch plus consume; ``messages / (dispatch time + consume time)``) and for
-each half, the median of ``--runs`` runs; the overhead is ``1 - encrypted / plain``. The
+each half, the median of ``--runs`` runs; the overhead is ``1 - encrypted / plain``, of the
+medians and, on the "paired" line, the median of each run's (and its extra CPU). The
 last line is this process's CPU time per message (``time.process_time``), which a machine
 busy with other work disturbs less than the rates: on a loaded machine, prefer many short
 runs (``--messages 1000 --runs 15``) and read both.
@@ -142,6 +143,11 @@ def report(backend: str, runs: list[dict[str, float]]) -> None:
         f"  {'cpu us/msg':10} {plain:9,.1f} {through:12,.1f} {encrypted:10,.1f} "
         f"{encrypted / plain - 1:+9.1%}  (this process's CPU per message, both halves)"
     )
+    # Each run's variants ran one after the other: their ratio is disturbed less by a machine
+    # whose load changes from run to run than the ratio of the medians above.
+    paired = statistics.median(1 - run["encrypted cycle"] / run["plain cycle"] for run in runs)
+    extra = statistics.median(run["encrypted cpu"] - run["plain cpu"] for run in runs)
+    print(f"  paired: cycle overhead {paired:.1%}, CPU {extra:+.1f} us/msg (medians of each run's)")
 
 
 def base64_module() -> str:

@@ -176,10 +176,7 @@ class EncryptingSerializer:
             # A message the worker could not decrypt is parked raw, still bound to the
             # transport it was sent to, which the parking stamp names. Only in a failure
             # transport: elsewhere that stamp would let a ciphertext move between queues.
-            parked = next(
-                (s for s in reversed(outer_stamps) if s.__class__ is SentToFailureTransportStamp),
-                None,
-            )
+            parked = new_envelope(None, outer_stamps).last(SentToFailureTransportStamp)
             if (
                 not self.failure_transport
                 or parked is None
