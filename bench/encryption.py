@@ -15,13 +15,15 @@ Each variant dispatches ``--messages`` messages of about ``--size`` bytes (one b
 sent to the transport) and then the real worker (``messenger consume``'s loop, in this
 process) receives, handles and acknowledges them all. Figures are messages per second for the
 whole cycle (dispatch plus consume; ``messages / (dispatch time + consume time)``) and for
-each half, the median of ``--runs`` runs; the overhead is ``1 - encrypted / plain``. The
+each half, the median of ``--runs`` runs; the overhead is ``1 - encrypted / plain``, of the
+medians and, on the "paired" line, the median of each run's (and its extra CPU). The
 last line is this process's CPU time per message (``time.process_time``), which a machine
 busy with other work disturbs less than the rates: on a loaded machine, prefer many short
 runs (``--messages 1000 --runs 15``) and read both.
 
 Redis is the one named by ``MESSENGER_TEST_REDIS_DSN`` (default: the local one); SQLite is a
-temporary file.
+temporary file. The first line says which base64 module encodes the ciphertext: pybase64
+with ``messenger-encryption[fast]`` installed, else the standard library's binascii.
 """
 
 from __future__ import annotations
@@ -141,6 +143,20 @@ def report(backend: str, runs: list[dict[str, float]]) -> None:
         f"  {'cpu us/msg':10} {plain:9,.1f} {through:12,.1f} {encrypted:10,.1f} "
         f"{encrypted / plain - 1:+9.1%}  (this process's CPU per message, both halves)"
     )
+    # Each run's variants ran one after the other: their ratio is disturbed less by a machine
+    # whose load changes from run to run than the ratio of the medians above.
+    paired = statistics.median(1 - run["encrypted cycle"] / run["plain cycle"] for run in runs)
+    extra = statistics.median(run["encrypted cpu"] - run["plain cpu"] for run in runs)
+    print(f"  paired: cycle overhead {paired:.1%}, CPU {extra:+.1f} us/msg (medians of each run's)")
+
+
+def base64_module() -> str:
+    """The module encoding the ciphertext's base64 (the plugin's ``fast`` extra, or not)."""
+    try:
+        from messenger_encryption.outer import pybase64  # noqa: PLC0415
+    except ImportError:  # a version of the plugin without the fast extra
+        return "binascii"
+    return "binascii" if pybase64 is None else "pybase64"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -152,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(
         f"dispatch then consume {args.messages} messages of {args.size} bytes; "
-        f"median of {args.runs} runs, messages/s; overhead = 1 - encrypted/plain"
+        f"median of {args.runs} runs, messages/s; overhead = 1 - encrypted/plain; "
+        f"base64: {base64_module()}"
     )
     for backend in args.backends.split(","):
         runs: list[dict[str, Any]] = []

@@ -20,10 +20,11 @@ from messenger_core.errors import ConfigurationError
 from messenger_encryption._aead import (
     NONCE_SIZE,
     TAG_SIZE,
-    b64,
+    Sealed,
     check_header,
     failed,
-    unb64,
+    from_message,
+    new_sealed,
     unknown_key,
 )
 from messenger_encryption.keys import KeyList, load_public_keys, load_secret_keys
@@ -104,34 +105,51 @@ class SymmetricKeyRing:
 
     def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> EncryptedMessage:
         """Encrypt with the newest key and a fresh random nonce."""
+        return self.seal_bytes(
+            plaintext, transport_name=transport_name, bus_name=bus_name
+        ).to_message()
+
+    def seal_bytes(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> Sealed:
+        """:meth:`seal`, its result with bytes rather than base64 text."""
         key_id = self._ids[0]
         nonce = os.urandom(NONCE_SIZE)
-        aad = self._associated_data(key_id, transport_name, bus_name)
-        ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
-        return EncryptedMessage(
-            version=FORMAT_VERSION,
-            algorithm=ALGORITHM_SYMMETRIC,
-            key_id=key_id,
-            nonce=b64(nonce),
-            ciphertext=b64(ciphertext),
+        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
+            key_id, transport_name, bus_name
         )
+        ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
+        return new_sealed((FORMAT_VERSION, ALGORITHM_SYMMETRIC, key_id, nonce, ciphertext, ""))
 
     def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
         """Decrypt with the key ``message`` names."""
+        self._cipher(message)  # a wrong version or key is reported before a field's base64
+        return self.open_bytes(
+            from_message(message), transport_name=transport_name, bus_name=bus_name
+        )
+
+    def open_bytes(self, sealed: Sealed, *, transport_name: str, bus_name: str) -> bytes:
+        """:meth:`open` for a message whose bytes were already read."""
+        version, algorithm, key_id, nonce, ciphertext, ephemeral_key = sealed
+        cipher = self._ciphers.get(key_id)
+        if version != FORMAT_VERSION or algorithm != ALGORITHM_SYMMETRIC or cipher is None:
+            cipher = self._cipher(sealed)  # raises, saying which
+        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or ephemeral_key:
+            raise failed(sealed, transport_name, bus_name)
+        # Version and algorithm were checked: they are the ones the cache holds.
+        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
+            key_id, transport_name, bus_name
+        )
+        try:
+            return cipher.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise failed(sealed, transport_name, bus_name) from None
+
+    def _cipher(self, message: EncryptedMessage | Sealed) -> AESGCM:
+        """The cipher of the key ``message`` names, once its version and algorithm are ours."""
         check_header(message, ALGORITHM_SYMMETRIC)
         cipher = self._ciphers.get(message.key_id)
         if cipher is None:
             raise unknown_key(message, self._ids)
-        nonce = unb64(message.nonce, "nonce")
-        ciphertext = unb64(message.ciphertext, "ciphertext")
-        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or message.ephemeral_key:
-            raise failed(message, transport_name, bus_name)
-        # Version and algorithm were checked above: they are the ones the cache holds.
-        aad = self._associated_data(message.key_id, transport_name, bus_name)
-        try:
-            return cipher.decrypt(nonce, ciphertext, aad)
-        except InvalidTag:
-            raise failed(message, transport_name, bus_name) from None
+        return cipher
 
     def __repr__(self) -> str:
         return f"SymmetricKeyRing(key_ids={list(self._ids)})"

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - depends on the installation
 
 _AD_LABEL = b"messenger-encryption\x00"
 _PACK_VERSION = b"\x01"
+_SIZE = struct.Struct(">I")
 
 
 @attrs.frozen(kw_only=True)
@@ -104,19 +105,21 @@ def associated_data(
 
 def pack(message: TransportMessage) -> bytes:
     """The inner serializer's output as one byte string: version, headers (JSON), body."""
-    headers = dict(message.headers)
+    headers = message.headers
+    if type(headers) is not dict:
+        headers = dict(headers)
     if orjson is not None:
         encoded: bytes = orjson.dumps(headers)
     else:
         encoded = json.dumps(headers, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return b"".join((_PACK_VERSION, struct.pack(">I", len(encoded)), encoded, bytes(message.body)))
+    return b"".join((_PACK_VERSION, _SIZE.pack(len(encoded)), encoded, bytes(message.body)))
 
 
 def unpack(data: bytes) -> TransportMessage:
     """The inverse of :func:`pack`; ``MessageDecodingError`` if ``data`` is not its output."""
     if len(data) < 5 or data[:1] != _PACK_VERSION:
         raise MessageDecodingError("the decrypted payload is not in a known layout")
-    (size,) = struct.unpack(">I", data[1:5])
+    (size,) = _SIZE.unpack_from(data, 1)
     try:
         raw = data[5 : 5 + size]
         headers = orjson.loads(raw) if orjson is not None else json.loads(raw.decode("utf-8"))

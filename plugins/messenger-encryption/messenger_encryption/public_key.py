@@ -19,9 +19,11 @@ from messenger_core.errors import ConfigurationError, MessageDecodingError
 from messenger_encryption._aead import (
     NONCE_SIZE,
     TAG_SIZE,
+    Sealed,
     b64,
     check_header,
     failed,
+    from_message,
     unb64,
     unknown_key,
 )
@@ -73,6 +75,12 @@ class PublicKeyRing:
 
     def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> EncryptedMessage:
         """Encrypt to the newest public key."""
+        return self.seal_bytes(
+            plaintext, transport_name=transport_name, bus_name=bus_name
+        ).to_message()
+
+    def seal_bytes(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> Sealed:
+        """:meth:`seal`, its result with bytes rather than base64 text."""
         key_id, recipient = self._recipients[0]
         ephemeral = X25519PrivateKey.generate()
         ephemeral_public = ephemeral.public_key().public_bytes_raw()
@@ -88,17 +96,46 @@ class PublicKeyRing:
             ephemeral_key=encoded_ephemeral,
         )
         ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
-        return EncryptedMessage(
-            version=FORMAT_VERSION,
-            algorithm=ALGORITHM_PUBLIC_KEY,
-            key_id=key_id,
-            nonce=b64(nonce),
-            ciphertext=b64(ciphertext),
-            ephemeral_key=encoded_ephemeral,
+        return Sealed(
+            FORMAT_VERSION, ALGORITHM_PUBLIC_KEY, key_id, nonce, ciphertext, encoded_ephemeral
         )
 
     def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
         """Decrypt with the private key ``message`` was encrypted to."""
+        self._private_key(message)  # a wrong version or key is reported before a field's base64
+        return self.open_bytes(
+            from_message(message), transport_name=transport_name, bus_name=bus_name
+        )
+
+    def open_bytes(self, sealed: Sealed, *, transport_name: str, bus_name: str) -> bytes:
+        """:meth:`open` for a message whose bytes were already read."""
+        private = self._private_key(sealed)
+        nonce, ciphertext = sealed.nonce, sealed.ciphertext
+        ephemeral_raw = unb64(sealed.ephemeral_key, "ephemeral key")
+        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or len(ephemeral_raw) != 32:
+            raise failed(sealed, transport_name, bus_name)
+        try:
+            shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_raw))
+        except ValueError:  # a low-order point: an all-zero agreement is refused
+            raise failed(sealed, transport_name, bus_name) from None
+        data_key = _data_key(shared, ephemeral_raw, private.public_key(), sealed.key_id)
+        # The one-time key as written (base64 text) is what was authenticated.
+        aad = associated_data(
+            version=sealed.version,
+            algorithm=sealed.algorithm,
+            key_id=sealed.key_id,
+            transport_name=transport_name,
+            bus_name=bus_name,
+            ephemeral_key=sealed.ephemeral_key,
+        )
+        try:
+            return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise failed(sealed, transport_name, bus_name) from None
+
+    def _private_key(self, message: EncryptedMessage | Sealed) -> X25519PrivateKey:
+        """The private key ``message`` was encrypted to, once its version and algorithm are
+        ours."""
         check_header(message, ALGORITHM_PUBLIC_KEY)
         private = self._private.get(message.key_id)
         if private is None:
@@ -109,28 +146,7 @@ class PublicKeyRing:
                     type_name=TYPE_NAME,
                 )
             raise unknown_key(message, self._ids)
-        nonce = unb64(message.nonce, "nonce")
-        ciphertext = unb64(message.ciphertext, "ciphertext")
-        ephemeral_raw = unb64(message.ephemeral_key, "ephemeral key")
-        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or len(ephemeral_raw) != 32:
-            raise failed(message, transport_name, bus_name)
-        try:
-            shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_raw))
-        except ValueError:  # a low-order point: an all-zero agreement is refused
-            raise failed(message, transport_name, bus_name) from None
-        data_key = _data_key(shared, ephemeral_raw, private.public_key(), message.key_id)
-        aad = associated_data(
-            version=message.version,
-            algorithm=message.algorithm,
-            key_id=message.key_id,
-            transport_name=transport_name,
-            bus_name=bus_name,
-            ephemeral_key=message.ephemeral_key,
-        )
-        try:
-            return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
-        except InvalidTag:
-            raise failed(message, transport_name, bus_name) from None
+        return private
 
     def __repr__(self) -> str:
         return (

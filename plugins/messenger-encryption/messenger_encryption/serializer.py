@@ -21,8 +21,11 @@ from messenger_core.stamps import (
     TransportNamesStamp,
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
-from messenger_encryption.keyring import KeyRing
+from messenger_encryption._aead import Sealed
+from messenger_encryption.keyring import KeyRing, SymmetricKeyRing
 from messenger_encryption.message import TYPE_NAME, DecryptedStamp, EncryptedMessage, pack, unpack
+from messenger_encryption.outer import OuterCodec, outer_codec
+from messenger_encryption.public_key import PublicKeyRing
 from messenger_encryption.settings import EncryptionSettings
 
 __all__ = ["PUBLIC_STAMPS", "EncryptingSerializer", "PlaintextRefusedError"]
@@ -41,6 +44,7 @@ own stamps) is encrypted with the message."""
 # Read from outside the ciphertext on the way in: the public stamps, and the error details a
 # worker adds in clear when it parks a message it could not decrypt (the reason only).
 _OUTER_STAMPS = frozenset((*PUBLIC_STAMPS, ErrorDetailsStamp))
+_PUBLIC = frozenset(PUBLIC_STAMPS)
 
 
 class PlaintextRefusedError(MessengerError):
@@ -78,6 +82,14 @@ class EncryptingSerializer:
         self._buses = frozenset(settings.buses)
         self._require = settings.requires_encryption(transport_name)
         self._decrypted: dict[str, DecryptedStamp] = {}
+        # The outer message written and read here rather than by a second run of the inner
+        # serializer, where the serializer allows it (see the outer module) and the key ring
+        # is one of this plugin's, whose bytes need no base64 text in between.
+        self._ring: SymmetricKeyRing | PublicKeyRing | None = None
+        self._outer: OuterCodec | None = None
+        if isinstance(keyring, SymmetricKeyRing | PublicKeyRing):
+            self._outer = outer_codec(inner)
+            self._ring = keyring if self._outer is not None else None
 
     def __repr__(self) -> str:
         return (
@@ -104,8 +116,13 @@ class EncryptingSerializer:
         public: list[Stamp] = []
         sensitive: list[Stamp] = []
         for stamp in envelope.stamps:
-            (public if stamp.__class__ in PUBLIC_STAMPS else sensitive).append(stamp)
+            (public if stamp.__class__ in _PUBLIC else sensitive).append(stamp)
         plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
+        if self._ring is not None and self._outer is not None:
+            raw = self._ring.seal_bytes(
+                plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
+            )
+            return self._outer.encode(raw, tuple(public))
         sealed = self.keyring.seal(
             plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
         )
@@ -115,6 +132,11 @@ class EncryptingSerializer:
     def decode(self, message: TransportMessage) -> Envelope:
         """The envelope ``message`` holds, decrypted; ``MessageDecodingError`` if it cannot be
         decrypted, or is plaintext where ciphertext is required."""
+        codec = self._outer
+        if codec is not None:
+            read = codec.read(message)
+            if read is not None:  # an encrypted message read without the inner serializer
+                return self._decrypt(read.sealed, read.bus_name, read.kept, read.stamps)
         outer = self.inner.decode(message)
         sealed = outer.message
         bus = outer.last(BusNameStamp)
@@ -135,7 +157,33 @@ class EncryptingSerializer:
                 "an encrypted message without a bus name: it cannot be authenticated",
                 type_name=TYPE_NAME,
             )
-        plaintext = self._open(sealed, outer, bus.bus_name)
+        kept = tuple(s for s in outer.stamps if s.__class__ in _OUTER_STAMPS)
+        if codec is not None:
+            codec.remember(message, outer.stamps, bus.bus_name, kept)
+        return self._decrypt(sealed, bus.bus_name, kept, outer.stamps)
+
+    def _decrypt(
+        self,
+        sealed: EncryptedMessage | Sealed,
+        bus_name: str,
+        kept: tuple[Stamp, ...],
+        outer_stamps: tuple[Stamp, ...],
+    ) -> Envelope:
+        """The envelope inside ``sealed``, with the ``kept`` readable stamps before its own."""
+        try:
+            plaintext = self._open(sealed, self.transport_name, bus_name)
+        except MessageDecodingError:
+            # A message the worker could not decrypt is parked raw, still bound to the
+            # transport it was sent to, which the parking stamp names. Only in a failure
+            # transport: elsewhere that stamp would let a ciphertext move between queues.
+            parked = new_envelope(None, outer_stamps).last(SentToFailureTransportStamp)
+            if (
+                not self.failure_transport
+                or parked is None
+                or parked.original_receiver_name == self.transport_name
+            ):
+                raise
+            plaintext = self._open(sealed, parked.original_receiver_name, bus_name)
         try:
             inner = self.inner.decode(unpack(plaintext))
         except MessageDecodingError:
@@ -147,34 +195,18 @@ class EncryptingSerializer:
                 "withheld because they would quote the message)",
                 type_name=TYPE_NAME,
             ) from None
-        stamps = [s for s in outer.stamps if s.__class__ in _OUTER_STAMPS]
-        stamps.extend(inner.stamps)
-        stamps.append(self._decrypted_stamp(sealed))
-        return new_envelope(inner.message, tuple(stamps))
+        # Stamps are values: one per key id and algorithm, built once.
+        decrypted = self._decrypted.get(sealed.key_id)
+        if decrypted is None or decrypted.algorithm != sealed.algorithm:
+            decrypted = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
+            self._decrypted[sealed.key_id] = decrypted
+        return new_envelope(inner.message, (*kept, *inner.stamps, decrypted))
 
-    def _decrypted_stamp(self, sealed: EncryptedMessage) -> DecryptedStamp:
-        # Stamps are values: one per key id, built once.
-        stamp = self._decrypted.get(sealed.key_id)
-        if stamp is None or stamp.algorithm != sealed.algorithm:
-            stamp = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
-            self._decrypted[sealed.key_id] = stamp
-        return stamp
-
-    def _open(self, sealed: EncryptedMessage, outer: Envelope, bus_name: str) -> bytes:
-        try:
-            return self.keyring.open(sealed, transport_name=self.transport_name, bus_name=bus_name)
-        except MessageDecodingError:
-            # A message the worker could not decrypt is parked raw, still bound to the
-            # transport it was sent to, which the parking stamp names. Only in a failure
-            # transport: elsewhere that stamp would let a ciphertext move between queues.
-            if not self.failure_transport:
-                raise
-            parked = outer.last(SentToFailureTransportStamp)
-            if parked is None or parked.original_receiver_name == self.transport_name:
-                raise
-            return self.keyring.open(
-                sealed, transport_name=parked.original_receiver_name, bus_name=bus_name
-            )
+    def _open(self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str) -> bytes:
+        if isinstance(sealed, Sealed):  # read by the codec, so this plugin's key ring is used
+            assert self._ring is not None
+            return self._ring.open_bytes(sealed, transport_name=transport_name, bus_name=bus_name)
+        return self.keyring.open(sealed, transport_name=transport_name, bus_name=bus_name)
 
     def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
         """The readable stamps of ``message`` (those of a plaintext message, the public ones
