@@ -28,7 +28,6 @@ always pass through.
 from __future__ import annotations
 
 import logging
-import threading
 from contextvars import ContextVar
 from typing import Any
 
@@ -36,10 +35,9 @@ import redis
 from redis.client import Pipeline
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import ConfigurationError, HandlerFailedError
-from messenger_core.middleware import MiddlewareContext, Next
-from messenger_core.stamps import HandledStamp, ReceivedStamp
-from messenger_core.transport_options import reject_unknown_options
+from messenger_core.errors import HandlerFailedError
+from messenger_core.middleware import Next
+from messenger_core.middleware.received_transaction import ReceivedMessageTransaction, rolled_back
 from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import safe
 from messenger_transport_redis.transport import RedisTransport
@@ -77,63 +75,25 @@ def current_pipeline() -> Pipeline:
     return pipeline
 
 
-class RedisTransactionMiddleware:
+class RedisTransactionMiddleware(ReceivedMessageTransaction[RedisTransport]):
     """The ``redis_transaction`` middleware; see the module documentation.
 
     Option ``transport``: the name of a Redis transport whose Redis runs the transactions of
     messages received from other transports (default none: no pipeline for them).
     """
 
-    noop_for_bare_messages = True
-    """Only received messages are wrapped: a dispatch without stamps passes through."""
+    name = "redis_transaction"
+    store = "Redis"
+    transport_class = RedisTransport
+    options = OPTIONS
 
-    def __init__(self, context: MiddlewareContext) -> None:
-        options = dict(context.options)
-        reject_unknown_options(options, OPTIONS, subject="the redis_transaction middleware")
-        fallback = options.get("transport")
-        if fallback is not None and (
-            not isinstance(fallback, str) or fallback not in context.config.transports
-        ):
-            known = ", ".join(sorted(context.config.transports)) or "(none)"
-            raise ConfigurationError(
-                "option 'transport' must name a configured Redis transport, got "
-                f"{fallback!r}; configured transports: {known}"
-            )
-        self._fallback: str | None = fallback
-        self._transports = context.transports
-        self._runners: dict[str, _PipelineRunner | None] = {}
-        self._lock = threading.Lock()
+    def active(self) -> bool:
+        """Whether a pipeline of this middleware is open in this context."""
+        return _current.get() is not None
 
-    def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
-        """Handle a received ``envelope`` with a MULTI/EXEC pipeline; pass anything else on."""
-        received = envelope.last(ReceivedStamp)
-        if received is None or _current.get() is not None:
-            return next(envelope)
-        name = received.transport_name
-        if name in self._runners:
-            runner = self._runners[name]
-        else:
-            with self._lock:
-                runner = self._runners.get(name) or self._runner_for(name)
-                self._runners[name] = runner
-        if runner is None:
-            return next(envelope)
-        return runner.handle(envelope, next)
-
-    def _runner_for(self, name: str) -> _PipelineRunner | None:
-        transport = self._transports(name)
-        if isinstance(transport, RedisTransport):
-            return _PipelineRunner(transport.atomic, settles=True)
-        if self._fallback is None:
-            return None
-        fallback = self._transports(self._fallback)
-        if not isinstance(fallback, RedisTransport):
-            raise ConfigurationError(
-                "the redis_transaction middleware's option 'transport' names "
-                f"{self._fallback!r}, which is not a Redis transport "
-                f"({type(fallback).__name__})"
-            )
-        return _PipelineRunner(fallback.atomic, settles=False)
+    def runner(self, transport: RedisTransport, *, settles: bool) -> _PipelineRunner:
+        """Pipelines on ``transport``'s Redis."""
+        return _PipelineRunner(transport.atomic, settles=settles)
 
 
 class _PipelineRunner:
@@ -150,9 +110,7 @@ class _PipelineRunner:
             try:
                 result = next(envelope)
             except HandlerFailedError as error:
-                # The handlers that succeeded lose their writes with the pipeline: the retry
-                # must run them again, not skip them for their HandledStamp.
-                error.envelope = error.envelope.without_all(HandledStamp)
+                rolled_back(error)
                 raise
             finally:
                 _current.reset(token)

@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
+from collections.abc import Mapping
 from contextvars import ContextVar
+from typing import Any
 
 import sqlalchemy as sa
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import ConfigurationError, HandlerFailedError
-from messenger_core.middleware import MiddlewareContext, Next
-from messenger_core.stamps import HandledStamp, ReceivedStamp
-from messenger_core.transport_options import parse_bool, reject_unknown_options
+from messenger_core.errors import HandlerFailedError
+from messenger_core.middleware import Next
+from messenger_core.middleware.received_transaction import ReceivedMessageTransaction, rolled_back
+from messenger_core.transport_options import parse_bool
 from messenger_transport_sql.outbox import outbox
 from messenger_transport_sql.transport import SqlTransport
 
@@ -79,7 +80,7 @@ def current_connection() -> sa.Connection:
     return connection
 
 
-class SqlTransactionMiddleware:
+class SqlTransactionMiddleware(ReceivedMessageTransaction[SqlTransport]):
     """The ``sql_transaction`` middleware; see the module documentation.
 
     Options: ``transport`` (the name of a SQL transport whose database runs the transactions
@@ -88,56 +89,23 @@ class SqlTransactionMiddleware:
     join it).
     """
 
-    noop_for_bare_messages = True
-    """Only received messages are wrapped: a dispatch without stamps passes through."""
+    name = "sql_transaction"
+    store = "SQL"
+    transport_class = SqlTransport
+    options = OPTIONS
 
-    def __init__(self, context: MiddlewareContext) -> None:
-        options = dict(context.options)
-        reject_unknown_options(options, OPTIONS, subject="the sql_transaction middleware")
-        fallback = options.get("transport")
-        if fallback is not None and (
-            not isinstance(fallback, str) or fallback not in context.config.transports
-        ):
-            known = ", ".join(sorted(context.config.transports)) or "(none)"
-            raise ConfigurationError(
-                f"option 'transport' must name a configured SQL transport, got {fallback!r}; "
-                f"configured transports: {known}"
-            )
-        self._fallback: str | None = fallback
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """The ``outbox`` option."""
         self._outbox = parse_bool("outbox", options.get("outbox", True))
-        self._transports = context.transports
-        self._runners: dict[str, _TransactionRunner | None] = {}
-        self._lock = threading.Lock()  # handler threads may meet a transport first together
 
-    def __call__(self, envelope: Envelope, next: Next, /) -> Envelope:
-        """Handle a received ``envelope`` in a transaction; pass anything else on."""
-        received = envelope.last(ReceivedStamp)
-        if received is None or _current.get() is not None:
-            return next(envelope)
-        name = received.transport_name
-        if name in self._runners:
-            runner = self._runners[name]
-        else:
-            with self._lock:
-                runner = self._runners.get(name) or self._runner_for(name)
-                self._runners[name] = runner
-        if runner is None:
-            return next(envelope)
-        return runner.handle(envelope, next)
+    def active(self) -> bool:
+        """Whether a transaction of this middleware is open in this context."""
+        return _current.get() is not None
 
-    def _runner_for(self, name: str) -> _TransactionRunner | None:
-        transport = self._transports(name)
-        if isinstance(transport, SqlTransport):
-            return _TransactionRunner(transport.transaction_engine(), transport, self._outbox)
-        if self._fallback is None:
-            return None
-        fallback = self._transports(self._fallback)
-        if not isinstance(fallback, SqlTransport):
-            raise ConfigurationError(
-                f"the sql_transaction middleware's option 'transport' names {self._fallback!r}"
-                f", which is not a SQL transport ({type(fallback).__name__})"
-            )
-        return _TransactionRunner(fallback.transaction_engine(), None, self._outbox)
+    def runner(self, transport: SqlTransport, *, settles: bool) -> _TransactionRunner:
+        """Transactions on ``transport``'s database."""
+        engine = transport.transaction_engine()
+        return _TransactionRunner(engine, transport if settles else None, self._outbox)
 
 
 class _TransactionRunner:
@@ -178,9 +146,7 @@ class _TransactionRunner:
             with outbox(connection) if self._outbox else contextlib.nullcontext():
                 return next(envelope)
         except HandlerFailedError as error:
-            # The handlers that succeeded lose their writes with the transaction: the retry
-            # must run them again, not skip them for their HandledStamp.
-            error.envelope = error.envelope.without_all(HandledStamp)
+            rolled_back(error)
             raise
         finally:
             _current.reset(token)
