@@ -124,14 +124,10 @@ class ReconnectPolicy:
         started = self._clock()
         deadline = started + budget
         while True:
-            wait = self._next_try - self._clock() if self.in_outage else 0.0
+            wait = self._wait_before_try(what, started, deadline)
             if wait > 0:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise self._unreachable(what, self._clock() - started)
-                self._sleep(min(wait, remaining))
-                if self._clock() < self._next_try:  # the budget ended before the next try
-                    raise self._unreachable(what, self._clock() - started)
+                self._sleep(wait)
+                self._check_due(what, started)
             try:
                 result = operation()
             except RETRYABLE as error:
@@ -156,14 +152,10 @@ class ReconnectPolicy:
         started = self._clock()
         deadline = started + self.timeout
         while True:
-            wait = self._next_try - self._clock() if self.in_outage else 0.0
+            wait = self._wait_before_try(what, started, deadline)
             if wait > 0:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise self._unreachable(what, self._clock() - started)
-                await asyncio.sleep(min(wait, remaining))
-                if self._clock() < self._next_try:  # the budget ended before the next try
-                    raise self._unreachable(what, self._clock() - started)
+                await asyncio.sleep(wait)
+                self._check_due(what, started)
             try:
                 result = await operation()
             except RETRYABLE as error:
@@ -174,6 +166,23 @@ class ReconnectPolicy:
                 continue
             self.recovered()
             return result
+
+    def _wait_before_try(self, what: str, started: float, deadline: float) -> float:
+        """Seconds to wait before the next try (none out of an outage), at most until
+        ``deadline``; :class:`RedisUnreachableError` if the budget is spent."""
+        wait = self._next_try - self._clock() if self.in_outage else 0.0
+        if wait <= 0:
+            return 0.0
+        remaining = deadline - self._clock()
+        if remaining <= 0:
+            raise self._unreachable(what, self._clock() - started)
+        return min(wait, remaining)
+
+    def _check_due(self, what: str, started: float) -> None:
+        """After a wait: :class:`RedisUnreachableError` if the budget ended before the next
+        try was due."""
+        if self._clock() < self._next_try:
+            raise self._unreachable(what, self._clock() - started)
 
     def recovered(self) -> None:
         """Redis answered: end the outage (one INFO line saying how long it lasted)."""

@@ -34,7 +34,7 @@ from messenger_core.stamps import TransportMessageIdStamp
 from messenger_transport_sql._statements import Sql
 from messenger_transport_sql.connection import SqlConnection
 from messenger_transport_sql.engine import CONNECT_TIMEOUT
-from messenger_transport_sql.reconnect import ErrorKind, reason
+from messenger_transport_sql.reconnect import ErrorKind, FailedAttempts, NextStep, reason
 from messenger_transport_sql.schema import utcnow
 from messenger_transport_sql.sender import SqlSender
 
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
     import psycopg
 
 __all__ = ["AsyncPostgreSqlSender"]
-
-_RETRIES = 5
-"""How often a send is retried at once after a deadlock (as the sync connection does)."""
 
 
 class AsyncPostgreSqlSender:
@@ -98,8 +95,7 @@ class AsyncPostgreSqlSender:
         db = self._db
         policy = db.reconnect
         deadline = time.monotonic() + policy.timeout
-        attempts = 0
-        set_up = False
+        failed = FailedAttempts(auto_setup=db.options.auto_setup)
         dbapi_error: type[Exception] = db.engine.dialect.loaded_dbapi.Error
         while True:
             if not await policy.wait_for_attempt_async(deadline):
@@ -120,16 +116,15 @@ class AsyncPostgreSqlSender:
                     kind is ErrorKind.OUTAGE or error.connection_invalidated or connection.closed
                 ):
                     self._connections.discard(connection)
-                if kind is ErrorKind.MISSING_TABLE and db.options.auto_setup and not set_up:
-                    set_up = True
+                step, pause = failed.after(kind)
+                if step is NextStep.CREATE_TABLE:
                     await asyncio.to_thread(self._create_table)
                     continue
-                if kind is ErrorKind.OUTAGE:
+                if step is NextStep.WAIT_OUT:
                     policy.failed(action, error)
                     continue
-                attempts += 1
-                if kind is ErrorKind.RETRY and attempts <= _RETRIES:
-                    await asyncio.sleep(0.01 * 2**attempts)
+                if step is NextStep.BACK_OFF:
+                    await asyncio.sleep(pause)
                     continue
                 raise TransportError(f"{db.label}: cannot {action}: {reason(error)}") from raw
 

@@ -22,16 +22,19 @@ from messenger_core.errors import BrokerUnreachableError, TransportError
 from messenger_transport_sql._statements import FastSql, Sql, Statements
 from messenger_transport_sql.backends import Backend
 from messenger_transport_sql.options import SqlTransportOptions
-from messenger_transport_sql.reconnect import ErrorKind, ReconnectPolicy, reason
+from messenger_transport_sql.reconnect import (
+    ErrorKind,
+    FailedAttempts,
+    NextStep,
+    ReconnectPolicy,
+    reason,
+)
 from messenger_transport_sql.schema import build_table
 from messenger_transport_sql.table_setup import TableSetup
 
 __all__ = ["SqlConnection"]
 
 T = TypeVar("T")
-
-_RETRIES = 5
-"""How often an operation is retried at once after a deadlock or a lock timeout."""
 
 
 class SqlConnection:
@@ -122,8 +125,7 @@ class SqlConnection:
         """
         policy = self.reconnect
         deadline = time.monotonic() + (policy.timeout if patience is None else patience)
-        attempts = 0
-        set_up = False
+        failed = FailedAttempts(auto_setup=self.options.auto_setup)
         while True:
             if not policy.wait_for_attempt(deadline):
                 raise self.unreachable(action)
@@ -150,16 +152,15 @@ class SqlConnection:
                     self._drop_broken_connection(error)
                 elif self._connection is not None and self._connection.invalidated:
                     self._discard_connection()
-                if kind is ErrorKind.MISSING_TABLE and self.options.auto_setup and not set_up:
-                    set_up = True
+                step, pause = failed.after(kind)
+                if step is NextStep.CREATE_TABLE:
                     self.setup.create()
                     continue
-                if kind is ErrorKind.OUTAGE:
+                if step is NextStep.WAIT_OUT:
                     policy.failed(action, error)
                     continue
-                attempts += 1
-                if kind is ErrorKind.RETRY and attempts <= _RETRIES:
-                    time.sleep(0.01 * 2**attempts)
+                if step is NextStep.BACK_OFF:
+                    time.sleep(pause)
                     continue
                 raise TransportError(f"{self.label}: cannot {action}: {reason(error)}") from error
             except sa.exc.SQLAlchemyError as error:

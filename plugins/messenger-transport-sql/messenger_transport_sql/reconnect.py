@@ -25,7 +25,16 @@ import sqlalchemy as sa
 
 from messenger_core.dsn import mask_dsn
 
-__all__ = ["OUTAGE_WAIT", "ErrorKind", "ReconnectPolicy", "classify", "describe_error", "reason"]
+__all__ = [
+    "OUTAGE_WAIT",
+    "ErrorKind",
+    "FailedAttempts",
+    "NextStep",
+    "ReconnectPolicy",
+    "classify",
+    "describe_error",
+    "reason",
+]
 
 logger = logging.getLogger("messenger.transport.sql")
 
@@ -74,6 +83,42 @@ class ErrorKind(enum.Enum):
     """The messages table does not exist (yet)."""
     FATAL = "fatal"
     """Trying again would not help."""
+
+
+class NextStep(enum.Enum):
+    """What an operation does after a failed attempt (see :class:`FailedAttempts`)."""
+
+    CREATE_TABLE = "create the table, then try again"
+    WAIT_OUT = "count the outage and try again once the policy lets it"
+    BACK_OFF = "sleep a little, then try again"
+    GIVE_UP = "raise"
+
+
+RETRIES = 5
+"""How often an operation is retried at once after a deadlock or a lock timeout."""
+
+
+class FailedAttempts:
+    """The failed attempts of one database operation, and what each calls for: the table
+    created once (with ``auto_setup``), outages waited out (the policy bounds them), deadlocks
+    retried :data:`RETRIES` times with a growing pause, anything else given up. Shared by the
+    blocking connection and the async sender, so that both retry alike."""
+
+    def __init__(self, *, auto_setup: bool) -> None:
+        self._may_create = auto_setup
+        self._retries = 0
+
+    def after(self, kind: ErrorKind) -> tuple[NextStep, float]:
+        """The step after an error of ``kind``, and the seconds to sleep for ``BACK_OFF``."""
+        if kind is ErrorKind.MISSING_TABLE and self._may_create:
+            self._may_create = False
+            return NextStep.CREATE_TABLE, 0.0
+        if kind is ErrorKind.OUTAGE:
+            return NextStep.WAIT_OUT, 0.0
+        self._retries += 1
+        if kind is ErrorKind.RETRY and self._retries <= RETRIES:
+            return NextStep.BACK_OFF, 0.01 * 2**self._retries
+        return NextStep.GIVE_UP, 0.0
 
 
 def classify(error: sa.exc.DBAPIError, backend: str) -> ErrorKind:
@@ -205,35 +250,35 @@ class ReconnectPolicy:
     def wait_for_attempt(self, deadline: float) -> bool:
         """Wait until the next attempt is due; false (after waiting until ``deadline``) if
         that is later than ``deadline``, or at once when the policy was closed."""
-        if self._outage_since is None:
-            return True
-        if self._closing.is_set():
-            return False
-        now = time.monotonic()
-        due = self._next_attempt
-        if due <= now:
-            return True
-        if due > deadline:
-            self._closing.wait(max(0.0, deadline - now))
-            return False
-        return not self._closing.wait(due - now)
+        attempt, wait = self._attempt_plan(deadline)
+        if wait <= 0:
+            return attempt
+        closed = self._closing.wait(wait)
+        return attempt and not closed
 
     async def wait_for_attempt_async(self, deadline: float) -> bool:
         """:meth:`wait_for_attempt` for an event loop: the same answer, waiting with
         ``asyncio.sleep`` (a close meanwhile is seen when the wait ends)."""
+        attempt, wait = self._attempt_plan(deadline)
+        if wait <= 0:
+            return attempt
+        await asyncio.sleep(wait)
+        return attempt and not self._closing.is_set()
+
+    def _attempt_plan(self, deadline: float) -> tuple[bool, float]:
+        """Whether to attempt once the wait is over (unless closed meanwhile), and the seconds
+        to wait first: until the next attempt is due, or until ``deadline`` if it is later."""
         if self._outage_since is None:
-            return True
+            return True, 0.0
         if self._closing.is_set():
-            return False
+            return False, 0.0
         now = time.monotonic()
         due = self._next_attempt
         if due <= now:
-            return True
+            return True, 0.0
         if due > deadline:
-            await asyncio.sleep(max(0.0, deadline - now))
-            return False
-        await asyncio.sleep(due - now)
-        return not self._closing.is_set()
+            return False, max(0.0, deadline - now)
+        return True, due - now
 
     def sleep(self, seconds: float) -> bool:
         """Sleep ``seconds``, or less if the policy is closed meanwhile; false then."""
