@@ -8,12 +8,13 @@ logged once when it starts and once when it ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pika import exceptions as pika_errors  # type: ignore[import-untyped]
@@ -84,6 +85,36 @@ class ReconnectPolicy:
                 time.sleep(wait)
             try:
                 result = operation()
+            except RETRYABLE as error:
+                self.failed(what, error)
+                on_error()
+                if time.monotonic() >= deadline:
+                    raise self._unreachable(what, time.monotonic() - started) from error
+                continue
+            self.recovered()
+            return result
+
+    async def run_async(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        on_error: Callable[[], None],
+    ) -> T:
+        """:meth:`run` for an async ``operation`` (the async sender's): the same retries,
+        budget (:attr:`timeout`), outage state and errors, waiting with ``asyncio.sleep``
+        (never blocking the loop)."""
+        started = time.monotonic()
+        deadline = started + self.timeout
+        while True:
+            wait = self._next_try - time.monotonic() if self.in_outage else 0.0
+            if wait > 0:
+                if time.monotonic() + wait > deadline:
+                    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+                    raise self._unreachable(what, time.monotonic() - started)
+                await asyncio.sleep(wait)
+            try:
+                result = await operation()
             except RETRYABLE as error:
                 self.failed(what, error)
                 on_error()
