@@ -303,7 +303,7 @@ async def _close(client: _Client) -> None:
     if connection.is_open:
         try:
             connection.close()
-        except pika_errors.AMQPError as error:  # closing or broken already
+        except Exception as error:  # closing, or broken under pika already
             logger.debug("closing an async connection: %s", error)
     elif not connection.is_closing:
         return  # never opened: nothing to wait for
