@@ -5,11 +5,12 @@
 (:meth:`~messenger_transport_amqp.sender.AmqpSender.publication`: the same serializer,
 exchange, routing key, encoded properties and delay queue), written as the same frames
 (:class:`~messenger_transport_amqp.frames.PublishFrames`). Each running event loop has an
-``AsyncioConnection`` and a channel of its own (:class:`~messenger_core.async_clients.
-PerEventLoop`, closed with the loop or the transport), opened on its first send there: with
-``auto_setup`` the exchange and queues are declared on it then, and a delay queue before a
-delayed message goes into it, as the sync side does (the calls are
-:class:`~messenger_transport_amqp.topology.Topology`'s, made on the async channel).
+``AsyncioConnection`` and a channel of its own
+(:class:`~messenger_core.async_clients.PerEventLoop`, closed with the loop or the transport),
+opened on its first send there: with ``auto_setup`` the exchange and queues are declared on it
+then, and a delay queue before a delayed message goes into it, as the sync side does (the calls
+are :class:`~messenger_transport_amqp.topology.Topology`'s, made on the async channel). A
+channel RabbitMQ closed (a publish to a missing exchange) is replaced on the next send.
 
 Without ``confirm_timeout`` a send returns once its frames are handed to the connection's
 transport (the sync side returns once they are written to the socket); with it, the channel is

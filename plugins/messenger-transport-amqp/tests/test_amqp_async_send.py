@@ -268,3 +268,28 @@ def test_an_unreachable_broker_raises_what_dispatch_raises_in_bounded_time(
         assert "Connection refused" in text
         assert "could not publish a message, tried for" in text
         assert "(reconnect_timeout=1)" in text
+
+
+def test_a_nack_raises_what_dispatch_raises(messenger: Messenger, exchange: Exchange) -> None:
+    queues = {exchange.name: {"arguments": {"x-max-length": 1, "x-overflow": "reject-publish"}}}
+    _transport(messenger, exchange, confirm_timeout=5, queues=queues)
+    asyncio.run(messenger.bus.dispatch_async(Order(1)))  # the one the queue takes
+    with pytest.raises(TransportError) as native:
+        asyncio.run(messenger.bus.dispatch_async(Order(2)))
+    with pytest.raises(TransportError) as synchronous:
+        messenger.bus.dispatch(Order(3))
+    assert "refused (nack) 1 of 1 message(s)" in str(native.value)
+    assert str(native.value) == str(synchronous.value)
+    assert ready_count(exchange.name) == (1, 0)
+
+
+def test_no_confirm_in_time_raises_what_dispatch_raises(
+    messenger: Messenger, exchange: Exchange
+) -> None:
+    _transport(messenger, exchange, confirm_timeout=1e-9)
+    with pytest.raises(TransportError) as native:
+        asyncio.run(messenger.bus.dispatch_async(Order(1)))
+    with pytest.raises(TransportError) as synchronous:
+        messenger.bus.dispatch(Order(2))
+    assert "did not confirm 1 confirm(s) within 1e-09 s" in str(native.value)
+    assert str(native.value) == str(synchronous.value)
