@@ -10,10 +10,12 @@
 3. **Async dispatch**: ``bus.dispatch`` in a loop against ``await bus.dispatch_async`` one at
    a time and 64 at once: routed to Redis and to PostgreSQL, on the native path (their async
    clients on the loop) and on the thread path (the same bus with the ``logging`` middleware,
-   which keeps ``dispatch_async`` in a dispatch thread), and to an in-process handler.
+   which keeps ``dispatch_async`` in a dispatch thread), and to an in-process handler; and to
+   RabbitMQ (pika's asyncio adapter natively).
 
 Figures are messages per second, the median of ``--repeats`` runs. Services come from
-``MESSENGER_TEST_REDIS_DSN`` and ``MESSENGER_TEST_POSTGRESQL_DSN`` (local defaults).
+``MESSENGER_TEST_REDIS_DSN``, ``MESSENGER_TEST_POSTGRESQL_DSN`` and ``MESSENGER_TEST_AMQP_DSN``
+(local defaults).
 Run: ``python bench/concurrency.py`` (``--only processes|concurrency|dispatch``).
 """
 
@@ -43,6 +45,9 @@ from messenger_core.transports.memory import MemoryTransport
 
 HERE = Path(__file__).resolve().parent
 REDIS_DSN = os.environ.get("MESSENGER_TEST_REDIS_DSN") or "redis://127.0.0.1:6379"
+AMQP_DSN = (
+    os.environ.get("MESSENGER_TEST_AMQP_DSN") or "amqp://guest:guest@127.0.0.1:5672/%2f"
+).rstrip("/")
 POSTGRESQL_DSN = (
     os.environ.get("MESSENGER_TEST_POSTGRESQL_DSN") or "postgresql://postgres@127.0.0.1:5432/test"
 )
@@ -232,6 +237,11 @@ class Stored:
 
 
 @attrs.frozen
+class Queued:
+    order_id: int
+
+
+@attrs.frozen
 class Handled:
     order_id: int
 
@@ -272,17 +282,20 @@ def bench_dispatch(args: argparse.Namespace) -> None:
     print(f"  {'':<38} {'dispatch':>10} {'async, 1 at once':>17} {'async, 64 at once':>18}")
     stream = f"bench_{uuid.uuid4().hex[:10]}"
     table = f"bench_{uuid.uuid4().hex[:10]}"
+    exchange = f"bench_{uuid.uuid4().hex[:10]}"
     messenger = Messenger(
         {
             "transports": {
                 "redis": f"{REDIS_DSN}?stream={stream}",
                 "postgresql": f"{POSTGRESQL_DSN}?table_name={table}",
+                "rabbitmq": f"{AMQP_DSN}/{exchange}",
             }
         },
         autoload=True,
     )
     messenger.route(Shipped, "redis")
     messenger.route(Stored, "postgresql")
+    messenger.route(Queued, "rabbitmq")
 
     def handled(message: Handled) -> None:
         """Does nothing: the dispatch itself is measured."""
@@ -295,6 +308,8 @@ def bench_dispatch(args: argparse.Namespace) -> None:
             ("routed to Redis, thread path", threaded, Shipped),
             ("routed to PostgreSQL, native", native, Stored),
             ("routed to PostgreSQL, thread path", threaded, Stored),
+            ("routed to RabbitMQ, native", native, Queued),
+            ("routed to RabbitMQ, thread path", threaded, Queued),
             ("one in-process handler (thread path)", native, Handled),
         ):
             runs = [dispatch_rates(bus, make, args.dispatch_messages) for _ in range(args.repeats)]
@@ -313,6 +328,12 @@ def bench_dispatch(args: argparse.Namespace) -> None:
             connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
             connection.exec_driver_sql(f'DROP FUNCTION IF EXISTS "notify_{table}"()')
         engine.dispose()
+        import pika  # noqa: PLC0415
+
+        amqp = pika.BlockingConnection(pika.URLParameters(AMQP_DSN))
+        amqp.channel().queue_delete(exchange)
+        amqp.channel().exchange_delete(exchange)
+        amqp.close()
 
 
 def main() -> None:

@@ -100,10 +100,11 @@ class PublishFrames:
         return b"".join(pieces)
 
     @staticmethod
-    def write(channel: BlockingChannel, chunks: list[bytes]) -> None:
-        """Hand ``chunks`` to the connection under ``channel`` (buffered, not flushed: the
-        blocking channel's next operation, or :func:`flush`, writes them out)."""
-        impl = channel._impl
+    def write(channel: BlockingChannel | pika.channel.Channel, chunks: list[bytes]) -> None:
+        """Hand ``chunks`` to the connection under ``channel`` (pika's blocking channel or
+        its async one). Buffered, not flushed on the blocking channel: its next operation, or
+        :func:`flush`, writes them out; the async one's transport writes them from its loop."""
+        impl = getattr(channel, "_impl", channel)  # the blocking channel wraps an async one
         connection = impl.connection
         if not impl.is_open or not connection.is_open:
             # What pika's basic_publish raises: the reconnect policy knows it.
@@ -111,9 +112,10 @@ class PublishFrames:
         connection._output_marshaled_frames(chunks)
 
     @staticmethod
-    def frame_max(channel: BlockingChannel) -> int:
+    def frame_max(channel: BlockingChannel | pika.channel.Channel) -> int:
         """The largest frame the connection under ``channel`` may send (negotiated)."""
-        return int(channel._impl.connection.params.frame_max)
+        impl = getattr(channel, "_impl", channel)
+        return int(impl.connection.params.frame_max)
 
     @staticmethod
     def flush(channel: BlockingChannel) -> None:

@@ -8,12 +8,13 @@ logged once when it starts and once when it ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from pika import exceptions as pika_errors  # type: ignore[import-untyped]
@@ -76,22 +77,65 @@ class ReconnectPolicy:
         started = time.monotonic()
         deadline = started + budget
         while True:
-            wait = self._next_try - time.monotonic() if self.in_outage else 0.0
+            wait, give_up = self._wait_before_try(deadline)
             if wait > 0:
-                if time.monotonic() + wait > deadline:
-                    time.sleep(max(0.0, deadline - time.monotonic()))
-                    raise self._unreachable(what, time.monotonic() - started)
                 time.sleep(wait)
+            if give_up:
+                raise self._unreachable(what, time.monotonic() - started)
             try:
                 result = operation()
             except RETRYABLE as error:
                 self.failed(what, error)
                 on_error()
-                if time.monotonic() >= deadline:
-                    raise self._unreachable(what, time.monotonic() - started) from error
+                self._check_budget(what, started, deadline, error)
                 continue
             self.recovered()
             return result
+
+    async def run_async(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        what: str,
+        *,
+        on_error: Callable[[], None],
+    ) -> T:
+        """:meth:`run` for an async ``operation`` (the async sender's): the same retries,
+        budget (:attr:`timeout`), outage state and errors, waiting with ``asyncio.sleep``
+        (never blocking the loop)."""
+        started = time.monotonic()
+        deadline = started + self.timeout
+        while True:
+            wait, give_up = self._wait_before_try(deadline)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if give_up:
+                raise self._unreachable(what, time.monotonic() - started)
+            try:
+                result = await operation()
+            except RETRYABLE as error:
+                self.failed(what, error)
+                on_error()
+                self._check_budget(what, started, deadline, error)
+                continue
+            self.recovered()
+            return result
+
+    def _wait_before_try(self, deadline: float) -> tuple[float, bool]:
+        """Seconds to wait before the next try (none out of an outage), and whether the
+        budget ends before that try is due (then: wait until ``deadline`` and give up)."""
+        wait = self._next_try - time.monotonic() if self.in_outage else 0.0
+        if wait <= 0:
+            return 0.0, False
+        if time.monotonic() + wait > deadline:
+            return max(0.0, deadline - time.monotonic()), True
+        return wait, False
+
+    def _check_budget(
+        self, what: str, started: float, deadline: float, error: BaseException
+    ) -> None:
+        """After a failed try: :class:`AmqpUnreachableError` if the budget is spent."""
+        if time.monotonic() >= deadline:
+            raise self._unreachable(what, time.monotonic() - started) from error
 
     def recovered(self) -> None:
         """RabbitMQ answered: end the outage (logged with its length)."""

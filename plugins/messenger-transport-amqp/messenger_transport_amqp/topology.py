@@ -22,7 +22,12 @@ from pika.adapters.blocking_connection import BlockingChannel  # type: ignore[im
 
 from messenger_transport_amqp.options import AmqpOptions
 
-__all__ = ["DELAY_QUEUE_LEASE", "Topology"]
+__all__ = ["DELAY_QUEUE_LEASE", "Declaration", "Topology"]
+
+Declaration = tuple[str, tuple[Any, ...], dict[str, Any]]
+"""One declaration: the name of the channel's method (``exchange_declare``, ``queue_declare``,
+``queue_bind``: the blocking and the async channel take the same arguments), its positional
+and keyword arguments."""
 
 DELAY_QUEUE_LEASE = 10_000
 """Milliseconds a delay queue outlives its messages' TTL (Symfony's ``x-expires`` margin)."""
@@ -46,27 +51,52 @@ class Topology:
 
     def declare(self, channel: BlockingChannel) -> None:
         """Declare the exchange and the queues, and bind them (idempotent)."""
+        run(channel, self.declarations())
+
+    def declarations(self) -> list[Declaration]:
+        """The calls :meth:`declare` makes (the async sender makes them on its own channel)."""
         exchange = self.options.exchange
-        channel.exchange_declare(
-            exchange.name,
-            exchange_type=exchange.type,
-            durable=True,
-            arguments=dict(exchange.arguments) or None,
-        )
+        calls: list[Declaration] = [
+            (
+                "exchange_declare",
+                (exchange.name,),
+                {
+                    "exchange_type": exchange.type,
+                    "durable": True,
+                    "arguments": dict(exchange.arguments) or None,
+                },
+            )
+        ]
         for name, queue in self.options.queues.items():
-            channel.queue_declare(name, durable=True, arguments=dict(queue.arguments) or None)
-            for key in queue.binding_keys:
-                channel.queue_bind(
-                    name,
-                    exchange.name,
-                    routing_key=key or "",  # pika would bind with the queue's name for None
-                    arguments=dict(queue.binding_arguments) or None,
+            calls.append(
+                (
+                    "queue_declare",
+                    (name,),
+                    {"durable": True, "arguments": dict(queue.arguments) or None},
                 )
+            )
+            for key in queue.binding_keys:
+                calls.append(
+                    (
+                        "queue_bind",
+                        (name, exchange.name),
+                        {
+                            # pika would bind with the queue's name for None
+                            "routing_key": key or "",
+                            "arguments": dict(queue.binding_arguments) or None,
+                        },
+                    )
+                )
+        return calls
 
     def declare_delay_exchange(self, channel: BlockingChannel) -> None:
         """Declare the ``delays`` exchange (``direct``, durable)."""
-        channel.exchange_declare(self.options.delay.exchange_name, "direct", durable=True)
+        run(channel, [self._delay_exchange()])
         self._delay_exchange_declared = True
+
+    def _delay_exchange(self) -> Declaration:
+        name = self.options.delay.exchange_name
+        return ("exchange_declare", (name,), {"exchange_type": "direct", "durable": True})
 
     def delay_queue_name(self, delay_ms: int, routing_key: str | None, retry: bool) -> str:
         """Symfony's name of the queue where a message waits ``delay_ms``."""
@@ -95,14 +125,33 @@ class Topology:
         self, channel: BlockingChannel, delay_ms: int, routing_key: str | None, retry: bool
     ) -> str:
         """Declare and bind the delay queue (again if its lease may run short); its name."""
+        run(channel, self.delay_queue_declarations(delay_ms, routing_key, retry))
+        return self.delay_queue_name(delay_ms, routing_key, retry)
+
+    def delay_queue_declarations(
+        self, delay_ms: int, routing_key: str | None, retry: bool
+    ) -> list[Declaration]:
+        """The calls :meth:`declare_delay_queue` makes now (none if the queue was declared
+        lately), counted as made: the caller makes them on this topology's channel, and a
+        failure there ends the channel, and with it this record (:meth:`forget`)."""
         name = self.delay_queue_name(delay_ms, routing_key, retry)
         now = time.monotonic()
         if now - self._delay_declared.get(name, -_REDECLARE_AFTER) < _REDECLARE_AFTER:
-            return name
+            return []
+        calls: list[Declaration] = []
         if self.options.auto_setup and not self._delay_exchange_declared:
-            self.declare_delay_exchange(channel)
+            calls.append(self._delay_exchange())
+            self._delay_exchange_declared = True
         arguments = self.delay_queue_arguments(delay_ms, routing_key, retry)
-        channel.queue_declare(name, durable=True, arguments=arguments)
-        channel.queue_bind(name, self.options.delay.exchange_name, routing_key=name)
+        calls.append(("queue_declare", (name,), {"durable": True, "arguments": arguments}))
+        calls.append(
+            ("queue_bind", (name, self.options.delay.exchange_name), {"routing_key": name})
+        )
         self._delay_declared[name] = now
-        return name
+        return calls
+
+
+def run(channel: BlockingChannel, calls: list[Declaration]) -> None:
+    """Make ``calls`` on the blocking ``channel`` (each waits for RabbitMQ's answer)."""
+    for method, args, kwargs in calls:
+        getattr(channel, method)(*args, **kwargs)

@@ -6,6 +6,7 @@
   a lock around every use, the heartbeat pump, and the reconnect policy (:mod:`.reconnect`);
 - :mod:`.topology`: the exchange, the queues, the delays exchange and the delay queues;
 - :mod:`.sender` (:class:`~.sender.AmqpSender`): publishing, publisher confirms per batch;
+  :mod:`.async_sender` the same from an event loop, through pika's asyncio adapter;
 - :mod:`.receiver` (:class:`~.receiver.AmqpReceiver`): push consumption, handing back on
   close;
 - :mod:`.settling` (:class:`~.settling.Settler`): acknowledgements held back and sent as
@@ -24,6 +25,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.errors import TransportError
 from messenger_core.serializer import Serializer
 from messenger_core.transport import TransportCapabilities
+from messenger_transport_amqp.async_sender import AsyncAmqpSender
 from messenger_transport_amqp.connection import AmqpConnection, logger
 from messenger_transport_amqp.options import AmqpOptions
 from messenger_transport_amqp.receiver import AmqpReceiver
@@ -70,6 +72,7 @@ class AmqpTransport:
         self._connection = connection = AmqpConnection(options)
         self._receiver = AmqpReceiver(connection, serializer)
         self._sender = AmqpSender(connection, serializer, self._receiver.origin_of)
+        self._async_sender = AsyncAmqpSender(connection, self._sender)
 
     def __repr__(self) -> str:
         return (
@@ -89,6 +92,15 @@ class AmqpTransport:
         :class:`~messenger_transport_amqp.reconnect.AmqpUnreachableError` after
         ``reconnect_timeout`` without RabbitMQ."""
         return self._sender.send(envelope)
+
+    sends_async = True
+    """AsyncSender: :meth:`send_async` publishes through pika's asyncio adapter
+    (``dispatch_async`` needs no thread)."""
+
+    async def send_async(self, envelope: Envelope) -> Envelope:
+        """:meth:`send`, awaited on the running event loop through a connection of that
+        loop's own (see :mod:`.async_sender`): the same frames, confirms and errors."""
+        return await self._async_sender.send(envelope)
 
     def send_batch(self, envelopes: Sequence[Envelope]) -> list[Envelope]:
         """Publish all ``envelopes``; with ``confirm_timeout``, wait for one round of
@@ -165,10 +177,11 @@ class AmqpTransport:
 
     def close(self) -> None:
         """Send held-back acknowledgements, hand back what was fetched and not handled (see
-        :mod:`.receiver`), close the connection. Idempotent."""
+        :mod:`.receiver`), close the connection and every event loop's async one. Idempotent."""
         connection = self._connection
         if connection.closed:
             return
+        self._async_sender.close()
         with connection.lock:
             try:
                 self._sender.sync(_SYNC_TIMEOUT)  # a producer's last messages reach RabbitMQ
