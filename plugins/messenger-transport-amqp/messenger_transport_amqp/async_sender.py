@@ -12,8 +12,8 @@ then, and a delay queue before a delayed message goes into it, as the sync side 
 are :class:`~messenger_transport_amqp.topology.Topology`'s, made on the async channel). A
 channel RabbitMQ closed (a publish to a missing exchange) is replaced on the next send.
 
-Without ``confirm_timeout`` a send returns once its frames are handed to the connection's
-transport (the sync side returns once they are written to the socket); with it, the channel is
+Without ``confirm_timeout`` a send returns once its frames are written to the socket, as on the
+sync side (pika writes from a callback of the loop: the send waits for it); with it, the channel is
 in confirm mode and a send waits for RabbitMQ's answer for its own delivery tag: a ``nack`` or
 no answer in time is a :class:`~messenger_core.errors.TransportError`. A lost connection is
 dropped and the message published again on a new one through the sync sender's reconnect policy
@@ -118,6 +118,8 @@ class AsyncAmqpSender:
         frames.write(channel, [chunk])
         if confirmed is not None:
             await self._confirmed(client, confirmed)
+        else:
+            await client.written()
 
     async def _confirmed(self, client: _Client, confirmed: asyncio.Future[bool]) -> None:
         connection = self._connection
@@ -178,6 +180,22 @@ class _Client:
         """Whether the connection and the channel are open (as far as pika knows)."""
         channel = self.channel
         return channel is not None and channel.is_open and self.connection.is_open
+
+    async def written(self) -> None:
+        """Return once what was handed to the connection is written to the socket (pika
+        writes it from a callback of the loop): a send without confirms returns then, as the
+        sync side's does, so that a process ending right after it loses nothing. A connection
+        lost first raises (the send is tried again on a new one)."""
+        while True:
+            # pika's stream transport (private): the bytes it has not written yet.
+            transport = getattr(self.connection, "_transport", None)
+            if transport is None or not self.connection.is_open:
+                raise pika_errors.StreamLostError(
+                    "the connection closed before the message was written"
+                )
+            if not transport.get_write_buffer_size():
+                return
+            await asyncio.sleep(0)
 
     async def connect(self, parameters: pika.ConnectionParameters) -> None:
         """Open the connection and the channel."""

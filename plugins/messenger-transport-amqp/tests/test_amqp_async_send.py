@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -293,3 +296,45 @@ def test_no_confirm_in_time_raises_what_dispatch_raises(
         messenger.bus.dispatch(Order(2))
     assert "did not confirm 1 confirm(s) within 1e-09 s" in str(native.value)
     assert str(native.value) == str(synchronous.value)
+
+
+_EXIT_AT_ONCE = """
+import asyncio, os, sys
+from amqp_test_support import Order
+from messenger_transport_amqp import AmqpTransportFactory
+from messenger_core import Messenger
+
+options = {"delay": {"exchange_name": sys.argv[2]}}
+messenger = Messenger(
+    {"transports": {"amqp": {"dsn": sys.argv[1], "options": options}}},
+    autoload=False,
+    transports={"amqp": AmqpTransportFactory},
+)
+messenger.register_message(Order, "tests.Order")
+messenger.route(Order, "amqp")
+
+async def main() -> None:
+    for number in range(200):
+        await messenger.bus.dispatch_async(Order(number, "x" * 2000))
+    # No close, no further turn of the loop: what dispatch_async returned for must be written.
+    os._exit(0)
+
+asyncio.run(main())
+"""
+
+
+def test_a_process_ending_right_after_dispatch_async_loses_nothing(exchange: Exchange) -> None:
+    exchange.transport().setup()
+    finished = subprocess.run(
+        [sys.executable, "-c", _EXIT_AT_ONCE, exchange.dsn(), exchange.delays],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode == 0, finished.stderr
+    deadline = time.monotonic() + 10
+    while ready_count(exchange.name)[0] < 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ready_count(exchange.name)[0] == 200
