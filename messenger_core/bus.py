@@ -72,8 +72,8 @@ class MessageBus:
     async def dispatch_async(self, message: Any, *stamps: Stamp) -> Envelope:
         """``await`` a :meth:`dispatch` from async code without blocking its event loop.
 
-        A message routed to transports with async clients (Redis, PostgreSQL) is sent with
-        them on the running loop; anything else runs in a dispatch thread (see
+        A message routed to transports with async clients (Redis, PostgreSQL, RabbitMQ) is
+        sent with them on the running loop; anything else runs in a dispatch thread (see
         :mod:`messenger_core.async_bus`). Either way the envelope and the errors are those
         :meth:`dispatch` gives.
         """
