@@ -8,9 +8,9 @@ two paths, with the same result, errors and stamps as ``dispatch`` either way:
 **The native path** (no thread): a message routed to transports that all have an async client
 (:class:`~messenger_core.transport.AsyncSender` with ``sends_async``: Redis, PostgreSQL,
 RabbitMQ) is sent with those clients, awaited on the caller's loop. The middleware chain stays
-synchronous: it runs on the loop, in a copy of the bus's chains whose send step records what it would send
-(the envelope and its transports) instead of sending, and its step after the send (handling)
-is cut off. Once the chain returned, the envelope is sent to each transport in turn with
+synchronous: it runs on the loop, in a copy of the bus's chains whose send step records what it
+would send (the envelope and its transports) instead of sending, and its step after the send
+(handling) is cut off. Once the chain returned, the envelope is sent to each transport in turn with
 ``await sender.send_async(...)``, exactly as the send step would have sent it (the same
 ``SentStamp`` first, each transport given what the previous one returned), and the last
 envelope is returned. That is exact only when the chain cannot tell the difference, so the
