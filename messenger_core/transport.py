@@ -117,7 +117,9 @@ class AsyncSender(Protocol):
 
     :meth:`send_async` stores the envelope exactly as :meth:`Sender.send` would (the same
     record, the same serializer) and returns exactly what ``send`` returns (the same stamps,
-    such as a ``TransportMessageIdStamp``), raising the same errors. It may be awaited on any
+    such as a ``TransportMessageIdStamp``), raising the same errors; it returns no sooner than
+    ``send`` would (the message at least written to the broker's socket: a process ending
+    right after it must not lose it). It may be awaited on any
     event loop, one after another or at once (clients bound to a loop are kept per loop), and
     raises :class:`~messenger_core.errors.TransportError` once the transport is closed.
     """
