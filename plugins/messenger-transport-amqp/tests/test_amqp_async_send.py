@@ -26,22 +26,11 @@ from messenger_transport_amqp.reconnect import AmqpUnreachableError
 from messenger_core import DelayStamp, Envelope, Messenger
 from messenger_core.dsn import Dsn
 from messenger_core.errors import TransportError
+from messenger_core.testing.async_send import RecordingSends, sent_on_loop
 
 
-class RecordingAmqpTransport(AmqpTransport):
+class RecordingAmqpTransport(RecordingSends, AmqpTransport):
     """The AMQP transport, recording where each send ran."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.calls: list[tuple[str, str]] = []
-
-    def send(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send", threading.current_thread().name))
-        return super().send(envelope)
-
-    async def send_async(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send_async", threading.current_thread().name))
-        return await super().send_async(envelope)
 
 
 @pytest.fixture
@@ -61,10 +50,6 @@ def _transport(
     messenger.add_transport("amqp", transport)
     messenger.route(Order, "amqp")
     return transport
-
-
-def _on_loop(calls: list[tuple[str, str]], count: int) -> bool:
-    return calls == [("send_async", threading.main_thread().name)] * count
 
 
 def _consume(messenger: Messenger, count: int) -> list[Order]:
@@ -90,7 +75,7 @@ def test_the_message_is_the_one_dispatch_publishes_and_a_worker_consumes_it(
 ) -> None:
     transport = _transport(messenger, exchange)
     native = asyncio.run(messenger.bus.dispatch_async(Order(1, "native")))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     synchronous = messenger.bus.dispatch(Order(1, "native"))
     assert [type(s) for s in native.stamps] == [type(s) for s in synchronous.stamps]
 
@@ -122,7 +107,7 @@ def test_concurrent_sends_on_one_loop_each_arrive_once(
         return await asyncio.gather(*(messenger.bus.dispatch_async(Order(n)) for n in range(50)))
 
     asyncio.run(main())
-    assert _on_loop(transport.calls, 50)
+    assert sent_on_loop(transport.calls, 50)
     assert ready_count(exchange.name) == (50, 0)
     assert sorted(o.id for o in _consume(messenger, 50)) == list(range(50))
 
@@ -133,7 +118,7 @@ def test_a_delayed_message_waits_in_the_delay_queue_dispatch_puts_it_in(
     transport = _transport(messenger, exchange)
     delay = DelayStamp(delay_ms=2000)
     asyncio.run(messenger.bus.dispatch_async(Order(3, "native"), delay))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     messenger.bus.dispatch(Order(3, "sync"), delay)
     queue = transport._connection.topology.delay_queue_name(
         2000, transport.options.exchange.default_publish_routing_key, False
@@ -160,7 +145,7 @@ def test_with_confirm_timeout_each_send_waits_for_its_confirm(
         return sent
 
     assert len(asyncio.run(main())) == 20
-    assert _on_loop(transport.calls, 20)
+    assert sent_on_loop(transport.calls, 20)
     assert ready_count(exchange.name) == (20, 0)  # confirmed: stored
 
 

@@ -26,22 +26,11 @@ from messenger_core.errors import TransportError
 from messenger_core.middleware import Next
 from messenger_core.middleware.stack import build_stack
 from messenger_core.stamps import TransportMessageIdStamp
+from messenger_core.testing.async_send import RecordingSends, sent_on_loop
 
 
-class RecordingRedisTransport(RedisTransport):
+class RecordingRedisTransport(RecordingSends, RedisTransport):
     """The Redis transport, recording where each send ran."""
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.calls: list[tuple[str, str]] = []
-
-    def send(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send", threading.current_thread().name))
-        return super().send(envelope)
-
-    async def send_async(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send_async", threading.current_thread().name))
-        return await super().send_async(envelope)
 
 
 def _transport(messenger: Messenger, dsn: Dsn, **options: Any) -> RecordingRedisTransport:
@@ -66,10 +55,6 @@ def transport(messenger: Messenger, stream: Stream) -> RecordingRedisTransport:
     return transport
 
 
-def _on_loop(calls: list[tuple[str, str]], count: int) -> bool:
-    return calls == [("send_async", threading.main_thread().name)] * count
-
-
 def _consume(messenger: Messenger, count: int) -> list[Order]:
     handled: list[Order] = []
 
@@ -85,7 +70,7 @@ def test_the_entry_is_the_one_dispatch_adds_and_a_worker_consumes_it(
     messenger: Messenger, transport: RecordingRedisTransport, redis_client: Any, stream: Stream
 ) -> None:
     native = asyncio.run(messenger.bus.dispatch_async(Order(1, "native")))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     synchronous = messenger.bus.dispatch(Order(1, "native"))
 
     assert [type(s) for s in native.stamps] == [type(s) for s in synchronous.stamps]
@@ -105,7 +90,7 @@ def test_concurrent_sends_on_one_loop_each_get_their_own_entry(
         return await asyncio.gather(*(messenger.bus.dispatch_async(Order(n)) for n in range(50)))
 
     envelopes = asyncio.run(main())
-    assert _on_loop(transport.calls, 50)
+    assert sent_on_loop(transport.calls, 50)
     # Each envelope has the id of the entry holding its own message (the replies of the
     # commands written together went to their own callers).
     numbers = {
@@ -124,7 +109,7 @@ def test_a_delayed_message_waits_in_the_delay_queue_as_dispatch_puts_it(
 ) -> None:
     delay = DelayStamp(delay_ms=300)
     native = asyncio.run(messenger.bus.dispatch_async(Order(2), delay))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     synchronous = messenger.bus.dispatch(Order(2), delay)
     assert native.last(TransportMessageIdStamp) is None  # no entry yet, as from send
     assert [type(s) for s in native.stamps] == [type(s) for s in synchronous.stamps]

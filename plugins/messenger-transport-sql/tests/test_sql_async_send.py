@@ -30,22 +30,11 @@ from messenger_core.errors import BrokerUnreachableError, TransportError
 from messenger_core.middleware import Next
 from messenger_core.middleware.stack import build_stack
 from messenger_core.stamps import TransportMessageIdStamp
+from messenger_core.testing.async_send import RecordingSends, sent_on_loop
 
 
-class RecordingSqlTransport(SqlTransport):
+class RecordingSqlTransport(RecordingSends, SqlTransport):
     """The SQL transport, recording where each send ran."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.calls: list[tuple[str, str]] = []
-
-    def send(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send", threading.current_thread().name))
-        return super().send(envelope)
-
-    async def send_async(self, envelope: Envelope) -> Envelope:
-        self.calls.append(("send_async", threading.current_thread().name))
-        return await super().send_async(envelope)
 
 
 def _transport(messenger: Messenger, dsn: Dsn, **options: Any) -> RecordingSqlTransport:
@@ -83,10 +72,6 @@ def transport(messenger: Messenger, postgresql: Database) -> RecordingSqlTranspo
     return _transport(messenger, postgresql.dsn())
 
 
-def _on_loop(calls: list[tuple[str, str]], count: int) -> bool:
-    return calls == [("send_async", threading.main_thread().name)] * count
-
-
 def _rows(database: Database) -> list[Any]:
     return database.execute(
         "SELECT id, body, headers, queue_name, created_at, available_at, delivered_at "
@@ -119,7 +104,7 @@ def test_the_row_is_the_one_dispatch_inserts_notified_alike_and_consumed(
 ) -> None:
     # The table does not exist yet: the first send creates it (auto_setup), trigger included.
     native = asyncio.run(messenger.bus.dispatch_async(Order(1, "native")))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     listener = _listener(postgresql)
     try:
         again = asyncio.run(messenger.bus.dispatch_async(Order(1, "native")))
@@ -154,7 +139,7 @@ def test_a_delayed_message_is_available_later_as_from_dispatch(
 ) -> None:
     delay = DelayStamp(delay_ms=300)
     native = asyncio.run(messenger.bus.dispatch_async(Order(2), delay))
-    assert _on_loop(transport.calls, 1)
+    assert sent_on_loop(transport.calls, 1)
     synchronous = messenger.bus.dispatch(Order(2), delay)
     assert [type(s) for s in native.stamps] == [type(s) for s in synchronous.stamps]
     rows = _rows(postgresql)
