@@ -14,11 +14,16 @@ from typing import Any, cast
 import redis
 from redis.exceptions import ResponseError
 
-__all__ = ["DirectConnection", "bulk", "bulks", "pack", "pack_prefix"]
+__all__ = ["DirectConnection", "bulk", "bulks", "names_its_command", "pack", "pack_prefix"]
 
 _NAMES_ITS_COMMAND = tuple(int(part) for part in redis.__version__.split(".")[:2]) < (5, 3)
 """redis-py before 5.3 wants a command name from ``ConnectionPool.get_connection`` (unused;
 5.3 deprecated it, warning when given), and 5.0 to 5.2 are still pinned by other libraries."""
+
+
+def names_its_command() -> bool:
+    """Whether ``ConnectionPool.get_connection`` wants a command name (redis-py before 5.3)."""
+    return _NAMES_ITS_COMMAND
 
 
 def bulk(value: bytes) -> bytes:

@@ -23,6 +23,11 @@ had succeeded too (their writes were discarded). Messages received from other tr
 pipeline on the Redis of the transport named by the ``transport`` option (no acknowledgement
 in it), and pass through without one when it is not set. Dispatched messages (not received)
 always pass through.
+
+If the connection is lost during the ``EXEC`` (or its reply times out), the doubt is settled
+by :meth:`~messenger_transport_redis.atomic_settling.AtomicSettler.was_applied`: applied, the
+message counts as handled; not applied, it is retried (a ``RecoverableMessageError``: whatever
+the retry strategy allows, never parked for an outage).
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ import redis
 from redis.client import Pipeline
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import HandlerFailedError
+from messenger_core.errors import HandlerFailedError, RecoverableMessageError
 from messenger_core.middleware import Next
 from messenger_core.middleware.received_transaction import ReceivedMessageTransaction, rolled_back
 from messenger_transport_redis.atomic_settling import AtomicSettler
 from messenger_transport_redis.connection import safe
+from messenger_transport_redis.reconnect import RETRYABLE
 from messenger_transport_redis.transport import RedisTransport
 
 __all__ = ["NoPipelineError", "RedisTransactionMiddleware", "current_pipeline"]
@@ -119,17 +125,32 @@ class _PipelineRunner:
                 return result
             atomic.queue_ack(pipeline, envelope)
             try:
+                sent_on = atomic.bind(pipeline)
+            except RETRYABLE as error:  # nothing of the transaction was sent
+                raise _not_applied(error) from error
+            try:
                 replies = pipeline.execute(raise_on_error=False)
             except (redis.ConnectionError, redis.TimeoutError) as error:
-                # The EXEC may have been applied, its reply lost: the acknowledgement in it
-                # tells. Applied, the message is handled; not applied, it is retried.
-                if atomic.is_pending(envelope):
-                    raise
+                # The EXEC may have been applied (or may still be: a timeout), its reply
+                # lost: fenced off, the acknowledgement in it tells. Applied, the message is
+                # handled; not applied, it is retried.
+                if not atomic.was_applied(envelope, sent_on):
+                    raise _not_applied(error) from error
                 logger.warning("the transaction was applied, its reply lost: %s", safe(error))
                 replies = []
         atomic.settled(envelope)
         _log_failed_commands(replies)
         return result
+
+
+def _not_applied(error: BaseException) -> RecoverableMessageError:
+    """The error for a transaction Redis did not apply because the connection was lost: the
+    handlers did their part, so the message is retried whatever its retry strategy allows
+    (never parked or rejected for an outage)."""
+    return RecoverableMessageError(
+        f"the message's transaction was not applied, the connection to Redis was lost: "
+        f"{safe(error)}"
+    )
 
 
 def _log_failed_commands(replies: list[Any]) -> None:
