@@ -22,8 +22,8 @@ busy with other work disturbs less than the rates: on a loaded machine, prefer m
 runs (``--messages 1000 --runs 15``) and read both.
 
 Redis is the one named by ``MESSENGER_TEST_REDIS_DSN`` (default: the local one); SQLite is a
-temporary file. The first line says which base64 module encodes the ciphertext: pybase64
-with ``messenger-encryption[fast]`` installed, else the standard library's binascii.
+temporary file. The first line says which JSON library the core's serializer uses: orjson with
+``messenger-core[fast]`` installed, else the standard library's (the defaults).
 """
 
 from __future__ import annotations
@@ -150,13 +150,11 @@ def report(backend: str, runs: list[dict[str, float]]) -> None:
     print(f"  paired: cycle overhead {paired:.1%}, CPU {extra:+.1f} us/msg (medians of each run's)")
 
 
-def base64_module() -> str:
-    """The module encoding the ciphertext's base64 (the plugin's ``fast`` extra, or not)."""
-    try:
-        from messenger_encryption.outer import pybase64  # noqa: PLC0415
-    except ImportError:  # a version of the plugin without the fast extra
-        return "binascii"
-    return "binascii" if pybase64 is None else "pybase64"
+def json_library() -> str:
+    """The JSON library of the core's serializer (the ``messenger-core[fast]`` extra, or not)."""
+    from messenger_core.serialization.json import JSON_BACKEND  # noqa: PLC0415
+
+    return JSON_BACKEND
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"dispatch then consume {args.messages} messages of {args.size} bytes; "
         f"median of {args.runs} runs, messages/s; overhead = 1 - encrypted/plain; "
-        f"base64: {base64_module()}"
+        f"JSON: {json_library()}"
     )
     for backend in args.backends.split(","):
         runs: list[dict[str, Any]] = []

@@ -17,29 +17,23 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from messenger_core.errors import ConfigurationError
-from messenger_encryption._aead import (
+from messenger_encryption._aead import associated_data, check_header, failed, unknown_key
+from messenger_encryption.keys import KeyList, load_public_keys, load_secret_keys
+from messenger_encryption.message import ALGORITHM_SYMMETRIC, FORMAT_VERSION
+from messenger_encryption.public_key import PublicKeyRing
+from messenger_encryption.sealed import (
     NONCE_SIZE,
     TAG_SIZE,
     Sealed,
-    check_header,
-    failed,
-    from_message,
-    new_sealed,
-    unknown_key,
+    associated_data_v2,
+    from_bytes,
+    header,
 )
-from messenger_encryption.keys import KeyList, load_public_keys, load_secret_keys
-from messenger_encryption.message import (
-    ALGORITHM_SYMMETRIC,
-    FORMAT_VERSION,
-    EncryptedMessage,
-    associated_data,
-)
-from messenger_encryption.public_key import PublicKeyRing
 from messenger_encryption.settings import EncryptionSettings
 
 __all__ = ["KeyRing", "PublicKeyRing", "SymmetricKeyRing", "key_ring_of"]
 
-_AAD_CACHE_SIZE = 1024
+_CACHE_SIZE = 1024
 
 
 class KeyRing(Protocol):
@@ -55,12 +49,14 @@ class KeyRing(Protocol):
         """The ids this ring can decrypt, newest first."""
         ...
 
-    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> EncryptedMessage:
-        """``plaintext`` encrypted and bound to this transport and bus."""
+    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> bytes:
+        """``plaintext`` encrypted and bound to this transport and bus: the sealed bytes, in
+        the current format (:mod:`messenger_encryption.sealed`)."""
         ...
 
-    def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
-        """The plaintext of ``message``; ``MessageDecodingError`` saying why not."""
+    def open(self, sealed: bytes | Sealed, *, transport_name: str, bus_name: str) -> bytes:
+        """The plaintext of ``sealed`` (the sealed bytes, or the parts of a message of either
+        format); ``MessageDecodingError`` saying why not."""
         ...
 
 
@@ -72,26 +68,19 @@ class SymmetricKeyRing:
             raise ConfigurationError("an encryption key ring needs at least one key")
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys}
         self._ids = tuple(key_id for key_id, _ in keys)
-        # (key id, transport, bus) -> associated data: a handful of combinations per
+        try:
+            # The format-2 header of each key's messages -> that key: the header of a message
+            # sealed here is one of these, so opening one starts with a lookup, not a parse.
+            self._by_header = {
+                header(ALGORITHM_SYMMETRIC, key_id): (key_id, self._ciphers[key_id])
+                for key_id in self._ids
+            }
+        except ValueError as error:
+            raise ConfigurationError(f"an encryption key cannot be used: {error}") from None
+        self._header = header(ALGORITHM_SYMMETRIC, self._ids[0])
+        # (format, key id, transport, bus) -> associated data: a handful of combinations per
         # process, and building it costs as much as encrypting a kilobyte.
-        self._aad: dict[tuple[str, str, str], bytes] = {}
-
-    def _associated_data(self, key_id: str, transport_name: str, bus_name: str) -> bytes:
-        cache_key = (key_id, transport_name, bus_name)
-        aad = self._aad.get(cache_key)
-        if aad is None:
-            aad = associated_data(
-                version=FORMAT_VERSION,
-                algorithm=ALGORITHM_SYMMETRIC,
-                key_id=key_id,
-                transport_name=transport_name,
-                bus_name=bus_name,
-                ephemeral_key="",
-            )
-            if len(self._aad) >= _AAD_CACHE_SIZE:
-                self._aad.clear()
-            self._aad[cache_key] = aad
-        return aad
+        self._aad: dict[tuple[int, str, str, str], bytes] = {}
 
     @property
     def encrypting_key_id(self) -> str:
@@ -103,53 +92,65 @@ class SymmetricKeyRing:
         """Every key id, newest first."""
         return self._ids
 
-    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> EncryptedMessage:
+    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> bytes:
         """Encrypt with the newest key and a fresh random nonce."""
-        return self.seal_bytes(
-            plaintext, transport_name=transport_name, bus_name=bus_name
-        ).to_message()
-
-    def seal_bytes(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> Sealed:
-        """:meth:`seal`, its result with bytes rather than base64 text."""
         key_id = self._ids[0]
         nonce = os.urandom(NONCE_SIZE)
-        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
-            key_id, transport_name, bus_name
-        )
+        aad = self._aad.get((FORMAT_VERSION, key_id, transport_name, bus_name))
+        if aad is None:
+            aad = associated_data_v2(self._header, transport_name, bus_name)
+            self._remember((FORMAT_VERSION, key_id, transport_name, bus_name), aad)
         ciphertext = self._ciphers[key_id].encrypt(nonce, plaintext, aad)
-        return new_sealed((FORMAT_VERSION, ALGORITHM_SYMMETRIC, key_id, nonce, ciphertext, ""))
+        return b"".join((self._header, nonce, ciphertext))
 
-    def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
-        """Decrypt with the key ``message`` names."""
-        self._cipher(message)  # a wrong version or key is reported before a field's base64
-        return self.open_bytes(
-            from_message(message), transport_name=transport_name, bus_name=bus_name
-        )
-
-    def open_bytes(self, sealed: Sealed, *, transport_name: str, bus_name: str) -> bytes:
-        """:meth:`open` for a message whose bytes were already read."""
+    def open(self, sealed: bytes | Sealed, *, transport_name: str, bus_name: str) -> bytes:
+        """Decrypt with the key ``sealed`` names."""
+        if isinstance(sealed, bytes):
+            data = sealed
+            nonce_at = 3 + data[2] if len(data) > 2 else 0
+            known = self._by_header.get(data[:nonce_at])
+            if known is None or len(data) < nonce_at + NONCE_SIZE + TAG_SIZE:
+                sealed = from_bytes(data)  # anything else: parsed, and refused below if it must
+            else:  # sealed with a key of this ring: no parsing
+                cache_key = (FORMAT_VERSION, known[0], transport_name, bus_name)
+                aad = self._aad.get(cache_key)
+                if aad is None:
+                    aad = associated_data_v2(data[:nonce_at], transport_name, bus_name)
+                    self._remember(cache_key, aad)
+                nonce_end = nonce_at + NONCE_SIZE
+                try:
+                    return known[1].decrypt(data[nonce_at:nonce_end], data[nonce_end:], aad)
+                except InvalidTag:
+                    raise failed(from_bytes(data), transport_name, bus_name) from None
         version, algorithm, key_id, nonce, ciphertext, ephemeral_key = sealed
         cipher = self._ciphers.get(key_id)
-        if version != FORMAT_VERSION or algorithm != ALGORITHM_SYMMETRIC or cipher is None:
+        if algorithm != ALGORITHM_SYMMETRIC or cipher is None:
             cipher = self._cipher(sealed)  # raises, saying which
         if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or ephemeral_key:
             raise failed(sealed, transport_name, bus_name)
-        # Version and algorithm were checked: they are the ones the cache holds.
-        aad = self._aad.get((key_id, transport_name, bus_name)) or self._associated_data(
-            key_id, transport_name, bus_name
-        )
+        cache_key = (version, key_id, transport_name, bus_name)
+        aad = self._aad.get(cache_key)
+        if aad is None:
+            check_header(sealed, ALGORITHM_SYMMETRIC)  # a version this plugin reads
+            aad = associated_data(sealed, transport_name, bus_name)
+            self._remember(cache_key, aad)
         try:
             return cipher.decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise failed(sealed, transport_name, bus_name) from None
 
-    def _cipher(self, message: EncryptedMessage | Sealed) -> AESGCM:
-        """The cipher of the key ``message`` names, once its version and algorithm are ours."""
-        check_header(message, ALGORITHM_SYMMETRIC)
-        cipher = self._ciphers.get(message.key_id)
+    def _cipher(self, sealed: Sealed) -> AESGCM:
+        """The cipher of the key ``sealed`` names, once its version and algorithm are ours."""
+        check_header(sealed, ALGORITHM_SYMMETRIC)
+        cipher = self._ciphers.get(sealed.key_id)
         if cipher is None:
-            raise unknown_key(message, self._ids)
+            raise unknown_key(sealed, self._ids)
         return cipher
+
+    def _remember(self, cache_key: tuple[int, str, str, str], aad: bytes) -> None:
+        if len(self._aad) >= _CACHE_SIZE:
+            self._aad.clear()
+        self._aad[cache_key] = aad
 
     def __repr__(self) -> str:
         return f"SymmetricKeyRing(key_ids={list(self._ids)})"

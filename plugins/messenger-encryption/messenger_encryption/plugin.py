@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from messenger_core.hookspecs import hookimpl
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serializer import Serializer
+from messenger_encryption.format_v1 import TYPE_NAME_V1, EncryptedMessageV1
 from messenger_encryption.keyring import KeyRing, key_ring_of
 from messenger_encryption.message import TYPE_NAME, DecryptedStamp, EncryptedMessage
 from messenger_encryption.serializer import EncryptingSerializer
@@ -136,8 +137,10 @@ plugin = _EntryPointPlugin()
 
 
 def register_types(registry: MessageTypeRegistry) -> None:
-    """Make :class:`EncryptedMessage` and :class:`DecryptedStamp` known to ``registry``."""
+    """Make :class:`EncryptedMessage` (and its format-1 form, still read) and
+    :class:`DecryptedStamp` known to ``registry``."""
     registry.register(EncryptedMessage, TYPE_NAME)
+    registry.register(EncryptedMessageV1, TYPE_NAME_V1)
     registry.register_stamp(DecryptedStamp, "messenger_encryption.DecryptedStamp")
 
 

@@ -16,24 +16,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from messenger_core.errors import ConfigurationError, MessageDecodingError
-from messenger_encryption._aead import (
+from messenger_encryption._aead import associated_data, check_header, failed, unknown_key
+from messenger_encryption.keys import KeyList
+from messenger_encryption.message import ALGORITHM_PUBLIC_KEY, TYPE_NAME
+from messenger_encryption.sealed import (
+    EPHEMERAL_KEY_SIZE,
     NONCE_SIZE,
     TAG_SIZE,
     Sealed,
-    b64,
-    check_header,
-    failed,
-    from_message,
-    unb64,
-    unknown_key,
-)
-from messenger_encryption.keys import KeyList
-from messenger_encryption.message import (
-    ALGORITHM_PUBLIC_KEY,
-    FORMAT_VERSION,
-    TYPE_NAME,
-    EncryptedMessage,
-    associated_data,
+    associated_data_v2,
+    from_bytes,
+    header,
 )
 
 __all__ = ["PublicKeyRing"]
@@ -60,6 +53,10 @@ class PublicKeyRing:
             recipients = [(key_id, key.public_key()) for key_id, key in self._private.items()]
         if not recipients:
             raise ConfigurationError("public-key encryption needs a public or a private key")
+        try:
+            header(ALGORITHM_PUBLIC_KEY, recipients[0][0], bytes(EPHEMERAL_KEY_SIZE))
+        except ValueError as error:
+            raise ConfigurationError(f"an encryption key cannot be used: {error}") from None
         self._recipients = recipients
         self._ids = tuple(self._private)
 
@@ -73,67 +70,41 @@ class PublicKeyRing:
         """The ids of the private keys held here (empty on a producer)."""
         return self._ids
 
-    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> EncryptedMessage:
+    def seal(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> bytes:
         """Encrypt to the newest public key."""
-        return self.seal_bytes(
-            plaintext, transport_name=transport_name, bus_name=bus_name
-        ).to_message()
-
-    def seal_bytes(self, plaintext: bytes, *, transport_name: str, bus_name: str) -> Sealed:
-        """:meth:`seal`, its result with bytes rather than base64 text."""
         key_id, recipient = self._recipients[0]
         ephemeral = X25519PrivateKey.generate()
         ephemeral_public = ephemeral.public_key().public_bytes_raw()
         data_key = _data_key(ephemeral.exchange(recipient), ephemeral_public, recipient, key_id)
         nonce = os.urandom(NONCE_SIZE)
-        encoded_ephemeral = b64(ephemeral_public)
-        aad = associated_data(
-            version=FORMAT_VERSION,
-            algorithm=ALGORITHM_PUBLIC_KEY,
-            key_id=key_id,
-            transport_name=transport_name,
-            bus_name=bus_name,
-            ephemeral_key=encoded_ephemeral,
-        )
-        ciphertext = AESGCM(data_key).encrypt(nonce, plaintext, aad)
-        return Sealed(
-            FORMAT_VERSION, ALGORITHM_PUBLIC_KEY, key_id, nonce, ciphertext, encoded_ephemeral
-        )
+        sealed_header = header(ALGORITHM_PUBLIC_KEY, key_id, ephemeral_public)
+        aad = associated_data_v2(sealed_header, transport_name, bus_name)
+        return b"".join((sealed_header, nonce, AESGCM(data_key).encrypt(nonce, plaintext, aad)))
 
-    def open(self, message: EncryptedMessage, *, transport_name: str, bus_name: str) -> bytes:
-        """Decrypt with the private key ``message`` was encrypted to."""
-        self._private_key(message)  # a wrong version or key is reported before a field's base64
-        return self.open_bytes(
-            from_message(message), transport_name=transport_name, bus_name=bus_name
-        )
-
-    def open_bytes(self, sealed: Sealed, *, transport_name: str, bus_name: str) -> bytes:
-        """:meth:`open` for a message whose bytes were already read."""
+    def open(self, sealed: bytes | Sealed, *, transport_name: str, bus_name: str) -> bytes:
+        """Decrypt with the private key ``sealed`` was encrypted to."""
+        if isinstance(sealed, bytes):
+            sealed = from_bytes(sealed)
         private = self._private_key(sealed)
-        nonce, ciphertext = sealed.nonce, sealed.ciphertext
-        ephemeral_raw = unb64(sealed.ephemeral_key, "ephemeral key")
-        if len(nonce) != NONCE_SIZE or len(ciphertext) < TAG_SIZE or len(ephemeral_raw) != 32:
+        nonce, ciphertext, ephemeral_raw = sealed.nonce, sealed.ciphertext, sealed.ephemeral_key
+        if (
+            len(nonce) != NONCE_SIZE
+            or len(ciphertext) < TAG_SIZE
+            or len(ephemeral_raw) != EPHEMERAL_KEY_SIZE
+        ):
             raise failed(sealed, transport_name, bus_name)
         try:
             shared = private.exchange(X25519PublicKey.from_public_bytes(ephemeral_raw))
         except ValueError:  # a low-order point: an all-zero agreement is refused
             raise failed(sealed, transport_name, bus_name) from None
         data_key = _data_key(shared, ephemeral_raw, private.public_key(), sealed.key_id)
-        # The one-time key as written (base64 text) is what was authenticated.
-        aad = associated_data(
-            version=sealed.version,
-            algorithm=sealed.algorithm,
-            key_id=sealed.key_id,
-            transport_name=transport_name,
-            bus_name=bus_name,
-            ephemeral_key=sealed.ephemeral_key,
-        )
+        aad = associated_data(sealed, transport_name, bus_name)
         try:
             return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
         except InvalidTag:
             raise failed(sealed, transport_name, bus_name) from None
 
-    def _private_key(self, message: EncryptedMessage | Sealed) -> X25519PrivateKey:
+    def _private_key(self, message: Sealed) -> X25519PrivateKey:
         """The private key ``message`` was encrypted to, once its version and algorithm are
         ours."""
         check_header(message, ALGORITHM_PUBLIC_KEY)

@@ -13,7 +13,7 @@ import attrs
 
 from messenger_core.stamps import NonSendableStamp
 from messenger_core.transport import ListableReceiver, UndecodableMessage
-from messenger_encryption.message import DecryptedStamp
+from messenger_encryption.message import FORMAT_VERSION, DecryptedStamp
 
 if TYPE_CHECKING:
     from messenger_core.app import Messenger
@@ -53,7 +53,7 @@ def rotate_transport(messenger: Messenger, name: str, encrypting_key_id: str) ->
         if decrypted is None:
             report.plaintext += 1
             continue
-        if decrypted.key_id == encrypting_key_id:
+        if decrypted.key_id == encrypting_key_id and decrypted.format_version == FORMAT_VERSION:
             report.current += 1
             continue
         transport.send(envelope.without_stamps_of(NonSendableStamp))

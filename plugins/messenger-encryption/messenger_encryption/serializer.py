@@ -8,6 +8,8 @@ the failure transport and ``failed retry`` included.
 
 from __future__ import annotations
 
+import binascii
+
 from messenger_core.envelope import Envelope, new_envelope
 from messenger_core.errors import MessageDecodingError, MessengerError
 from messenger_core.serializer import Serializer, StampDecodingSerializer
@@ -21,11 +23,11 @@ from messenger_core.stamps import (
     TransportNamesStamp,
 )
 from messenger_core.transport import TransportMessage, UndecodableMessage
-from messenger_encryption._aead import Sealed
-from messenger_encryption.keyring import KeyRing, SymmetricKeyRing
+from messenger_encryption.format_v1 import EncryptedMessageV1, from_v1
+from messenger_encryption.keyring import KeyRing
 from messenger_encryption.message import TYPE_NAME, DecryptedStamp, EncryptedMessage, pack, unpack
-from messenger_encryption.outer import OuterCodec, outer_codec
-from messenger_encryption.public_key import PublicKeyRing
+from messenger_encryption.outer import OuterCodec, decode64, encode64, outer_codec
+from messenger_encryption.sealed import Sealed, from_bytes
 from messenger_encryption.settings import EncryptionSettings
 
 __all__ = ["PUBLIC_STAMPS", "EncryptingSerializer", "PlaintextRefusedError"]
@@ -81,15 +83,10 @@ class EncryptingSerializer:
         self.failure_transport = failure_transport
         self._buses = frozenset(settings.buses)
         self._require = settings.requires_encryption(transport_name)
-        self._decrypted: dict[str, DecryptedStamp] = {}
+        self._decrypted: dict[bytes | tuple[int, str, str], DecryptedStamp] = {}
         # The outer message written and read here rather than by a second run of the inner
-        # serializer, where the serializer allows it (see the outer module) and the key ring
-        # is one of this plugin's, whose bytes need no base64 text in between.
-        self._ring: SymmetricKeyRing | PublicKeyRing | None = None
-        self._outer: OuterCodec | None = None
-        if isinstance(keyring, SymmetricKeyRing | PublicKeyRing):
-            self._outer = outer_codec(inner)
-            self._ring = keyring if self._outer is not None else None
+        # serializer, where the serializer allows it (see the outer module).
+        self._outer: OuterCodec | None = outer_codec(inner)
 
     def __repr__(self) -> str:
         return (
@@ -118,15 +115,13 @@ class EncryptingSerializer:
         for stamp in envelope.stamps:
             (public if stamp.__class__ in _PUBLIC else sensitive).append(stamp)
         plaintext = pack(self.inner.encode(new_envelope(message, tuple(sensitive))))
-        if self._ring is not None and self._outer is not None:
-            raw = self._ring.seal_bytes(
-                plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
-            )
-            return self._outer.encode(raw, tuple(public))
         sealed = self.keyring.seal(
             plaintext, transport_name=self.transport_name, bus_name=bus.bus_name
         )
-        return self.inner.encode(new_envelope(sealed, tuple(public)))
+        if self._outer is not None:
+            return self._outer.encode(sealed, tuple(public))
+        outer = EncryptedMessage(encode64(sealed).decode("ascii"))
+        return self.inner.encode(new_envelope(outer, tuple(public)))
 
     # -- in -------------------------------------------------------------------------------------
     def decode(self, message: TransportMessage) -> Envelope:
@@ -136,11 +131,12 @@ class EncryptingSerializer:
         if codec is not None:
             read = codec.read(message)
             if read is not None:  # an encrypted message read without the inner serializer
-                return self._decrypt(read.sealed, read.bus_name, read.kept, read.stamps)
+                sealed, public = read
+                return self._decrypt(sealed, public.bus_name, public.kept, public.stamps)
         outer = self.inner.decode(message)
-        sealed = outer.message
+        encrypted = outer.message
         bus = outer.last(BusNameStamp)
-        if sealed.__class__ is not EncryptedMessage:
+        if not isinstance(encrypted, EncryptedMessage | EncryptedMessageV1):
             if self._require:
                 raise MessageDecodingError(
                     f"a plaintext message on transport {self.transport_name!r}, which requires "
@@ -158,20 +154,24 @@ class EncryptingSerializer:
                 type_name=TYPE_NAME,
             )
         kept = tuple(s for s in outer.stamps if s.__class__ in _OUTER_STAMPS)
+        if isinstance(encrypted, EncryptedMessageV1):
+            return self._decrypt(from_v1(encrypted), bus.bus_name, kept, outer.stamps)
         if codec is not None:
             codec.remember(message, outer.stamps, bus.bus_name, kept)
-        return self._decrypt(sealed, bus.bus_name, kept, outer.stamps)
+        return self._decrypt(_unbase64(encrypted.sealed), bus.bus_name, kept, outer.stamps)
 
     def _decrypt(
         self,
-        sealed: EncryptedMessage | Sealed,
+        sealed: bytes | Sealed,
         bus_name: str,
         kept: tuple[Stamp, ...],
         outer_stamps: tuple[Stamp, ...],
     ) -> Envelope:
         """The envelope inside ``sealed``, with the ``kept`` readable stamps before its own."""
         try:
-            plaintext = self._open(sealed, self.transport_name, bus_name)
+            plaintext = self.keyring.open(
+                sealed, transport_name=self.transport_name, bus_name=bus_name
+            )
         except MessageDecodingError:
             # A message the worker could not decrypt is parked raw, still bound to the
             # transport it was sent to, which the parking stamp names. Only in a failure
@@ -183,7 +183,9 @@ class EncryptingSerializer:
                 or parked.original_receiver_name == self.transport_name
             ):
                 raise
-            plaintext = self._open(sealed, parked.original_receiver_name, bus_name)
+            plaintext = self.keyring.open(
+                sealed, transport_name=parked.original_receiver_name, bus_name=bus_name
+            )
         try:
             inner = self.inner.decode(unpack(plaintext))
         except MessageDecodingError:
@@ -195,18 +197,19 @@ class EncryptingSerializer:
                 "withheld because they would quote the message)",
                 type_name=TYPE_NAME,
             ) from None
-        # Stamps are values: one per key id and algorithm, built once.
-        decrypted = self._decrypted.get(sealed.key_id)
-        if decrypted is None or decrypted.algorithm != sealed.algorithm:
-            decrypted = DecryptedStamp(key_id=sealed.key_id, algorithm=sealed.algorithm)
-            self._decrypted[sealed.key_id] = decrypted
+        # Stamps are values: one per format, algorithm and key id (the sealed bytes' header
+        # without a one-time key), built once.
+        stamp_key = sealed[: 3 + sealed[2]] if isinstance(sealed, bytes) else sealed[:3]
+        decrypted = self._decrypted.get(stamp_key)
+        if decrypted is None:
+            parts = from_bytes(sealed) if isinstance(sealed, bytes) else sealed
+            decrypted = DecryptedStamp(
+                key_id=parts.key_id, algorithm=parts.algorithm, format_version=parts.version
+            )
+            if len(self._decrypted) >= 64:
+                self._decrypted.clear()
+            self._decrypted[stamp_key] = decrypted
         return new_envelope(inner.message, (*kept, *inner.stamps, decrypted))
-
-    def _open(self, sealed: EncryptedMessage | Sealed, transport_name: str, bus_name: str) -> bytes:
-        if isinstance(sealed, Sealed):  # read by the codec, so this plugin's key ring is used
-            assert self._ring is not None
-            return self._ring.open_bytes(sealed, transport_name=transport_name, bus_name=bus_name)
-        return self.keyring.open(sealed, transport_name=transport_name, bus_name=bus_name)
 
     def decode_stamps(self, message: TransportMessage) -> list[Stamp]:
         """The readable stamps of ``message`` (those of a plaintext message, the public ones
@@ -214,3 +217,14 @@ class EncryptingSerializer:
         if isinstance(self.inner, StampDecodingSerializer):
             return list(self.inner.decode_stamps(message))
         return []
+
+
+def _unbase64(text: str) -> bytes:
+    """The bytes of an :class:`EncryptedMessage`'s text; ``MessageDecodingError`` if it is not
+    base64."""
+    try:
+        return decode64(text.encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise MessageDecodingError(
+            "the encrypted message is not base64", type_name=TYPE_NAME
+        ) from None

@@ -9,7 +9,9 @@ or fail it under ``MESSENGER_REQUIRE_SERVICES=1``.
 
 from __future__ import annotations
 
+import base64
 import importlib
+import json
 import sqlite3
 import sys
 import uuid
@@ -205,3 +207,19 @@ def app_module() -> ModuleType:
 def keys_variable(*entries: str) -> str:
     """The value of a keys variable: entries newest first."""
     return ",".join(entries)
+
+
+def sealed_bytes(body: str | bytes) -> bytes:
+    """The sealed bytes (format 2) of a stored encrypted message's body."""
+    return base64.b64decode(json.loads(body)["sealed"], validate=True)
+
+
+def with_sealed_bytes(data: bytes) -> str:
+    """A stored body holding ``data`` as its sealed bytes."""
+    return json.dumps({"sealed": base64.b64encode(data).decode("ascii")})
+
+
+def key_id_stored(body: str | bytes) -> str:
+    """The key id a stored encrypted message names (in its sealed bytes' header)."""
+    data = sealed_bytes(body)
+    return data[3 : 3 + data[2]].decode("utf-8")

@@ -36,7 +36,7 @@ def test_the_marker_appears_nowhere_in_storage_and_plaintext_stays_plaintext(
     assert PLAIN in raw  # the reader sees plaintext where there is some
     assert MARKER not in raw
     assert "Confidential" not in raw  # the message's type is hidden too
-    assert "messenger_encryption.EncryptedMessage" in raw
+    assert "messenger_encryption.Encrypted" in raw
 
     messenger.worker(["async"]).run(limit=2, time_limit=10, sleep=0.05)
     assert sorted(app.handled()) == [f"confidential {MARKER}", f"public {PLAIN}"]

@@ -9,12 +9,16 @@ import sqlite3
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from encryption_support import World, app_module, symmetric_key
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from encryption_support import World, app_module, key_id_stored, symmetric_key
+from messenger_encryption.format_v1 import TYPE_NAME_V1, associated_data_v1
+from messenger_encryption.sealed import Sealed, associated_data_v2, from_bytes, header
 
 from messenger_core.cli import main
 
 MARKER = "MARKER-cli-31c7"
 APP = ["--app", "encryption_app:create_app"]
+ENCRYPTED_BUS = "messenger.bus.encrypted"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -28,7 +32,7 @@ def key_ids_stored(world: World, queue: str) -> list[str]:
         bodies = connection.execute(
             "SELECT body FROM messenger_messages WHERE queue_name = ? ORDER BY id", (queue,)
         )
-        return [json.loads(body)["key_id"] for (body,) in bodies]
+        return [key_id_stored(body) for (body,) in bodies]
 
 
 # -- generate-key -----------------------------------------------------------------------------
@@ -99,6 +103,61 @@ def test_rotation_with_messages_in_flight(
     after.close()
 
 
+def _rewrite_in_format_1(world: World, key: str) -> None:
+    """Turn the stored encrypted messages into what an earlier version of the plugin wrote."""
+    key_id, _, encoded = key.partition(":")
+    cipher = AESGCM(base64.b64decode(encoded))
+    with sqlite3.connect(world.db) as connection:
+        rows = connection.execute("SELECT id, body, headers FROM messenger_messages").fetchall()
+        for id, body, headers_text in rows:
+            sealed = from_bytes(base64.b64decode(json.loads(body)["sealed"]))
+            aad = associated_data_v2(header(sealed.algorithm, key_id), "async", ENCRYPTED_BUS)
+            plaintext = cipher.decrypt(sealed.nonce, sealed.ciphertext, aad)
+            old = Sealed(1, sealed.algorithm, key_id, sealed.nonce, b"", b"")
+            ciphertext = cipher.encrypt(
+                sealed.nonce, plaintext, associated_data_v1(old, "async", ENCRYPTED_BUS)
+            )
+            b64 = base64.b64encode
+            body_v1 = {
+                "version": 1,
+                "algorithm": sealed.algorithm,
+                "key_id": key_id,
+                "nonce": b64(sealed.nonce).decode(),
+                "ciphertext": b64(ciphertext).decode(),
+                "ephemeral_key": "",
+            }
+            headers = json.loads(headers_text)
+            headers["type"] = TYPE_NAME_V1
+            connection.execute(
+                "UPDATE messenger_messages SET body = ?, headers = ? WHERE id = ?",
+                (json.dumps(body_v1), json.dumps(headers), id),
+            )
+
+
+def test_rotate_rewrites_messages_of_format_1_in_the_current_format(
+    sqlite_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = symmetric_key("k1")
+    sqlite_world.environment(monkeypatch, MESSENGER_ENCRYPTION_KEYS=key)
+    app = app_module()
+    messenger = sqlite_world.app()
+    messenger.buses[app.ENCRYPTED_BUS].dispatch(app.Confidential(f"{MARKER}-old"))
+    messenger.close()
+    _rewrite_in_format_1(sqlite_world, key)
+    assert TYPE_NAME_V1 in sqlite_world.raw()
+
+    code, out = run(capsys, *APP, "encryption", "rotate", "async")
+
+    assert code == 0, out
+    assert "async: 1 re-encrypted with key 'k1', 0 already on it" in out
+    assert TYPE_NAME_V1 not in sqlite_world.raw()
+    assert MARKER not in sqlite_world.raw()
+    messenger = sqlite_world.app()
+    messenger.worker(["async"]).run(limit=1, time_limit=10, sleep=0.05)
+    assert app.handled() == [f"confidential {MARKER}-old"]
+    messenger.close()
+
+
 def test_rotate_names_a_transport_that_cannot_list(
     sqlite_world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -135,7 +194,7 @@ def test_failed_show_with_the_key_shows_the_content_and_that_it_was_encrypted(
     code, out = run(capsys, *APP, "failed", "show", id)
     assert code == 0, out
     assert MARKER in out
-    assert "DecryptedStamp(key_id='k1', algorithm='A256GCM')" in out
+    assert "DecryptedStamp(key_id='k1', algorithm='A256GCM', format_version=2)" in out
     assert f"cannot process {MARKER}" in out  # the error history, decrypted
 
     code, out = run(capsys, *APP, "failed", "show")
@@ -151,7 +210,7 @@ def test_failed_show_without_the_key_shows_that_it_is_encrypted_and_nothing_more
 
     code, out = run(capsys, *APP, "-v", "failed", "show", id)
     assert code == 0, out
-    assert "messenger_encryption.EncryptedMessage (could not be decoded)" in out
+    assert "messenger_encryption.Encrypted (could not be decoded)" in out
     assert "encrypted with key 'k1', which this process does not hold" in out
     assert MARKER not in out
     assert "cannot process" not in out

@@ -4,14 +4,19 @@ worker carries on with the next message."""
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from encryption_support import World, app_module, symmetric_key
+from encryption_support import (
+    World,
+    app_module,
+    sealed_bytes,
+    symmetric_key,
+    with_sealed_bytes,
+)
 
 from messenger_core.stamps import TransportNamesStamp
 from messenger_core.transport import UndecodableMessage
@@ -23,19 +28,39 @@ PARKED_HEADER = "X-Message-Stamp-messenger_core.stamps.SentToFailureTransportSta
 Row = dict[str, Any]
 
 
-def _flip(text: str, index: int) -> str:
-    data = bytearray(base64.b64decode(text))
-    data[index] ^= 0x01
-    return base64.b64encode(bytes(data)).decode()
+def _sealed(change: Callable[[bytearray, int], None]) -> Callable[[Row], None]:
+    """Alter the sealed bytes: ``change(data, nonce_at)``, where ``nonce_at`` is the length of
+    their header (version, algorithm, key id length, key id)."""
 
-
-def _body(change: Callable[[dict[str, Any]], None]) -> Callable[[Row], None]:
     def tamper(row: Row) -> None:
-        body = json.loads(row["body"])
-        change(body)
-        row["body"] = json.dumps(body)
+        data = bytearray(sealed_bytes(row["body"]))
+        change(data, 3 + data[2])
+        row["body"] = with_sealed_bytes(bytes(data))
 
     return tamper
+
+
+def _flip(offset: Callable[[int], int]) -> Callable[[Row], None]:
+    """Flip one bit of the byte at ``offset(nonce_at)`` (negative: from the end)."""
+
+    def change(data: bytearray, nonce_at: int) -> None:
+        data[offset(nonce_at)] ^= 0x01
+
+    return _sealed(change)
+
+
+def _key_id(key_id: bytes) -> Callable[[Row], None]:
+    def change(data: bytearray, nonce_at: int) -> None:
+        data[2:nonce_at] = bytes((len(key_id),)) + key_id
+
+    return _sealed(change)
+
+
+def _set(index: int, value: int) -> Callable[[Row], None]:
+    def change(data: bytearray, nonce_at: int) -> None:
+        data[index] = value
+
+    return _sealed(change)
 
 
 def _bus(name: str) -> Callable[[Row], None]:
@@ -68,22 +93,14 @@ def _queue_with_parking_stamp(row: Row) -> None:
 
 
 CASES: dict[str, tuple[Callable[[Row], None], str]] = {
-    "ciphertext body": (
-        _body(lambda b: b.update(ciphertext=_flip(b["ciphertext"], 0))),
-        "does not authenticate",
-    ),
-    "tag": (
-        _body(lambda b: b.update(ciphertext=_flip(b["ciphertext"], -1))),
-        "does not authenticate",
-    ),
-    "nonce": (_body(lambda b: b.update(nonce=_flip(b["nonce"], 3))), "does not authenticate"),
-    "key id of another key": (_body(lambda b: b.update(key_id="k0")), "does not authenticate"),
-    "unknown key id": (_body(lambda b: b.update(key_id="k9")), "does not hold"),
-    "algorithm": (
-        _body(lambda b: b.update(algorithm="X25519-HKDF-SHA256-A256GCM")),
-        "algorithm",
-    ),
-    "version": (_body(lambda b: b.update(version=2)), "version"),
+    "ciphertext body": (_flip(lambda nonce_at: nonce_at + 12), "does not authenticate"),
+    "tag": (_flip(lambda nonce_at: -1), "does not authenticate"),
+    "nonce": (_flip(lambda nonce_at: nonce_at + 3), "does not authenticate"),
+    "key id of another key": (_key_id(b"k0"), "does not authenticate"),
+    "unknown key id": (_key_id(b"k9"), "does not hold"),
+    "algorithm": (_set(1, 2), "algorithm"),
+    "format version": (_set(0, 3), "version"),
+    "header cut short": (_sealed(lambda data, nonce_at: data.__delitem__(slice(4, None))), "short"),
     "bus name, to another encrypted bus": (_bus("messenger.bus.encrypted2"), "does not auth"),
     "bus name, to a plaintext bus": (_bus("messenger.bus.default"), "does not authenticate"),
     "transport (moved to another queue)": (_queue, "does not authenticate"),
