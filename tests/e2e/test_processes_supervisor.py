@@ -35,6 +35,10 @@ APP_DIR = Path(__file__).parent / "app"
 MESSAGES = int(os.environ.get("MESSENGER_E2E_SUPERVISOR_MESSAGES", "100000"))
 DEADLINE = 60.0 + MESSAGES / 500
 """Seconds a run may take before the test fails (generous: a loaded machine is slow)."""
+COUNT_POLL = 0.5
+"""Seconds between two counts of the records while thousands of messages are consumed: on
+PostgreSQL one count scans the whole record table (some 50 ms at 100,000 rows), and counting
+every 50 ms would keep a core of the 2-core CI machine busy counting instead of consuming."""
 
 POSTGRESQL_DSN = service_dsn(
     "MESSENGER_TEST_POSTGRESQL_DSN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -174,7 +178,9 @@ class World:
         path = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in path.read_text().split()]
 
-    def wait_until(self, what: str, condition: Callable[[], bool]) -> None:
+    def wait_until(self, what: str, condition: Callable[[], bool], poll: float = 0.05) -> None:
+        """Check ``condition`` every ``poll`` seconds until it holds; fail if the worker exits
+        first or after the deadline."""
         deadline = time.monotonic() + DEADLINE
         while not condition():
             if self.process is not None and self.process.poll() is not None:
@@ -183,7 +189,7 @@ class World:
                 )
             if time.monotonic() > deadline:
                 pytest.fail(f"timed out waiting for {what}:\n{self.log()[-5000:]}")
-            time.sleep(0.05)
+            time.sleep(poll)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None
@@ -252,7 +258,11 @@ def test_four_processes_handle_every_message_exactly_once(world: World) -> None:
     filled = world.fill(MESSAGES)
     started = time.monotonic()
     world.consume("--processes", "4")
-    world.wait_until(f"{MESSAGES} messages handled", lambda: world.store.distinct() >= MESSAGES)
+    world.wait_until(
+        f"{MESSAGES} messages handled",
+        lambda: world.store.distinct() >= MESSAGES,
+        poll=COUNT_POLL,
+    )
     took = time.monotonic() - started
     assert world.stop() == 0, world.log()
 
@@ -275,7 +285,9 @@ def test_a_child_killed_mid_run_is_restarted_and_every_effect_is_exactly_once(
         world.fill(MESSAGES)
         started = time.monotonic()
         world.consume("--processes", "4")
-        world.wait_until("a third handled", lambda: world.store.distinct() >= MESSAGES // 3)
+        world.wait_until(
+            "a third handled", lambda: world.store.distinct() >= MESSAGES // 3, poll=COUNT_POLL
+        )
         world.wait_until("4 children", lambda: len(world.children()) == 4)
         victim = world.children()[0]
         os.kill(victim, signal.SIGKILL)
@@ -284,7 +296,11 @@ def test_a_child_killed_mid_run_is_restarted_and_every_effect_is_exactly_once(
             "the killed child restarted", lambda: "was killed by SIGKILL" in world.log()
         )
         world.wait_until("4 children again", lambda: len(world.children()) == 4)
-        world.wait_until(f"{MESSAGES} messages handled", lambda: world.store.distinct() >= MESSAGES)
+        world.wait_until(
+            f"{MESSAGES} messages handled",
+            lambda: world.store.distinct() >= MESSAGES,
+            poll=COUNT_POLL,
+        )
         took = time.monotonic() - started
         assert world.stop() == 0, world.log()
 

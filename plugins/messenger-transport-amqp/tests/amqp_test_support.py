@@ -178,6 +178,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 class RabbitNode:
     """A RabbitMQ node on spare ports (AMQP and distribution), with its own data, log and
     cookie directories under ``directory``: stopping it disturbs no other test."""
@@ -229,6 +238,10 @@ class RabbitNode:
         assert server is not None
         subprocess.run([server, "-detached"], env=self.env, check=True, timeout=60)
         self._ctl("wait", str(self.directory / "node.pid"), "--timeout", "60")
+        self._wait_for_clients()
+
+    def _wait_for_clients(self) -> None:
+        """Return once a client can open a channel (fail after 30 s)."""
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -244,10 +257,18 @@ class RabbitNode:
         self._ctl("stop", str(self.directory / "node.pid"))
 
     def restart(self, downtime: float) -> None:
-        """Stop it, wait ``downtime`` seconds, start it again."""
-        self.stop()
+        """Stop RabbitMQ, wait ``downtime`` seconds, start it again.
+
+        This stops and starts the RabbitMQ application inside the node's running Erlang VM
+        (``rabbitmqctl stop_app`` / ``start_app``), not the VM itself: the clients see what a
+        node stop shows them (RabbitMQ closes their connections, its port refuses new ones
+        until the start, durable queues come back with their persistent messages from disk),
+        and the restart takes some 4 s instead of some 17 (the VM's own shutdown and boot)."""
+        self._ctl("stop_app")
+        assert not _accepts(self.port), "RabbitMQ stopped but its port still accepts connections"
         time.sleep(downtime)
-        self.start()
+        self._ctl("start_app")
+        self._wait_for_clients()
 
 
 def own_rabbit_node(directory: Path) -> Iterator[RabbitNode]:

@@ -1,4 +1,5 @@
-"""Fixtures of the SQL transport's tests: each database with a table of the test's own."""
+"""Fixtures of the SQL transport's tests: each database with a table of the test's own, and
+the PostgreSQL and MariaDB servers of the tests' own that the restart tests stop."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from servers import MariaDbServer, PostgresServer
 from sql_test_support import Database, open_database
 
 
@@ -30,3 +32,29 @@ def database_factory(tmp_path: Path) -> Iterator[Callable[[str], Database]]:
     yield make
     for database in made:
         database.close()
+
+
+# One server of each kind for the whole session: starting one takes seconds, and the three
+# modules that stop and restart them (test_sql_reconnect, test_sql_restart_contract,
+# test_sql_restart_processes) each use unique tables. A test that stops a server starts it
+# again (``ensure_started`` in the fixtures that hand it out).
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the tests' own (``servers.py``), started once."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDbServer]:
+    """A MariaDB of the tests' own (``servers.py``), started once."""
+    server = MariaDbServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

@@ -4,8 +4,9 @@ The shared local services must never be restarted, so the broker-restart tests s
 PostgreSQL (``initdb`` into a temporary directory, run as the ``postgres`` OS user when the
 tests run as root) or a MariaDB (``mariadbd`` on an empty data directory, without grant
 tables) of their own. Missing binaries skip the test with the reason, or fail it under
-``MESSENGER_REQUIRE_SERVICES=1``. Use them through a fixture that calls :meth:`stop` in a
-``finally``, one server per test module (starting one takes about a second).
+``MESSENGER_REQUIRE_SERVICES=1``. Use them through the session fixtures of ``conftest.py``
+(``postgres_server``, ``mariadb_server``), which destroy them in a ``finally``: one server of
+each kind for the session (starting one takes a second or more).
 """
 
 from __future__ import annotations

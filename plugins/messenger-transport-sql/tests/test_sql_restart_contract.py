@@ -6,7 +6,7 @@ classes keep only the restart test, since they restart their server.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import attrs
@@ -34,26 +34,6 @@ def restart_test_only(cls: C) -> C:
     return cls
 
 
-@pytest.fixture(scope="module")
-def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
-@pytest.fixture(scope="module")
-def mariadb_server() -> Iterator[MariaDbServer]:
-    server = MariaDbServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.destroy()
-
-
 class _RestartContract(TransportContract):
     redelivery_options: ClassVar[Mapping[str, Any]] = {"redeliver_timeout": 2}
     restart_wait = 60.0
@@ -75,6 +55,7 @@ class TestPostgresqlRestart(_RestartContract):
     def make_transport(
         self, postgres_server: PostgresServer, contract_serializer: Serializer
     ) -> Callable[..., SqlTransport]:
+        postgres_server.ensure_started()
         return self._make(postgres_server.dsn, contract_serializer)
 
     @pytest.fixture
@@ -88,6 +69,7 @@ class TestMariadbRestart(_RestartContract):
     def make_transport(
         self, mariadb_server: MariaDbServer, contract_serializer: Serializer
     ) -> Callable[..., SqlTransport]:
+        mariadb_server.ensure_started()
         return self._make(mariadb_server.dsn, contract_serializer)
 
     @pytest.fixture

@@ -17,7 +17,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -45,20 +44,12 @@ dsn = "{dsn}"
 Server = PostgresServer | MariaDbServer
 
 
-@pytest.fixture(scope="module", params=["postgresql", "mariadb"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """A database server of this module's own, restarted by its tests."""
-    made: Server = PostgresServer() if request.param == "postgresql" else MariaDbServer()
-    try:
-        made.start()
-        yield made
-    finally:
-        made.destroy()
-
-
-@pytest.fixture
-def running_server(server: Server) -> Server:
-    """The module's server, started again if an earlier test failed while it was down."""
+@pytest.fixture(params=["postgresql", "mariadb"])
+def running_server(request: pytest.FixtureRequest) -> Server:
+    """A database server of the tests' own (conftest), restarted by these tests; started
+    again if an earlier test failed while it was down."""
+    name = "postgres_server" if request.param == "postgresql" else "mariadb_server"
+    server: Server = request.getfixturevalue(name)
     server.ensure_started()
     return server
 
