@@ -256,14 +256,21 @@ class RabbitNode:
         """Stop it (RabbitMQ closes its clients' connections, then halts)."""
         self._ctl("stop", str(self.directory / "node.pid"))
 
-    def restart(self, downtime: float) -> None:
+    def restart(self, downtime: float, *, whole_node: bool = False) -> None:
         """Stop RabbitMQ, wait ``downtime`` seconds, start it again.
 
-        This stops and starts the RabbitMQ application inside the node's running Erlang VM
-        (``rabbitmqctl stop_app`` / ``start_app``), not the VM itself: the clients see what a
-        node stop shows them (RabbitMQ closes their connections, its port refuses new ones
-        until the start, durable queues come back with their persistent messages from disk),
-        and the restart takes some 4 s instead of some 17 (the VM's own shutdown and boot)."""
+        By default this stops and starts the RabbitMQ application inside the node's running
+        Erlang VM (``rabbitmqctl stop_app`` / ``start_app``): the clients see what a node stop
+        shows them (RabbitMQ closes their connections, its port refuses new ones until the
+        start, durable queues come back with their persistent messages from disk), in some
+        4 s instead of some 17. ``whole_node``: the server process itself is stopped and
+        started again (the VM's own shutdown and boot)."""
+        if whole_node:
+            self.stop()
+            assert not _accepts(self.port), "RabbitMQ stopped but its port still accepts"
+            time.sleep(downtime)
+            self.start()
+            return
         self._ctl("stop_app")
         assert not _accepts(self.port), "RabbitMQ stopped but its port still accepts connections"
         time.sleep(downtime)

@@ -295,7 +295,7 @@ def test_a_worker_carries_on_across_a_rabbitmq_restart_and_loses_nothing(
 
     worker = app.consume()
     wait_for(lambda: len(app.events("handled")) >= 50, "the worker to start handling", app)
-    rabbit_node.restart(downtime=2)
+    rabbit_node.restart(downtime=2, whole_node=True)  # the server process itself
     assert worker.poll() is None, f"the worker died during the outage:\n{app.output()}"
     sender.send_batch([Envelope(Job(number)) for number in range(before, before + after)])
     wait_for(
