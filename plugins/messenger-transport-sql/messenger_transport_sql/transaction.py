@@ -24,6 +24,13 @@ too (their writes were rolled back). Messages the handlers dispatch to a SQL tra
 database are inserted in the transaction too (the :func:`~messenger_transport_sql.outbox`
 is entered; option ``outbox = false`` turns that off).
 
+If the connection to PostgreSQL or MySQL/MariaDB is lost during the ``COMMIT``, the doubt is
+settled by :mod:`messenger_transport_sql.lost_commit` (the old session ended, the message's row
+read under its lock): applied, the message counts as handled; not applied, it is retried (a
+``RecoverableMessageError``: whatever the retry strategy allows, never parked for an outage);
+not known (the database unreachable), it is neither acknowledged nor retried, and its row tells
+(it comes back after ``redeliver_timeout`` if the transaction was not applied).
+
 Messages received from other transports get a transaction on the database of the SQL
 transport named by the ``transport`` option, and pass through without one when it is not set.
 Dispatched messages (not received) always pass through: code that dispatches owns its own
@@ -41,11 +48,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from messenger_core.envelope import Envelope
-from messenger_core.errors import HandlerFailedError
+from messenger_core.errors import HandlerFailedError, RecoverableMessageError
 from messenger_core.middleware import Next
 from messenger_core.middleware.received_transaction import ReceivedMessageTransaction, rolled_back
 from messenger_core.transport_options import parse_bool
+from messenger_transport_sql.lost_commit import CommitOutcome
 from messenger_transport_sql.outbox import outbox
+from messenger_transport_sql.reconnect import describe_error
 from messenger_transport_sql.transport import SqlTransport
 
 __all__ = ["NoTransactionError", "SqlTransactionMiddleware", "current_connection"]
@@ -132,8 +141,15 @@ class _TransactionRunner:
                         type(envelope.message).__qualname__,
                     )
                     return envelope
+                # Learnt before the COMMIT: should it be lost, this session is ended.
+                session = transport.session_of(connection) if transport is not None else None
                 result = self._run(connection, envelope, next)
-                transaction.commit()
+                try:
+                    transaction.commit()
+                except sa.exc.DBAPIError as error:
+                    if transport is None or not transport.commit_lost(error):
+                        raise
+                    _settle_lost_commit(transport, envelope, session, error)
                 committed = True
             finally:
                 if transport is not None:
@@ -150,3 +166,35 @@ class _TransactionRunner:
             raise
         finally:
             _current.reset(token)
+
+
+def _settle_lost_commit(
+    transport: SqlTransport, envelope: Envelope, session: int | None, error: sa.exc.DBAPIError
+) -> None:
+    """The connection was lost during the COMMIT: return if the transaction was applied (the
+    message is handled) or its outcome cannot be told (the row decides), raise a
+    :class:`RecoverableMessageError` if it was not (the message is retried)."""
+    outcome = transport.commit_outcome(envelope, session)
+    if outcome is CommitOutcome.NOT_APPLIED:
+        # The handlers did their part: retried whatever its retry strategy allows, never
+        # parked or rejected for an outage.
+        raise RecoverableMessageError(
+            "the message's transaction was not applied, the connection to the database was "
+            f"lost during its COMMIT: {describe_error(error)}"
+        ) from error
+    if outcome is CommitOutcome.APPLIED:
+        logger.warning(
+            "%r: a handler transaction was applied, the reply to its COMMIT lost: %s",
+            transport,
+            describe_error(error),
+        )
+        return
+    # Neither acknowledged nor retried: a retry copy could be handled on top of an applied
+    # transaction. The row tells: gone if it was applied, back after redeliver_timeout if not.
+    logger.warning(
+        "%r: the connection was lost during a handler transaction's COMMIT and its outcome "
+        "cannot be told now (%s): if it was not applied, the message comes back after "
+        "redeliver_timeout",
+        transport,
+        describe_error(error),
+    )

@@ -50,6 +50,7 @@ from messenger_transport_sql.acknowledgements import SqlAcknowledgements, row_id
 from messenger_transport_sql.backends import backend_for
 from messenger_transport_sql.connection import SqlConnection
 from messenger_transport_sql.engine import ENGINE_MARK, transaction_engine
+from messenger_transport_sql.lost_commit import CommitOutcome, LostCommitCheck, commit_lost
 from messenger_transport_sql.options import SqlTransportOptions
 from messenger_transport_sql.outbox import current_outbox_connection
 from messenger_transport_sql.receiver import SqlReceiver
@@ -122,6 +123,7 @@ class SqlTransport:
         )
         self._receiver = SqlReceiver(self._db, serializer, self._acks)
         self._transaction_engine: sa.Engine | None = None
+        self._lost_commits: LostCommitCheck | None = None
 
     def __repr__(self) -> str:
         return self._db.label
@@ -243,6 +245,29 @@ class SqlTransport:
         """The transaction of :meth:`delete_in` committed (the message is settled: its
         ``ack()`` or ``reject()`` does nothing) or rolled back (it is held as before)."""
         self._acks.transaction_ended(row_id_of(envelope), committed=committed)
+
+    def session_of(self, connection: sa.Connection) -> int | None:
+        """The server's id of the session of ``connection`` (a connection of
+        :meth:`transaction_engine`), learnt before its ``COMMIT`` for :meth:`commit_outcome`;
+        ``None`` on SQLite."""
+        return self._db.backend.session_id(connection)
+
+    def commit_lost(self, error: BaseException) -> bool:
+        """Whether ``error``, raised by the ``COMMIT`` of a :meth:`delete_in` transaction,
+        leaves its outcome unknown (the connection was lost; never on SQLite)."""
+        return commit_lost(error, self._db.backend)
+
+    def commit_outcome(self, envelope: Envelope, session_id: int | None) -> CommitOutcome:
+        """Whether the transaction that deleted ``envelope``'s row in session ``session_id``
+        (see :meth:`session_of`), whose ``COMMIT`` was lost, was applied; definitive unless
+        unknown (see :mod:`messenger_transport_sql.lost_commit`)."""
+        with self._db.lock:
+            check = self._lost_commits
+            if check is None:
+                check = self._lost_commits = LostCommitCheck(
+                    self.transaction_engine(), self._db.backend, self._db.table, self._db.label
+                )
+        return check.outcome(row_id_of(envelope), session_id)
 
     # -- inspecting --------------------------------------------------------------------------
     def message_count(self) -> int:

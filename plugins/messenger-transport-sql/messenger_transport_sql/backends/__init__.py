@@ -42,6 +42,10 @@ _SERVER_HINT = (
     "that the DSN's user, password and database name are right"
 )
 
+_SESSION_ID = "messenger_session_id"
+"""The key of a connection's ``info`` caching its server session id."""
+_MYSQL_UNKNOWN_THREAD = 1094  # KILL of a connection that is gone already
+
 # backend name -> (module, class); imported on use so that a SQLite worker loads no other.
 _BACKENDS = {
     "sqlite": ("messenger_transport_sql.backends.sqlite", "SqliteBackend"),
@@ -82,6 +86,10 @@ class Backend:
     """Whether the outbox creates a missing table through the application's connection."""
     unreachable_hint: ClassVar[str] = _SERVER_HINT
     """What to check when the database does not answer, for the error saying so."""
+    session_query: ClassVar[str | None] = "SELECT CONNECTION_ID()"
+    """The query telling the server's id of a connection's session, which another connection
+    can end (see :mod:`~messenger_transport_sql.lost_commit`); ``None`` for an in-process
+    database (SQLite), whose ``COMMIT`` is never lost with a connection."""
 
     def __init__(self, options: SqlTransportOptions) -> None:
         self.options = options
@@ -125,6 +133,34 @@ class Backend:
         """What sends without blocking an event loop (``send_async``), if the database has an
         async driver the transport uses; ``None``: ``dispatch_async`` sends in a thread."""
         return None
+
+    # -- a COMMIT lost with its connection (see messenger_transport_sql.lost_commit) -------
+    def session_id(self, connection: sa.Connection) -> int | None:
+        """The server's id of ``connection``'s session (:attr:`session_query`), asked once
+        per DB-API connection; ``None`` for SQLite."""
+        query = self.session_query
+        if query is None:
+            return None
+        info = connection.info  # lives as long as the DB-API connection
+        session_id = info.get(_SESSION_ID)
+        if session_id is None:
+            session_id = info[_SESSION_ID] = int(connection.exec_driver_sql(query).scalar_one())
+        return int(session_id)
+
+    def end_session(self, connection: sa.Connection, session_id: int) -> None:
+        """End the server session ``session_id`` (another connection's): its open transaction
+        is rolled back, and nothing it is sent later runs. A session already gone is fine."""
+        try:
+            connection.exec_driver_sql(f"KILL CONNECTION {int(session_id)}")
+        except sa.exc.DBAPIError as error:
+            args = getattr(error.orig, "args", ())
+            if not args or args[0] != _MYSQL_UNKNOWN_THREAD:
+                raise
+
+    def limit_lock_wait(self, connection: sa.Connection, seconds: int) -> None:
+        """Make ``connection``'s row-lock waits fail after ``seconds`` (the connection is
+        discarded after use: a session setting is fine)."""
+        connection.exec_driver_sql(f"SET SESSION innodb_lock_wait_timeout = {int(seconds)}")
 
     # -- the hot statements -----------------------------------------------------------------
     def param_datetime(self, value: datetime) -> Any:

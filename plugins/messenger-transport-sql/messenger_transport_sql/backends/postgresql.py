@@ -40,6 +40,8 @@ class PostgreSqlBackend(Backend):
     autocommit: ClassVar[bool] = True
     batch_in_transaction: ClassVar[bool] = False  # (one INSERT ... SELECT FROM unnest)
 
+    session_query: ClassVar[str | None] = "SELECT pg_backend_pid()"
+
     _prepare: bool | None = None
     """False to plan the reserve statement on each execution (see :meth:`on_connect`)."""
 
@@ -83,6 +85,13 @@ class PostgreSqlBackend(Backend):
             dbapi_connection.execute("RESET enable_sort")
         except (sa.exc.SQLAlchemyError, dbapi_error):
             connection.invalidate()
+
+    def end_session(self, connection: sa.Connection, session_id: int) -> None:
+        # False (with a server WARNING) for a backend that is gone already: fine.
+        connection.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": session_id})
+
+    def limit_lock_wait(self, connection: sa.Connection, seconds: int) -> None:
+        connection.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(seconds)}s'")
 
     def notify_wait(self, db: SqlConnection) -> NotifyWait | None:
         if not self.options.use_notify:

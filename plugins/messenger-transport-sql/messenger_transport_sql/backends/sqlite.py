@@ -30,6 +30,7 @@ class SqliteBackend(Backend):
     name: ClassVar[str] = "sqlite"
     autocommit: ClassVar[bool] = True
     creates_table_in_outbox: ClassVar[bool] = True
+    session_query: ClassVar[str | None] = None  # in-process: no connection to lose
     unreachable_hint: ClassVar[str] = (
         "check that the database file (and its directory) exists and is readable and "
         "writable, and that no other connection keeps it locked"
