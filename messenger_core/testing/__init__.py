@@ -2,6 +2,8 @@
 
 :class:`TransportContract` is the contract suite every transport passes; see
 :mod:`messenger_core.testing.contract` for how a transport's tests use it.
+:mod:`messenger_core.testing.cutting_proxy` is a TCP proxy that loses a connection at a
+chosen command (a Redis ``EXEC``, a SQL ``COMMIT``), for tests of lost replies.
 """
 
 from __future__ import annotations

@@ -17,12 +17,13 @@ from typing import Any
 
 import attrs
 import pytest
-from exec_cutting_proxy import Cut, ExecCuttingProxy, exec_cutting_proxy
+from exec_cutting_proxy import Cut, exec_cutting_proxy
 from messenger_transport_redis import current_pipeline
 from redis_test_support import REDIS_DSN, RedisServer, Stream, unique_stream
 
 from messenger_core import Messenger
 from messenger_core.dsn import Dsn, DsnHost
+from messenger_core.testing.cutting_proxy import CuttingProxy
 from messenger_core.worker_stats import WorkerStats
 
 
@@ -50,7 +51,7 @@ class App:
     def __init__(
         self,
         stream: Stream,
-        proxy: ExecCuttingProxy,
+        proxy: CuttingProxy,
         client: Any,
         *,
         max_retries: int = 2,
@@ -115,7 +116,7 @@ def app_behind(
     delay: float = 0.0,
     upstream: tuple[str, int] | None = None,
     **options: Any,
-) -> Iterator[tuple[App, ExecCuttingProxy]]:
+) -> Iterator[tuple[App, CuttingProxy]]:
     """An :class:`App` whose Redis connections go through a proxy cutting ``cut`` (to the test
     Redis, or to ``upstream``)."""
     with exec_cutting_proxy(upstream or _upstream(), cut, delay=delay) as proxy:
@@ -129,12 +130,12 @@ def app_behind(
 def test_an_exec_applied_whose_reply_is_lost_counts_as_handled_once(
     stream: Stream, redis_client: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with app_behind(stream, redis_client, Cut.AFTER_EXEC) as (app, proxy):
+    with app_behind(stream, redis_client, Cut.AFTER) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         with caplog.at_level(logging.WARNING, "messenger"):
             stats = app.consume(limit=1, time_limit=20)
         assert proxy.cut_done.is_set(), "the connection was cut after the EXEC"
-        assert proxy.exec_answered is True, "Redis ran the EXEC"
+        assert proxy.applied is True, "Redis ran the EXEC"
         assert (stats.handled, stats.failed, stats.retried, stats.parked) == (1, 0, 0, 0)
         assert app.seen == [0], "handled once"
         assert app.counts() == {1: 1}
@@ -149,14 +150,14 @@ def test_an_exec_applied_whose_reply_is_lost_counts_as_handled_once(
 def test_an_exec_that_never_reached_redis_is_handled_again_and_applied_once(
     stream: Stream, redis_client: Any, max_retries: int
 ) -> None:
-    with app_behind(stream, redis_client, Cut.BEFORE_EXEC, max_retries=max_retries) as (
+    with app_behind(stream, redis_client, Cut.BEFORE, max_retries=max_retries) as (
         app,
         proxy,
     ):
         app.messenger.bus.dispatch(Job(1))
         stats = app.consume(limit=2, time_limit=20)
         assert proxy.cut_done.is_set(), "the connection was cut before the EXEC"
-        assert proxy.exec_answered is False
+        assert proxy.applied is False
         assert app.seen == [0, 0], "the second try found nothing of the first"
         assert (stats.handled, stats.failed, stats.parked, stats.rejected) == (1, 1, 0, 0)
         assert app.counts() == {1: 1}
@@ -169,7 +170,7 @@ def test_an_exec_arriving_after_the_read_timed_out_is_applied_at_most_once(
 ) -> None:
     # The EXEC reaches Redis 2.5 s late, the client gave up after read_timeout (1 s): the
     # doubt must be settled so that the late EXEC cannot apply after the message was retried.
-    with app_behind(stream, redis_client, Cut.LATE_EXEC, delay=2.5, read_timeout="1") as (
+    with app_behind(stream, redis_client, Cut.LATE, delay=2.5, read_timeout="1") as (
         app,
         proxy,
     ):
@@ -177,7 +178,7 @@ def test_an_exec_arriving_after_the_read_timed_out_is_applied_at_most_once(
         stats = app.consume(limit=2, time_limit=20)
         assert proxy.cut_done.wait(10), "the late EXEC was passed on"
         assert app.counts() == {1: 1}
-        assert proxy.exec_answered is False, "its connection was ended before it came"
+        assert proxy.applied is False, "its connection was ended before it came"
         assert app.seen == [0, 0], "the second try found nothing of the first"
         assert (stats.handled, stats.failed, stats.parked, stats.rejected) == (1, 1, 0, 0)
         app.assert_settled_for_good()
@@ -197,7 +198,7 @@ def test_a_user_that_may_not_end_the_connection_is_told_the_doubt_remains(
         with app_behind(
             stream,
             admin,
-            Cut.LATE_EXEC,
+            Cut.LATE,
             delay=2.5,
             upstream=("127.0.0.1", redis_server.port),
             user=("worker", "secret"),

@@ -21,13 +21,14 @@ from typing import Any
 import attrs
 import pytest
 import sqlalchemy as sa
-from commit_cutting_proxy import CommitCuttingProxy, Cut, commit_cutting_proxy
+from commit_cutting_proxy import Cut, commit_cutting_proxy
 from messenger_transport_sql import current_connection, lost_commit
 from messenger_transport_sql.backends.postgresql import PostgreSqlBackend
 from sql_test_support import Database, unique_table
 
 from messenger_core import Messenger
 from messenger_core.dsn import DsnHost
+from messenger_core.testing.cutting_proxy import CuttingProxy
 from messenger_core.worker_stats import WorkerStats
 
 
@@ -55,7 +56,7 @@ class App:
         database: Database,
         records: sa.Table,
         engine: sa.Engine,
-        proxy: CommitCuttingProxy,
+        proxy: CuttingProxy,
         *,
         max_retries: int,
     ) -> None:
@@ -113,7 +114,7 @@ class App:
 @contextmanager
 def app_behind(
     database: Database, cut: Cut, *, delay: float = 0.0, max_retries: int = 2
-) -> Iterator[tuple[App, CommitCuttingProxy]]:
+) -> Iterator[tuple[App, CuttingProxy]]:
     """An :class:`App` on ``database`` whose connections go through a proxy cutting ``cut``
     at the COMMIT of the first transaction that writes the test's records table."""
     engine = database.engine()
@@ -142,12 +143,12 @@ def app_behind(
 def test_a_commit_applied_whose_reply_is_lost_counts_as_handled_once(
     server: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with app_behind(server, Cut.AFTER_COMMIT) as (app, proxy):
+    with app_behind(server, Cut.AFTER) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         with caplog.at_level(logging.WARNING, "messenger"):
             stats = app.consume(limit=1, time_limit=20)
         assert proxy.cut_done.is_set(), "the connection was cut after the COMMIT"
-        assert proxy.commit_applied is True, "the server committed"
+        assert proxy.applied is True, "the server committed"
         assert (stats.handled, stats.failed, stats.retried, stats.parked) == (1, 0, 0, 0)
         assert app.seen == [0], "handled once"
         assert app.recorded() == [1]
@@ -162,11 +163,11 @@ def test_a_commit_applied_whose_reply_is_lost_counts_as_handled_once(
 def test_a_commit_that_never_reached_the_server_is_handled_again_and_applied_once(
     server: Database, max_retries: int
 ) -> None:
-    with app_behind(server, Cut.BEFORE_COMMIT, max_retries=max_retries) as (app, proxy):
+    with app_behind(server, Cut.BEFORE, max_retries=max_retries) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         first = app.consume(limit=1, time_limit=20)
         assert proxy.cut_done.is_set(), "the connection was cut before the COMMIT"
-        assert proxy.commit_applied is False
+        assert proxy.applied is False
         assert app.recorded() == [], "the failed try wrote nothing"
         assert (first.failed, first.retried, first.parked, first.rejected) == (1, 1, 0, 0)
         second = app.consume(limit=1, time_limit=20)
@@ -183,14 +184,14 @@ def test_a_commit_arriving_after_the_connection_was_lost_is_never_applied(
     # The COMMIT reaches the server 4 s after the client lost the connection: the old session
     # must be ended at once (not waited for), so that the late COMMIT finds nothing to commit
     # once the message was retried.
-    with app_behind(server, Cut.LATE_COMMIT, delay=4.0) as (app, proxy):
+    with app_behind(server, Cut.LATE, delay=4.0) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         started = time.monotonic()
         first = app.consume(limit=1, time_limit=20)
         assert time.monotonic() - started < 3.5, "the old session was ended, not waited for"
         assert (first.failed, first.retried, first.parked, first.rejected) == (1, 1, 0, 0)
         assert proxy.cut_done.wait(10), "the late COMMIT was passed on"
-        assert proxy.commit_applied is False, "its session was ended before it came"
+        assert proxy.applied is False, "its session was ended before it came"
         assert app.recorded() == []
         second = app.consume(limit=1, time_limit=20)
         assert second.handled == 1
@@ -223,14 +224,14 @@ def test_a_refused_end_of_session_is_logged_and_the_check_waits_for_the_old_tran
 ) -> None:
     # The late COMMIT (2 s) is not stopped; the row lock makes the check wait for it, so
     # that the answer is still right: applied, handled once.
-    with app_behind(refused_terminate, Cut.LATE_COMMIT, delay=2.0) as (app, proxy):
+    with app_behind(refused_terminate, Cut.LATE, delay=2.0) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         with caplog.at_level(logging.WARNING, "messenger"):
             stats = app.consume(limit=1, time_limit=20)
         assert "could not end the session of a transaction whose COMMIT was lost" in caplog.text
         assert "permission denied" in caplog.text or "must be" in caplog.text
         assert proxy.cut_done.wait(10)
-        assert proxy.commit_applied is True, "the late COMMIT was applied"
+        assert proxy.applied is True, "the late COMMIT was applied"
         assert (stats.handled, stats.failed, stats.retried, stats.parked) == (1, 0, 0, 0)
         assert app.seen == [0]
         assert app.recorded() == [1]
@@ -245,14 +246,14 @@ def test_an_outcome_that_cannot_be_told_is_left_to_the_message_s_row(
     # nor retried (a retry copy could be handled on top of an applied transaction). The
     # late COMMIT then applies: the row is gone, and the message never comes back.
     monkeypatch.setattr(lost_commit, "LOCK_WAIT", 1)
-    with app_behind(refused_terminate, Cut.LATE_COMMIT, delay=3.0) as (app, proxy):
+    with app_behind(refused_terminate, Cut.LATE, delay=3.0) as (app, proxy):
         app.messenger.bus.dispatch(Job(1))
         with caplog.at_level(logging.WARNING, "messenger"):
             stats = app.consume(limit=1, time_limit=20)
         assert "its outcome cannot be told now" in caplog.text
         assert (stats.failed, stats.retried, stats.parked, stats.rejected) == (0, 0, 0, 0)
         assert proxy.cut_done.wait(10)
-        assert proxy.commit_applied is True
+        assert proxy.applied is True
         assert app.recorded() == [1]
         app.assert_settled_for_good()
         assert app.seen == [0]
