@@ -30,6 +30,7 @@ from messenger_core.testing.contract import (  # noqa: E402
     TransportContract,
     TransportPool,
     make_contract_serializer,
+    restart_test_only,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "TransportContract",
     "TransportPool",
     "make_contract_serializer",
+    "restart_test_only",
 ]

@@ -62,7 +62,7 @@ Run the suite with pytest as usual; each test's name says which promise it check
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
@@ -90,7 +90,10 @@ __all__ = [
     "TransportContract",
     "TransportPool",
     "make_contract_serializer",
+    "restart_test_only",
 ]
+
+C = TypeVar("C", bound=type)
 
 
 # pytest collects a base class's tests before its subclass's, in reverse MRO order: the parts
@@ -144,3 +147,16 @@ class TransportContract(
             assert isinstance(transport, SetupableTransport)
             transport.setup()
         return transport
+
+
+def restart_test_only(cls: C) -> C:
+    """Class decorator: hide every test ``cls`` inherits from :class:`TransportContract` but
+    the broker-restart one.
+
+    For a contract class on a server of the tests' own, which the restart test stops and
+    starts, while the rest of the contract runs on the shared server."""
+    keep = RestartContract.test_a_consumer_carries_on_after_the_server_restarts.__name__
+    for name in dir(cls):
+        if name.startswith("test_") and name != keep:
+            setattr(cls, name, None)
+    return cls

@@ -5,14 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import pytest
 from amqp_test_support import Exchange, RabbitNode, receive, require_amqp
 
 from messenger_core.envelope import Envelope
 from messenger_core.serializer import Serializer
-from messenger_core.testing import ContractMessage, TransportContract, TransportPool
+from messenger_core.testing import (
+    ContractMessage,
+    TransportContract,
+    TransportPool,
+    restart_test_only,
+)
 from messenger_core.transport import Transport
 
 
@@ -63,18 +68,6 @@ class TestAmqpTransport(TransportContract):
         consumer.ack(held)
 
 
-RESTART_TEST = "test_a_consumer_carries_on_after_the_server_restarts"
-C = TypeVar("C", bound=type)
-
-
-def _restart_test_only(cls: C) -> C:
-    """Hide every inherited contract test but the restart one (the others run elsewhere)."""
-    for name in dir(cls):
-        if name.startswith("test_") and name != RESTART_TEST:
-            setattr(cls, name, None)
-    return cls
-
-
 class _SameKeepalive(TestAmqpTransport):
     def test_keepalive_keeps_a_message_reserved(
         self, transport: Transport, contract_transports: TransportPool
@@ -107,7 +100,7 @@ class TestAmqpQuorumQueue(_SameKeepalive):
         return make
 
 
-@_restart_test_only
+@restart_test_only
 class TestAmqpTransportOnOwnNode(_SameKeepalive):
     """The contract's broker-restart test on a RabbitMQ node of the tests' own (spare ports),
     which it stops and starts. The node runs the same RabbitMQ as the shared broker, where

@@ -7,7 +7,7 @@ classes keep only the restart test, since they restart their server.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import attrs
 import pytest
@@ -17,21 +17,9 @@ from sql_test_support import unique_table
 
 from messenger_core.dsn import Dsn
 from messenger_core.serializer import Serializer
-from messenger_core.testing import TransportContract
+from messenger_core.testing import TransportContract, restart_test_only
 
 pytestmark = pytest.mark.slow
-
-RESTART_TEST = "test_a_consumer_carries_on_after_the_server_restarts"
-
-C = TypeVar("C", bound=type)
-
-
-def restart_test_only(cls: C) -> C:
-    """Hide every inherited contract test but the restart one (the others run elsewhere)."""
-    for name in dir(cls):
-        if name.startswith("test_") and name != RESTART_TEST:
-            setattr(cls, name, None)
-    return cls
 
 
 class _RestartContract(TransportContract):
