@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import redis
@@ -132,6 +133,9 @@ class RedisReceiver:
             pending = self._pending_cursor
             claiming = pending is None and time.monotonic() >= self._next_claim
             packets += self._read_commands(pending, claiming)
+            # Settlements written earlier on the settling connection may reach Redis after
+            # these reads: entries being settled now stay out of what they return.
+            held = settler.held() if claiming or pending is not None else frozenset()
             try:
                 results = reader.roundtrip(b"".join(packets), len(packets))
             except RETRYABLE:
@@ -154,7 +158,7 @@ class RedisReceiver:
                 self._script_failed(client, moved)
             reads = results[settled + 1 :]
             if pending is not None:
-                envelopes = self._own_pending(reads[-1], pending, client)
+                envelopes = self._own_pending(reads[-1], pending, client, held)
                 if envelopes is None:
                     continue  # a page of entries already handed out: read on
                 if not envelopes and self._pending_cursor is None:
@@ -162,7 +166,7 @@ class RedisReceiver:
                 return envelopes
             envelopes = []
             if claiming:
-                envelopes = self._claimed(reads[-2], client)
+                envelopes = self._claimed(reads[-2], client, held)
             envelopes += self._new_entries(reads[-1], client)
             return envelopes
 
@@ -187,8 +191,11 @@ class RedisReceiver:
         packets.append(self._read_new_packet)  # no waiting: claimed entries may be ready
         return packets
 
-    def _own_pending(self, reply: Any, cursor: bytes, client: redis.Redis) -> list[Envelope] | None:
-        """Entries from this consumer's pending list; ``None`` if a whole page was skipped."""
+    def _own_pending(
+        self, reply: Any, cursor: bytes, client: redis.Redis, held: AbstractSet[bytes]
+    ) -> list[Envelope] | None:
+        """Entries from this consumer's pending list, but ``held`` ones; ``None`` if a whole
+        page was skipped."""
         if isinstance(reply, Exception):
             self._read_failed(client, reply)
             return []
@@ -197,12 +204,13 @@ class RedisReceiver:
             self._pending_cursor = None
         else:
             self._pending_cursor = entries[-1][0]
-        envelopes = self._envelopes(entries, skip_held=True)
+        envelopes = self._envelopes(entries, skip_held=True, held_before=held)
         if entries and not envelopes and self._pending_cursor is not None:
             return None
         return envelopes
 
-    def _claimed(self, reply: Any, client: redis.Redis) -> list[Envelope]:
+    def _claimed(self, reply: Any, client: redis.Redis, held: AbstractSet[bytes]) -> list[Envelope]:
+        """Entries claimed from other consumers (or this one), but ``held`` ones."""
         if isinstance(reply, Exception):
             self._read_failed(client, reply)
             return []
@@ -212,7 +220,7 @@ class RedisReceiver:
             self._next_claim = time.monotonic() + self._options.claim_interval / 1000
         else:  # more of the pending list to look at: go on with the next get()
             self._claim_cursor = cursor
-        envelopes = self._envelopes(entries, skip_held=True)
+        envelopes = self._envelopes(entries, skip_held=True, held_before=held)
         if envelopes:
             logger.info(
                 "claimed %d message(s) from %s that another consumer held longer than %g s",
@@ -230,12 +238,19 @@ class RedisReceiver:
             return []
         return self._envelopes(reply[0][1], skip_held=False)
 
-    def _envelopes(self, entries: Iterable[Any], *, skip_held: bool) -> list[Envelope]:
-        """Decode ``entries``; with ``skip_held``, leave out those handed out already (pending
-        and claimed entries may be; new ones cannot)."""
+    def _envelopes(
+        self,
+        entries: Iterable[Any],
+        *,
+        skip_held: bool,
+        held_before: AbstractSet[bytes] = frozenset(),
+    ) -> list[Envelope]:
+        """Decode ``entries``; with ``skip_held``, leave out those handed out already or being
+        settled, now or when the read was sent (``held_before``): pending and claimed entries
+        may be; new ones cannot."""
         envelopes: list[Envelope] = []
         gone: list[bytes] = []
-        held = self._settler.held() if skip_held else set()
+        held = self._settler.held() | held_before if skip_held else set()
         serializer = self._serializer
         handed_out: list[bytes] = []
         for entry in entries:
