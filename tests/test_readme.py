@@ -205,7 +205,7 @@ def tox_environments() -> set[str]:
     return listed | sections
 
 
-EXTERNAL_TOOLS = {"tox"}
+EXTERNAL_TOOLS = {"tox", "tox-uv"}
 """What a README may tell pip to install besides this repository's distributions."""
 
 
