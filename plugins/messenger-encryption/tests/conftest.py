@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from encryption_support import World, require_backend, symmetric_key
+from encryption_support import World, symmetric_key
+from raw_storage import require_backend
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,10 @@
 """Helpers of the encryption tests: one world per test (configuration, keys, storage) and
 readers that look at the storage the way an attacker would, with the raw clients.
 
-Storage: SQLite in ``tmp_path``; PostgreSQL named by ``MESSENGER_TEST_POSTGRESQL_DSN``
-(default: the local server), a table of the test's own; Redis named by
-``MESSENGER_TEST_REDIS_DSN``, streams of the test's own. Unreachable services skip the test,
-or fail it under ``MESSENGER_REQUIRE_SERVICES=1``.
+Storage (:mod:`raw_storage`): SQLite in ``tmp_path``; a table of the test's own on PostgreSQL
+and MariaDB; streams of its own on Redis; exchanges and queues of its own on RabbitMQ. Each
+is named by a ``MESSENGER_TEST_*_DSN`` variable (default: the local server); unreachable
+services skip the test, or fail it under ``MESSENGER_REQUIRE_SERVICES=1``.
 """
 
 from __future__ import annotations
@@ -12,28 +12,25 @@ from __future__ import annotations
 import base64
 import importlib
 import json
-import sqlite3
 import sys
+import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
-import psycopg
 import pytest
-import redis
 from messenger_encryption.keys import encode_key, new_keypair, new_symmetric_key
+from raw_storage import open_storage
 
 from messenger_core import Messenger
-from messenger_core.testing.services import require_service, service_dsn
+from messenger_core.transport import ListableReceiver
 
-POSTGRESQL_DSN = service_dsn(
-    "MESSENGER_TEST_POSTGRESQL_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_DSN = service_dsn("MESSENGER_TEST_REDIS_DSN", "redis://127.0.0.1:6379")
 TESTS_DIR = Path(__file__).parent
-BACKENDS = ["sqlite", "postgresql", "redis"]
+TRANSPORTS = ("async", "other", "failed")
+RETRY_DELAY_MS = 1
+"""The retry strategy's delay (multiplier 1: every retry waits as long)."""
+DELAYED_MS = 1500
+"""The delay the tests give a delayed message."""
 
 CONFIG = """\
 [messenger]
@@ -41,7 +38,7 @@ failure_transport = "failed"
 
 [messenger.transports.async]
 dsn = "{async_dsn}"
-retry_strategy = {{ max_retries = {max_retries}, delay = 1, multiplier = 1, jitter = 0 }}
+retry_strategy = {{ max_retries = {max_retries}, delay = {delay}, multiplier = 1, jitter = 0 }}
 
 [messenger.transports.other]
 dsn = "{other_dsn}"
@@ -90,19 +87,11 @@ class World:
         self.max_retries = max_retries
         self.plugin_options = ""
         self.name = f"enc_{uuid.uuid4().hex[:12]}"
-        if backend == "sqlite":
-            self.db = root / "messages.db"
-            base = f"sqlite:///{self.db}"
-            self.dsns = {q: f"{base}?queue_name={q}" for q in ("async", "other", "failed")}
-        elif backend == "postgresql":
-            base = POSTGRESQL_DSN.split("?", 1)[0]
-            self.dsns = {
-                q: f"{base}?table_name={self.name}&queue_name={q}"
-                for q in ("async", "other", "failed")
-            }
-        else:
-            base = REDIS_DSN.split("?", 1)[0].rstrip("/")
-            self.dsns = {q: f"{base}/{self.name}-{q}" for q in ("async", "other", "failed")}
+        self.db = root / "messages.db"  # the SQLite world's file
+        self.storage = open_storage(
+            backend, root, self.name, TRANSPORTS, delays_ms=(RETRY_DELAY_MS, DELAYED_MS)
+        )
+        self.dsns = {t: self.storage.dsn(t) for t in TRANSPORTS}
 
     def write_config(self, plugin_options: str | None = None) -> Path:
         """Write ``messenger.toml`` (with these plugin options) and return its path."""
@@ -114,6 +103,7 @@ class World:
                 other_dsn=self.dsns["other"],
                 failed_dsn=self.dsns["failed"],
                 max_retries=self.max_retries,
+                delay=RETRY_DELAY_MS,
                 plugin_options=self.plugin_options,
             )
         )
@@ -135,66 +125,30 @@ class World:
 
     # -- what an attacker reads --------------------------------------------------------------
     def raw(self) -> str:
-        """Everything the storage holds for this world, as text (rows, stream entries)."""
-        if self.backend == "sqlite":
-            with sqlite3.connect(self.db) as connection:
-                tables = [
-                    row[0]
-                    for row in connection.execute(
-                        "SELECT name FROM sqlite_master WHERE type='table'"
-                    )
-                ]
-                rows = [list(connection.execute(f'SELECT * FROM "{t}"')) for t in tables]
-            return repr(rows)
-        if self.backend == "postgresql":
-            with psycopg.connect(POSTGRESQL_DSN.split("?", 1)[0]) as connection:
-                return repr(list(connection.execute(f'SELECT * FROM "{self.name}"')))
-        return repr(list(redis_entries(self.name)))
+        """Everything the storage holds for this world, as text (rows, entries, messages)."""
+        return self.storage.raw()
 
     def cleanup(self) -> None:
         """Drop what this world stored on a shared server."""
-        if self.backend == "postgresql":
-            with psycopg.connect(POSTGRESQL_DSN.split("?", 1)[0], autocommit=True) as connection:
-                connection.execute(f'DROP TABLE IF EXISTS "{self.name}"')
-        elif self.backend == "redis":
-            client = redis_client()
-            for key in client.scan_iter(f"{self.name}*"):
-                client.delete(key)
-            client.close()
+        self.storage.cleanup()
 
 
-def redis_client() -> Any:
-    """A plain redis-py client on the test server."""
-    return redis.Redis.from_url(REDIS_DSN)
+def parked_messages(transport: object, timeout: float = 10.0) -> list[object]:
+    """The messages a failure transport holds, read (so decrypted) through it.
 
-
-def redis_entries(prefix: str) -> Iterator[Any]:
-    """Every stream entry and delay-queue member under keys starting with ``prefix``."""
-    client = redis_client()
-    try:
-        for key in client.scan_iter(f"{prefix}*"):
-            kind = client.type(key)
-            if kind == b"stream":
-                yield key, client.xrange(key)
-            elif kind == b"zset":
-                yield key, client.zrange(key, 0, -1, withscores=True)
-            elif kind == b"hash":
-                yield key, client.hgetall(key)
-            elif kind == b"string":
-                yield key, client.get(key)
-            elif kind == b"list":
-                yield key, client.lrange(key, 0, -1)
-    finally:
-        client.close()
-
-
-def require_backend(backend: str) -> None:
-    """Skip (or fail) the test if the backend's server is not reachable."""
-    if backend == "postgresql":
-        dsn = POSTGRESQL_DSN.split("?", 1)[0]
-        require_service("PostgreSQL", dsn, lambda: psycopg.connect(dsn, connect_timeout=3).close())
-    elif backend == "redis":
-        require_service("Redis", REDIS_DSN, lambda: redis_client().ping())
+    A transport that cannot list them (AMQP) receives them, then puts them back by closing:
+    they stay in storage, for the test to read again."""
+    if isinstance(transport, ListableReceiver):
+        return [envelope.message for envelope in transport.all()]
+    received: list[object] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = transport.get()  # type: ignore[attr-defined]
+        received.extend(envelope.message for envelope in got)
+        if received and not got:  # one empty round after the first: that is all
+            break
+    transport.close()  # type: ignore[attr-defined]
+    return received
 
 
 def app_module() -> ModuleType:

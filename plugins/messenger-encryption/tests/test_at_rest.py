@@ -1,6 +1,7 @@
-"""Looking where an attacker would: the raw rows and stream entries of SQLite, PostgreSQL and
-Redis hold no trace of an encrypted bus's message, before handling, in a retry and once
-parked in the failure transport; a plaintext bus of the same application stays plaintext."""
+"""Looking where an attacker would: the raw rows, entries and queued messages of SQLite,
+PostgreSQL, MariaDB, Redis and RabbitMQ hold no trace of an encrypted bus's message, before
+handling, in a retry, once parked in the failure transport and while delayed; a plaintext bus
+of the same application stays plaintext (which shows each reader sees the storage)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from pathlib import Path
 
 import pytest
 from conftest import make_world
-from encryption_support import BACKENDS, World, app_module
+from encryption_support import DELAYED_MS, World, app_module, parked_messages
+from raw_storage import BACKENDS
 
 from messenger_core.stamps import DelayStamp
 
 MARKER = "MARKER-7f3c-card-4111111111111111"
 PLAIN = "PLAIN-visible-9d2e"
+ENCRYPTED_TYPE = "messenger_encryption.Encrypted"
+"""The type an encrypted message is stored under: seeing it shows the reader found it."""
 
 
 @pytest.fixture(params=BACKENDS)
@@ -36,7 +40,7 @@ def test_the_marker_appears_nowhere_in_storage_and_plaintext_stays_plaintext(
     assert PLAIN in raw  # the reader sees plaintext where there is some
     assert MARKER not in raw
     assert "Confidential" not in raw  # the message's type is hidden too
-    assert "messenger_encryption.Encrypted" in raw
+    assert ENCRYPTED_TYPE in raw
 
     messenger.worker(["async"]).run(limit=2, time_limit=10, sleep=0.05)
     assert sorted(app.handled()) == [f"confidential {MARKER}", f"public {PLAIN}"]
@@ -52,20 +56,24 @@ def test_a_retried_then_parked_message_stays_encrypted_and_so_does_its_error(
     messenger = world.app()
     messenger.buses[app.ENCRYPTED_BUS].dispatch(app.Confidential(MARKER))
 
-    worker = messenger.worker(["async"])
-    worker.run(limit=1, time_limit=10, sleep=0.05)  # first attempt: a retry copy is sent
+    messenger.worker(["async"]).run(limit=1, time_limit=10, sleep=0.05)  # a retry copy is sent
+    # The worker stops: on AMQP, what its consumer had prefetched goes back to the queue, where
+    # a reader can see it (the retry copy, back from its short delay).
+    messenger.close()
     raw = world.raw()
-    assert "cannot process" not in raw
     assert MARKER not in raw
-    worker.run(limit=1, time_limit=10, sleep=0.05)  # second attempt: parked
+    assert "cannot process" not in raw
+    assert ENCRYPTED_TYPE in raw  # the retry copy, found
 
-    failed = messenger.get_transport("failed")
-    parked = list(failed.all())  # type: ignore[attr-defined]
-    assert [e.message for e in parked] == [app.Confidential(MARKER)]  # readable with the key
+    messenger = world.app()
+    messenger.worker(["async"]).run(limit=1, time_limit=10, sleep=0.05)  # second attempt: parked
+    parked = parked_messages(messenger.get_transport("failed"))
+    assert parked == [app.Confidential(MARKER)]  # readable with the key
     raw = world.raw()
     assert MARKER not in raw
     assert "cannot process" not in raw  # the handler's error text is encrypted too
     assert "RuntimeError" not in raw
+    assert ENCRYPTED_TYPE in raw  # the parked message, found
     messenger.close()
 
 
@@ -75,9 +83,13 @@ def test_a_delayed_message_waits_encrypted_then_is_handled(
     world.environment(monkeypatch, MESSENGER_ENCRYPTION_KEYS=key)
     app = app_module()
     messenger = world.app()
-    messenger.buses[app.ENCRYPTED_BUS].dispatch(app.Confidential(MARKER), DelayStamp(delay_ms=1500))
+    messenger.buses[app.ENCRYPTED_BUS].dispatch(
+        app.Confidential(MARKER), DelayStamp(delay_ms=DELAYED_MS)
+    )
 
-    assert MARKER not in world.raw()  # Redis: in the delay queue (a sorted set)
+    raw = world.raw()
+    assert MARKER not in raw
+    assert ENCRYPTED_TYPE in raw  # found where it waits (Redis: a sorted set; AMQP: a queue)
     worker = messenger.worker(["async"])
     worker.run(limit=1, time_limit=0.5, sleep=0.05)
     assert app.handled() == []  # the delay, readable to the transport, is honoured
