@@ -6,9 +6,9 @@ it every test here is skipped with that reason, or fails when ``MESSENGER_REQUIR
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from messenger_core.testing.services import service_unavailable
 
 try:
     import messenger_transport_sql  # noqa: F401
@@ -22,10 +22,7 @@ else:
 def _sql_transport_plugin() -> None:
     if _MISSING is None:
         return
-    reason = (
+    service_unavailable(
         "the end-to-end tests need the SQL transport plugin "
         f"(pip install -e plugins/messenger-transport-sql): {_MISSING}"
     )
-    if os.environ.get("MESSENGER_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason}; MESSENGER_REQUIRE_SERVICES=1 forbids skipping")
-    pytest.skip(reason)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -25,7 +24,6 @@ from typing import Any
 
 import attrs
 import pika
-import pytest
 from messenger_transport_amqp import AmqpTransport, AmqpTransportFactory, parse_options
 from messenger_transport_amqp.connection import parameters_of
 
@@ -35,7 +33,13 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import Stamp
-from messenger_core.testing.services import require_service, service_dsn
+from messenger_core.testing.services import (
+    free_port,
+    port_accepts,
+    require_service,
+    service_dsn,
+    service_unavailable,
+)
 
 AMQP_DSN = service_dsn("MESSENGER_TEST_AMQP_DSN", "amqp://guest:guest@127.0.0.1:5672/%2f")
 """The broker and virtual host the tests use (no exchange segment: each test names its own)."""
@@ -171,22 +175,6 @@ def _tool(name: str) -> str | None:
     return str(direct) if direct.exists() else shutil.which(name)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _accepts(port: int) -> bool:
-    """Whether something accepts TCP connections on 127.0.0.1:``port``."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 class RabbitNode:
     """A RabbitMQ node on spare ports (AMQP and distribution), with its own data, log and
     cookie directories under ``directory``: stopping it disturbs no other test."""
@@ -267,12 +255,12 @@ class RabbitNode:
         started again (the VM's own shutdown and boot)."""
         if whole_node:
             self.stop()
-            assert not _accepts(self.port), "RabbitMQ stopped but its port still accepts"
+            assert not port_accepts(self.port, timeout=1), "RabbitMQ stopped, its port accepts"
             time.sleep(downtime)
             self.start()
             return
         self._ctl("stop_app")
-        assert not _accepts(self.port), "RabbitMQ stopped but its port still accepts connections"
+        assert not port_accepts(self.port, timeout=1), "RabbitMQ stopped, its port accepts"
         time.sleep(downtime)
         self._ctl("start_app")
         self._wait_for_clients()
@@ -282,10 +270,9 @@ def own_rabbit_node(directory: Path) -> Iterator[RabbitNode]:
     """A started :class:`RabbitNode` (for a fixture), stopped afterwards; skips the test if
     RabbitMQ's scripts are not installed (fails under ``MESSENGER_REQUIRE_SERVICES=1``)."""
     if _tool("rabbitmq-server") is None or _tool("rabbitmqctl") is None:
-        reason = "rabbitmq-server is not installed: the restart tests start a node of their own"
-        if os.environ.get("MESSENGER_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        service_unavailable(
+            "rabbitmq-server is not installed: the restart tests start a node of their own"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     node = RabbitNode(directory)
     node.start()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from amqp_test_support import Exchange, Order, free_port, raw_channel, ready_count
+from amqp_test_support import Exchange, Order, raw_channel, ready_count
 from messenger_transport_amqp import AmqpTransport, parse_options
 from messenger_transport_amqp.reconnect import AmqpUnreachableError
 
@@ -27,6 +27,7 @@ from messenger_core import DelayStamp, Envelope, Messenger
 from messenger_core.dsn import Dsn
 from messenger_core.errors import TransportError
 from messenger_core.testing.async_send import RecordingSends, sent_on_loop
+from messenger_core.testing.services import free_port
 
 
 class RecordingAmqpTransport(RecordingSends, AmqpTransport):

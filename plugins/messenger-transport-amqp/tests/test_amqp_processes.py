@@ -19,7 +19,6 @@ from amqp_test_support import (
     AMQP_DSN,
     Exchange,
     RabbitNode,
-    free_port,
     order,
     ready_count,
     receive,
@@ -32,6 +31,7 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.stamps import TransportRedeliveredStamp
 from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,6 @@ Every test gets a stream of its own (and its delay queue), deleted afterwards.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -32,7 +31,7 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import Stamp, TransportMessageIdStamp
-from messenger_core.testing.services import require_service, service_dsn
+from messenger_core.testing.services import free_port, require_service, service_dsn
 
 REDIS_DSN = service_dsn("MESSENGER_TEST_REDIS_DSN", "redis://127.0.0.1:6379")
 
@@ -162,13 +161,6 @@ def entry_id(envelope: Envelope) -> str:
 
 # -- a Redis server of the test's own, to stop and restart -------------------------------------
 REDIS_SERVER = shutil.which("redis-server")
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from messenger_transport_redis import RedisTransport, endpoint_of, parse_options
 from messenger_transport_redis.reconnect import RedisUnreachableError
-from redis_test_support import Order, Stream, free_port
+from redis_test_support import Order, Stream
 
 from messenger_core import DelayStamp, Envelope, MessageBus, Messenger
 from messenger_core._bus_middleware import middleware_context
@@ -27,6 +27,7 @@ from messenger_core.middleware import Next
 from messenger_core.middleware.stack import build_stack
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.testing.async_send import RecordingSends, sent_on_loop
+from messenger_core.testing.services import free_port
 
 
 class RecordingRedisTransport(RecordingSends, RedisTransport):

@@ -26,7 +26,6 @@ from redis_test_support import (
     REDIS_DSN,
     RedisServer,
     Stream,
-    free_port,
     own_redis_server,
     raw_client,
     require_redis,
@@ -37,6 +36,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
 

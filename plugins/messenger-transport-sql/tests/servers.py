@@ -16,51 +16,26 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import pytest
 
 try:
     import pymysql
 except ImportError:  # the MariaDB server tests then skip
     pymysql = None
 
-from messenger_core.testing.services import REQUIRE_SERVICES_VARIABLE
+from messenger_core.testing.services import free_port, port_accepts, service_unavailable
 
-__all__ = ["MariaDbServer", "PostgresServer", "free_port", "missing_service"]
+__all__ = ["MariaDbServer", "PostgresServer"]
 
 _START_TIMEOUT = 60.0
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def missing_service(reason: str) -> None:
-    """Skip the test because a server cannot be started (fail under the CI variable)."""
-    if os.environ.get(REQUIRE_SERVICES_VARIABLE) == "1":
-        pytest.fail(f"{reason} ({REQUIRE_SERVICES_VARIABLE}=1)", pytrace=False)
-    pytest.skip(reason)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 def _wait_until_closed(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while _accepts(port) and time.monotonic() < deadline:
+    while port_accepts(port) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -72,14 +47,14 @@ class PostgresServer:
         found = shutil.which("pg_ctl")
         pg_ctl = candidates[-1] if candidates else found
         if pg_ctl is None:
-            missing_service("PostgreSQL binaries (initdb, pg_ctl) are not installed")
+            service_unavailable("PostgreSQL binaries (initdb, pg_ctl) are not installed")
         self._bin = Path(str(pg_ctl)).parent
         self._as_user: list[str] = []
         if os.geteuid() == 0:  # PostgreSQL refuses to run as root
             try:
                 pwd.getpwnam("postgres")
             except KeyError:
-                missing_service("running as root, and there is no postgres OS user to run as")
+                service_unavailable("running as root, and there is no postgres OS user to run as")
             self._as_user = ["runuser", "-u", "postgres", "--"]
         self.port = free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="messenger-test-pg-"))
@@ -152,9 +127,11 @@ class MariaDbServer:
                     binary = candidate
                     break
         if binary is None:
-            missing_service("the MariaDB server binary (mariadbd) is not installed")
+            service_unavailable("the MariaDB server binary (mariadbd) is not installed")
         if pymysql is None:
-            missing_service("the PyMySQL driver is not installed (messenger-transport-sql[mysql])")
+            service_unavailable(
+                "the PyMySQL driver is not installed (messenger-transport-sql[mysql])"
+            )
         self._binary = str(binary)
         self.port = free_port()
         self._dir = Path(tempfile.mkdtemp(prefix="messenger-test-mariadb-"))

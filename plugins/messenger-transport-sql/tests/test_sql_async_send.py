@@ -9,7 +9,6 @@ path in a ``messenger-dispatch`` thread.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,6 +30,7 @@ from messenger_core.middleware import Next
 from messenger_core.middleware.stack import build_stack
 from messenger_core.stamps import TransportMessageIdStamp
 from messenger_core.testing.async_send import RecordingSends, sent_on_loop
+from messenger_core.testing.services import free_port
 
 
 class RecordingSqlTransport(RecordingSends, SqlTransport):
@@ -209,10 +209,7 @@ def test_a_failing_insert_raises_what_dispatch_raises(
 
 
 def test_an_unreachable_server_raises_what_dispatch_raises(messenger: Messenger) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    dsn = Dsn.parse(f"postgresql://postgres@127.0.0.1:{port}/test")
+    dsn = Dsn.parse(f"postgresql://postgres@127.0.0.1:{free_port()}/test")
     _transport(messenger, dsn, reconnect_timeout="0.3")
     with pytest.raises(BrokerUnreachableError) as native:
         asyncio.run(messenger.bus.dispatch_async(Order(1)))

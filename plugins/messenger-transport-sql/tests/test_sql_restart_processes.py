@@ -21,10 +21,11 @@ from pathlib import Path
 
 import pytest
 from messenger_transport_sql import SqlTransport, SqlTransportFactory, reconnect
-from servers import MariaDbServer, PostgresServer, free_port
+from servers import MariaDbServer, PostgresServer
 from sql_test_support import make_serializer, order, unique_table
 
 from messenger_core.dsn import Dsn
+from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
 

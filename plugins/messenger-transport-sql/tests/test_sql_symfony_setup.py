@@ -26,7 +26,6 @@ import pytest
 import sqlalchemy as sa
 from messenger_transport_sql import SqlTransport
 from messenger_transport_sql.schema import RESERVE_INDEX
-from servers import missing_service
 from sql_test_support import Database, Order, open_database
 from sql_worker_support import WorkerWorld
 
@@ -34,6 +33,7 @@ from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.stamps import DelayStamp
+from messenger_core.testing.services import service_unavailable
 
 SCRIPT = Path(__file__).parent / "symfony" / "doctrine_transport.php"
 PHP_CLASS = "MessengerTests\\Ping"
@@ -57,10 +57,10 @@ def _require_php() -> None:
     if _php_checked:
         return
     if shutil.which("php") is None:
-        missing_service(f"PHP is not installed (Debian packages: {_PHP_PACKAGES})")
+        service_unavailable(f"PHP is not installed (Debian packages: {_PHP_PACKAGES})")
     probe = subprocess.run(["php", "-r", _PROBE], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
-        missing_service(
+        service_unavailable(
             f"PHP lacks {probe.stdout or probe.stderr.strip()} (Debian packages: {_PHP_PACKAGES})"
         )
     _php_checked.append("ok")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from interop_support import BACKENDS, PHP_DIR, Backend, Interop, new_backend
 
-from messenger_core.testing.services import REQUIRE_SERVICES_VARIABLE
+from messenger_core.testing.services import service_unavailable
 
 DEBIAN_PACKAGES = (
     "php-cli",
@@ -80,13 +80,10 @@ def php() -> None:
         failure = _install()
         problem = _php_problem()
         if problem is not None:
-            reason = (
+            service_unavailable(
                 f"Symfony Messenger from Debian's packages is needed ({problem}); "
                 f"installing {' '.join(DEBIAN_PACKAGES)} failed: {failure or 'no error'}"
             )
-            if os.environ.get(REQUIRE_SERVICES_VARIABLE) == "1":
-                pytest.fail(f"{reason} ({REQUIRE_SERVICES_VARIABLE}=1)", pytrace=False)
-            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -95,13 +92,10 @@ def symfony_serializer() -> None:
     try:
         importlib.import_module("messenger_serializer_symfony")
     except ImportError as error:
-        reason = (
+        service_unavailable(
             "the symfony serializer is needed "
             f"(pip install -e plugins/messenger-serializer-symfony): {error}"
         )
-        if os.environ.get(REQUIRE_SERVICES_VARIABLE) == "1":
-            pytest.fail(f"{reason} ({REQUIRE_SERVICES_VARIABLE}=1)", pytrace=False)
-        pytest.skip(reason)
 
 
 @pytest.fixture(params=BACKENDS)
