@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pytest
 import redis
 from messenger_transport_redis import (
     RedisTransport,
@@ -31,7 +30,12 @@ from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.serializer import Serializer
 from messenger_core.stamps import Stamp, TransportMessageIdStamp
-from messenger_core.testing.services import free_port, require_service, service_dsn
+from messenger_core.testing.services import (
+    free_port,
+    require_service,
+    service_dsn,
+    service_unavailable,
+)
 
 REDIS_DSN = service_dsn("MESSENGER_TEST_REDIS_DSN", "redis://127.0.0.1:6379")
 
@@ -222,9 +226,9 @@ class RedisServer:
 
 def own_redis_server(directory: Path, password: str | None = None) -> Iterator[RedisServer]:
     """A started :class:`RedisServer` (for a fixture), stopped afterwards; skips the test if
-    ``redis-server`` is not installed."""
+    ``redis-server`` is not installed (fails it under ``MESSENGER_REQUIRE_SERVICES=1``)."""
     if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed: the restart tests start their own")
+        service_unavailable("redis-server is not installed: the restart tests start their own")
     directory.mkdir(parents=True, exist_ok=True)
     server = RedisServer(directory, password)
     server.start()
