@@ -63,9 +63,10 @@ class MessengerProcess:
     It starts on construction: ``command`` with ``env`` (see :func:`messenger_environment`)
     in ``cwd``, stdout and stderr both written to ``output`` (``append`` keeps what the file
     holds, for several processes writing one file in turn). ``timeout`` is the default of
-    every wait in seconds. Every failure is an :class:`AssertionError` carrying the
-    process's output. As a context manager it kills the process on exit, so that a failing
-    test leaves none behind::
+    every wait in seconds. ``start_new_session`` is :class:`subprocess.Popen`'s (a process
+    group of its own, out of reach of a terminal's Ctrl-C). Every failure is an
+    :class:`AssertionError` carrying the process's output. As a context manager it kills the
+    process on exit, so that a failing test leaves none behind::
 
         with MessengerProcess(messenger_command("consume", "async", config=config),
                               tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
