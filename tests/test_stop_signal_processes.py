@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+
+from messenger_core.testing.processes import MessengerProcess, messenger_command
 
 DEADLINE = 60.0
 """Seconds any one step may take (generous: the machine is busy)."""
@@ -52,44 +54,31 @@ def _environment(host_tmp: Path) -> dict[str, str]:
     return environment
 
 
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "messenger_core", *args]
-
-
-def _wait_for(path: Path, text: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while text not in path.read_text(errors="replace"):
-        if process.poll() is not None:
-            pytest.fail(f"exited {process.returncode}:\n{path.read_text(errors='replace')}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} within {DEADLINE}s:\n{path.read_text(errors='replace')}")
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 def test_stop_workers_of_one_application_stops_only_its_workers(tmp_path: Path) -> None:
     host_tmp = tmp_path / "tmp"
     host_tmp.mkdir()
     environment = _environment(host_tmp)
     apps = {name: _application(tmp_path, name) for name in ("shop", "billing")}
-    workers: dict[str, subprocess.Popen[bytes]] = {}
-    logs = {name: tmp_path / f"{name}.log" for name in apps}
-    try:
-        for name, directory in apps.items():
-            with logs[name].open("wb") as sink:
-                workers[name] = subprocess.Popen(
-                    [*_command("consume", "async", "--sleep", "0.05", "--time-limit", "300")],
-                    cwd=directory,
+    with ExitStack() as stack:
+        workers = {
+            name: stack.enter_context(
+                MessengerProcess(
+                    messenger_command("consume", "async", "--sleep", "0.05", "--time-limit", "300"),
+                    tmp_path / f"{name}.log",
                     env=environment,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
+                    cwd=directory,
+                    timeout=DEADLINE,
                 )
-        for name in apps:
-            _wait_for(logs[name], "worker consuming", workers[name])
+            )
+            for name, directory in apps.items()
+        }
+        for worker in workers.values():
+            worker.wait_until(lambda w=worker: "worker consuming" in w.output(), "worker consuming")
         time.sleep(0.05)  # a request is for workers started before it
 
         stop = subprocess.run(
-            _command("stop-workers"),
+            messenger_command("stop-workers"),
             cwd=apps["shop"],
             env=environment,
             capture_output=True,
@@ -101,13 +90,13 @@ def test_stop_workers_of_one_application_stops_only_its_workers(tmp_path: Path) 
         assert str(host_tmp / "messenger-stop-workers-") in stop.stdout
         assert "this application's" in stop.stdout
 
-        assert workers["shop"].wait(DEADLINE) == 0, logs["shop"].read_text()
-        assert "stop-workers was requested" in logs["shop"].read_text()
+        assert workers["shop"].wait() == 0, workers["shop"].output()
+        assert "stop-workers was requested" in workers["shop"].output()
         time.sleep(3)  # several checks of the signal (one a second) by billing's worker
-        assert workers["billing"].poll() is None, logs["billing"].read_text()
+        assert workers["billing"].running(), workers["billing"].output()
 
         stop = subprocess.run(
-            _command("stop-workers"),
+            messenger_command("stop-workers"),
             cwd=apps["billing"],
             env=environment,
             capture_output=True,
@@ -116,10 +105,5 @@ def test_stop_workers_of_one_application_stops_only_its_workers(tmp_path: Path) 
             check=False,
         )
         assert stop.returncode == 0, stop.stdout + stop.stderr
-        assert workers["billing"].wait(DEADLINE) == 0, logs["billing"].read_text()
-        assert "stop-workers was requested" in logs["billing"].read_text()
-    finally:
-        for worker in workers.values():
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait(DEADLINE)
+        assert workers["billing"].wait() == 0, workers["billing"].output()
+        assert "stop-workers was requested" in workers["billing"].output()

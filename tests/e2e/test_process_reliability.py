@@ -15,11 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -69,12 +72,11 @@ class World:
             MESSENGER_E2E_CONFIG=str(self.config),
             MESSENGER_E2E_STATE=str(self.state),
         )
-        self.worker: subprocess.Popen[bytes] | None = None
-        self.output = root / "worker.log"
+        self.worker: MessengerProcess | None = None
 
     def messenger(self, *args: str) -> None:
         subprocess.run(
-            [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args],
+            messenger_command(*args, config=self.config),
             env=self.env,
             cwd=self.root,
             check=True,
@@ -88,17 +90,16 @@ class World:
             [sys.executable, "-c", code], env=self.env, cwd=self.root, check=True, timeout=DEADLINE
         )
 
-    def consume(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "messenger_core", "--config", str(self.config)]
-        command += ["-v", "consume", "async", "other", "--sleep", "0.05", "--time-limit", "120"]
-        with self.output.open("wb") as sink:
-            self.worker = subprocess.Popen(
-                command, env=self.env, cwd=self.root, stdout=sink, stderr=subprocess.STDOUT
-            )
+    def consume(self) -> MessengerProcess:
+        command = ["-v", "consume", "async", "other", "--sleep", "0.05", "--time-limit", "120"]
+        self.worker = MessengerProcess(
+            messenger_command(*command, config=self.config),
+            self.root / "worker.log",
+            env=self.env,
+            cwd=self.root,
+            timeout=DEADLINE,
+        )
         return self.worker
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
 
     def events(self, event: str) -> list[str]:
         path = self.state / "handled.log"
@@ -124,34 +125,9 @@ class World:
                 (body, headers_text, queue, stamp, stamp),
             )
 
-    def wait_for(self, what: str, condition: Callable[[], Any]) -> Any:
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            result = condition()
-            if result:
-                return result
-            if self.worker is not None and self.worker.poll() is not None:
-                pytest.fail(
-                    f"waiting for {what}: the worker exited {self.worker.returncode}:\n{self.log()}"
-                )
-            time.sleep(0.05)
-        pytest.fail(f"no {what} within {DEADLINE}s:\n{self.log()}")
-
-    def stop(self) -> tuple[int, float]:
-        """SIGTERM the worker: its exit code and how long it took to exit."""
-        assert self.worker is not None
-        started = time.monotonic()
-        self.worker.send_signal(signal.SIGTERM)
-        try:
-            code = self.worker.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the worker did not exit within {DEADLINE}s of SIGTERM:\n{self.log()}")
-        return code, time.monotonic() - started
-
     def kill(self) -> None:
-        if self.worker is not None and self.worker.poll() is None:
+        if self.worker is not None:
             self.worker.kill()
-            self.worker.wait(DEADLINE)
 
 
 @pytest.fixture
@@ -177,19 +153,21 @@ def test_while_the_failure_store_is_down_other_transports_are_served_and_sigterm
     world.messenger("setup-transports", "async")
     world.messenger("setup-transports", "other")
     world.dispatch("poison", "p1")
-    world.consume()
+    worker = world.consume()
 
     # The poison message fails and cannot be parked: its receiver pauses, again and again.
-    world.wait_for(
-        "the poison message to be tried twice", lambda: len(world.events("attempt")) >= 2
+    worker.wait_until(
+        lambda: len(world.events("attempt")) >= 2, "the poison message to be tried twice"
     )
     world.dispatch("ping", *(f"ping{n}" for n in range(5)))
-    world.wait_for("the other transport to be served", lambda: len(world.events("handled")) == 5)
-    assert "the failure store is unreachable" in world.log()
+    worker.wait_until(lambda: len(world.events("handled")) == 5, "the other transport to be served")
+    assert "the failure store is unreachable" in worker.output()
 
-    code, took = world.stop()
+    started = time.monotonic()
+    code = worker.stop(signal.SIGTERM)
+    took = time.monotonic() - started
 
-    assert code == 0, world.log()
+    assert code == 0, worker.output()
     assert took < 20, f"SIGTERM took {took:.1f}s"  # generous: the worker never sleeps long
     # Nothing lost: the poison message is still on its queue, to be parked later.
     assert [json.loads(row["body"])["id"] for row in world.rows("async")] == ["p1"]
@@ -221,21 +199,18 @@ def test_rows_nested_100000_deep_do_not_stop_the_worker(
             }
         ),
     )
-    world.consume()
+    worker = world.consume()
     world.dispatch("ping", "after")
 
-    world.wait_for("the ping behind the bad rows", lambda: world.events("handled") == ["after"])
-    world.wait_for("the three bad rows parked", lambda: len(world.rows("failed")) == 3)
+    worker.wait_until(lambda: world.events("handled") == ["after"], "the ping behind the bad rows")
+    worker.wait_until(lambda: len(world.rows("failed")) == 3, "the three bad rows parked")
     parked = world.rows("failed")
     reasons = [json.loads(row["headers"]).get("X-Message-Decoding-Error", "") for row in parked]
     assert all("nested too deeply" in r or "RecursionError" in r for r in reasons), reasons
     assert any(row["body"] == deep for row in parked)  # the raw payload is kept
     assert any(deep in row["headers"] for row in parked)  # the raw headers column too
-    world.wait_for(
-        "the worker to still run after meeting the bad rows",
-        lambda: world.worker is not None and world.worker.poll() is None,
-    )
-    code, _ = world.stop()
-    assert code == 0, world.log()
+    assert worker.running(), f"the worker stopped after meeting the bad rows:\n{worker.output()}"
+    code = worker.stop(signal.SIGTERM)
+    assert code == 0, worker.output()
     assert world.rows("async") == []
     assert world.rows("other") == []

@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -23,7 +23,11 @@ from typing import Any
 
 import pytest
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -54,30 +58,6 @@ dsn = "sqlite:///{db}?queue_name=failed"
 """
 
 
-class Process:
-    """A process this test started, with its output in a file."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], output: Path) -> None:
-        self.popen = popen
-        self.output = output
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
-
-    def wait(self, timeout: float = DEADLINE) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"process {self.pid} did not end within {timeout}s:\n{self.text()}")
-
-    def signal(self, signum: int) -> None:
-        self.popen.send_signal(signum)
-
-
 class Shop:
     """One test's world: configuration, database, state directory and processes."""
 
@@ -94,16 +74,14 @@ class Shop:
             MESSENGER_E2E_CONFIG=str(self.config),
             MESSENGER_E2E_STATE=str(self.state),
         )
-        self.processes: list[Process] = []
+        self.processes: list[MessengerProcess] = []
 
     # -- processes ----------------------------------------------------------------------------
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args]
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a ``messenger`` command to its end."""
         done = subprocess.run(
-            self.command(*args),
+            messenger_command(*args, config=self.config),
             env=self.env,
             cwd=self.root,
             capture_output=True,
@@ -118,22 +96,19 @@ class Shop:
             )
         return done
 
-    def start(self, *args: str) -> Process:
+    def start(self, *args: str) -> MessengerProcess:
         """Start a ``messenger`` command in the background."""
-        output = self.root / f"process-{len(self.processes)}.log"
-        with output.open("wb") as sink:
-            popen = subprocess.Popen(
-                self.command(*args),
-                env=self.env,
-                cwd=self.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        process = Process(popen, output)
+        process = MessengerProcess(
+            messenger_command(*args, config=self.config),
+            self.root / f"process-{len(self.processes)}.log",
+            env=self.env,
+            cwd=self.root,
+            timeout=DEADLINE,
+        )
         self.processes.append(process)
         return process
 
-    def consume(self, *args: str) -> Process:
+    def consume(self, *args: str) -> MessengerProcess:
         """Start a worker on ``async`` that notices new messages quickly."""
         return self.start(
             "-v", "consume", "async", "--sleep", "0.05", "--time-limit", SAFETY_TIME_LIMIT, *args
@@ -151,9 +126,7 @@ class Shop:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.popen.poll() is None:
-                process.popen.kill()
-                process.popen.wait(DEADLINE)
+            process.kill()
 
     # -- what happened -------------------------------------------------------------------------
     def events(self, event: str | None = None, message_id: str | None = None) -> list[Any]:
@@ -194,23 +167,6 @@ class Shop:
                 (body, json.dumps(headers), queue, stamp, stamp),
             )
 
-    def wait_for(self, what: str, condition: Callable[[], Any], *watch: Process) -> Any:
-        """Poll ``condition`` until it is truthy; fail after the deadline with the outputs."""
-        deadline = time.monotonic() + DEADLINE
-        while time.monotonic() < deadline:
-            result = condition()
-            if result:
-                return result
-            for process in watch:
-                if process.popen.poll() is not None:
-                    pytest.fail(
-                        f"waiting for {what}: process {process.pid} exited "
-                        f"{process.popen.returncode}:\n{process.text()}"
-                    )
-            time.sleep(0.05)
-        outputs = "\n".join(f"--- {p.pid}:\n{p.text()}" for p in watch)
-        pytest.fail(f"no {what} within {DEADLINE}s; events: {self.events()}\n{outputs}")
-
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Iterator[Shop]:
@@ -229,14 +185,12 @@ def test_a_message_dispatched_by_one_process_is_handled_by_a_worker_in_another(
     worker = shop.consume()
     shop.dispatch("ping", "p1")
 
-    [(_, _, pid, _)] = shop.wait_for(
-        "ping p1 handled", lambda: shop.events("handled", "p1"), worker
-    )
+    [(_, _, pid, _)] = worker.wait_until(lambda: shop.events("handled", "p1"), "ping p1 handled")
 
     [(_, _, dispatcher, _)] = shop.events("dispatched", "p1")
     assert pid == worker.pid
     assert dispatcher != worker.pid
-    shop.wait_for("the async queue to be empty", lambda: not shop.rows("async"), worker)
+    worker.wait_until(lambda: not shop.rows("async"), "the async queue to be empty")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 
@@ -244,15 +198,15 @@ def test_a_message_dispatched_by_one_process_is_handled_by_a_worker_in_another(
 def test_sigterm_while_a_handler_runs_finishes_and_acknowledges_the_message(shop: Shop) -> None:
     shop.dispatch("blocking", "b1")
     worker = shop.consume()
-    shop.wait_for("the handler to start", lambda: shop.events("started", "b1"), worker)
+    worker.wait_until(lambda: shop.events("started", "b1"), "the handler to start")
 
     worker.signal(signal.SIGTERM)
     # The worker must not stop in the middle: the handler finishes once released.
     time.sleep(0.2)
-    assert worker.popen.poll() is None, worker.text()
+    assert worker.running(), worker.output()
     (shop.state / "release-b1").touch()
 
-    assert worker.wait() == 0, worker.text()
+    assert worker.wait() == 0, worker.output()
     assert [e[2] for e in shop.events("handled", "b1")] == [worker.pid]
     assert shop.rows("async") == []  # acknowledged: the row is gone
     assert shop.rows("failed") == []
@@ -261,27 +215,27 @@ def test_sigterm_while_a_handler_runs_finishes_and_acknowledges_the_message(shop
 def test_a_second_sigterm_stops_at_once_and_the_message_comes_back(shop: Shop) -> None:
     shop.dispatch("blocking", "b2")
     worker = shop.consume()
-    shop.wait_for("the handler to start", lambda: shop.events("started", "b2"), worker)
+    worker.wait_until(lambda: shop.events("started", "b2"), "the handler to start")
 
     worker.signal(signal.SIGTERM)
     time.sleep(0.2)  # two signals in a row could arrive as one
     worker.signal(signal.SIGTERM)
 
-    assert worker.wait() == 130, worker.text()  # interrupted, as after Ctrl-C twice
+    assert worker.wait() == 130, worker.output()  # interrupted, as after Ctrl-C twice
     assert shop.events("handled", "b2") == []
     # Neither acknowledged nor rejected (closing the transport may release it at once).
     assert len(shop.rows("async")) == 1
     (shop.state / "release-b2").touch()
     second = shop.consume()
-    shop.wait_for("b2 handled again", lambda: shop.events("handled", "b2"), second)
+    second.wait_until(lambda: shop.events("handled", "b2"), "b2 handled again")
     assert [e[2] for e in shop.events("handled", "b2")] == [second.pid]
-    shop.wait_for("the async queue to be empty", lambda: not shop.rows("async"), second)
+    second.wait_until(lambda: not shop.rows("async"), "the async queue to be empty")
 
 
 def test_kill_9_while_a_handler_runs_the_next_worker_handles_the_message(shop: Shop) -> None:
     shop.dispatch("blocking", "k1")
     first = shop.consume()
-    shop.wait_for("the handler to start", lambda: shop.events("started", "k1"), first)
+    first.wait_until(lambda: shop.events("started", "k1"), "the handler to start")
 
     first.signal(signal.SIGKILL)
     assert first.wait() == -signal.SIGKILL
@@ -291,11 +245,11 @@ def test_kill_9_while_a_handler_runs_the_next_worker_handles_the_message(shop: S
 
     second = shop.consume()
     # It comes back once the reservation is older than redeliver_timeout (1 s here).
-    shop.wait_for("k1 handled by the next worker", lambda: shop.events("handled", "k1"), second)
+    second.wait_until(lambda: shop.events("handled", "k1"), "k1 handled by the next worker")
 
     assert [e[2] for e in shop.events("handled", "k1")] == [second.pid]
     assert [e[2] for e in shop.events("started", "k1")] == [first.pid, second.pid]
-    shop.wait_for("the async queue to be empty", lambda: not shop.rows("async"), second)
+    second.wait_until(lambda: not shop.rows("async"), "the async queue to be empty")
     second.signal(signal.SIGTERM)
     assert second.wait() == 0
 
@@ -306,7 +260,7 @@ def test_a_message_that_keeps_failing_is_retried_then_parked_and_can_be_retried_
     shop.dispatch("flaky", "f1")
     worker = shop.consume()
 
-    [parked] = shop.wait_for("f1 in the failure transport", lambda: shop.rows("failed"), worker)
+    [parked] = worker.wait_until(lambda: shop.rows("failed"), "f1 in the failure transport")
 
     attempts = shop.events("attempt", "f1")
     assert len(attempts) == 1 + RETRY["max_retries"]
@@ -319,7 +273,7 @@ def test_a_message_that_keeps_failing_is_retried_then_parked_and_can_be_retried_
     assert "ConnectionError" in _stamp_header(headers, "ErrorDetailsStamp")
     assert '"retry_count":2' in _stamp_header(headers, "RedeliveryStamp").replace(" ", "")
     # The original is rejected just after its copy is stored: give the worker that moment.
-    shop.wait_for("the original gone from async", lambda: not shop.rows("async"), worker)
+    worker.wait_until(lambda: not shop.rows("async"), "the original gone from async")
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
 
@@ -340,14 +294,14 @@ def test_a_poison_row_is_parked_and_the_worker_keeps_going(shop: Shop) -> None:
     worker = shop.consume()
     shop.dispatch("ping", "after-poison")
 
-    shop.wait_for("the next message handled", lambda: shop.events("handled", "after-poison"))
-    [parked] = shop.wait_for("the poison parked", lambda: shop.rows("failed"), worker)
+    worker.wait_until(lambda: shop.events("handled", "after-poison"), "the next message handled")
+    [parked] = worker.wait_until(lambda: shop.rows("failed"), "the poison parked")
 
     assert parked["body"] == '{"id": "x1"'  # the raw body, untouched
     headers = json.loads(parked["headers"])
     assert headers["type"] == "e2e_app.Ping"
     assert "MessageDecodingError" in _stamp_header(headers, "ErrorDetailsStamp")
-    assert worker.popen.poll() is None, worker.text()
+    assert worker.running(), worker.output()
     assert shop.rows("async") == []
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
@@ -356,11 +310,11 @@ def test_a_poison_row_is_parked_and_the_worker_keeps_going(shop: Shop) -> None:
 def test_stop_workers_stops_a_running_worker(shop: Shop) -> None:
     worker = shop.consume()
     shop.dispatch("ping", "s1")
-    shop.wait_for("the worker running", lambda: shop.events("handled", "s1"), worker)
+    worker.wait_until(lambda: shop.events("handled", "s1"), "the worker running")
 
     shop.run("stop-workers")
 
-    assert worker.wait() == 0, worker.text()
+    assert worker.wait() == 0, worker.output()
 
 
 def _stamp_header(headers: dict[str, str], stamp: str) -> str:

@@ -26,7 +26,11 @@ from pathlib import Path
 
 import pytest
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 from messenger_core.testing.services import require_service, service_dsn
 
 pytestmark = pytest.mark.slow
@@ -153,8 +157,7 @@ class World:
             # unchanged, and they are what "exactly once with a worker killed" rests on; one
             # disk sync per message would make these runs several times longer.
             self.env["PGOPTIONS"] = "-c synchronous_commit=off"
-        self.output = root / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: MessengerProcess | None = None
 
     def fill(self, count: int) -> float:
         started = time.monotonic()
@@ -167,17 +170,19 @@ class World:
         )
         return time.monotonic() - started
 
-    def consume(self, *options: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "messenger_core", "--config", str(self.config)]
-        command += ["consume", "jobs", "--sleep", "0.05", *options]
-        with self.output.open("wb") as sink:
-            self.process = subprocess.Popen(
-                command, env=self.env, cwd=self.root, stdout=sink, stderr=subprocess.STDOUT
-            )
+    def consume(self, *options: str) -> MessengerProcess:
+        self.process = MessengerProcess(
+            messenger_command("consume", "jobs", "--sleep", "0.05", *options, config=self.config),
+            self.root / "worker.log",
+            env=self.env,
+            cwd=self.root,
+            timeout=DEADLINE,
+        )
         return self.process
 
     def log(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
+        assert self.process is not None
+        return self.process.output()
 
     def children(self) -> list[int]:
         assert self.process is not None
@@ -187,24 +192,12 @@ class World:
     def wait_until(self, what: str, condition: Callable[[], bool], poll: float = 0.05) -> None:
         """Check ``condition`` every ``poll`` seconds until it holds; fail if the worker exits
         first or after the deadline."""
-        deadline = time.monotonic() + DEADLINE
-        while not condition():
-            if self.process is not None and self.process.poll() is not None:
-                pytest.fail(
-                    f"the worker exited ({self.process.returncode}) before {what}:\n{self.log()}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out waiting for {what}:\n{self.log()[-5000:]}")
-            time.sleep(poll)
+        assert self.process is not None
+        self.process.wait_until(condition, what, interval=poll)
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None
-        self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout=DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            pytest.fail(f"the worker did not stop after {signum}:\n{self.log()[-5000:]}")
+        return self.process.stop(signum)
 
     def remaining(self) -> int:
         code = (
@@ -223,9 +216,8 @@ class World:
         return int(done.stdout.split()[-1])
 
     def cleanup(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.kill()
-            self.process.wait()
         for pid in self._leftover_children():
             os.kill(pid, signal.SIGKILL)
         self.store.drop()
@@ -365,7 +357,7 @@ def test_limits_count_per_child_and_a_clean_stop_is_not_restarted(tmp_path: Path
     try:
         world.fill(100)
         process = world.consume("--processes", "3", "--limit", "10")
-        assert process.wait(timeout=DEADLINE) == 0, world.log()
+        assert process.wait() == 0, world.log()
         assert sum(world.store.counts().values()) == 30
         assert world.remaining() == 70
         assert "0 restarted after dying" in world.log()
@@ -376,10 +368,10 @@ def test_limits_count_per_child_and_a_clean_stop_is_not_restarted(tmp_path: Path
 def test_a_configuration_error_in_the_children_exits_2(tmp_path: Path) -> None:
     world = World(tmp_path, "redis")
     try:
-        command = [sys.executable, "-m", "messenger_core", "--config", str(world.config)]
-        command += ["consume", "no-such-transport", "--processes", "2"]
         done = subprocess.run(
-            command,
+            messenger_command(
+                "consume", "no-such-transport", "--processes", "2", config=world.config
+            ),
             check=False,
             env=world.env,
             cwd=tmp_path,
@@ -401,13 +393,13 @@ def test_stop_workers_stops_every_child_and_the_supervisor_exits_0(tmp_path: Pat
         world.wait_until("10 handled", lambda: world.store.distinct() >= 10)
         world.wait_until("2 children", lambda: len(world.children()) == 2)
         subprocess.run(
-            [sys.executable, "-m", "messenger_core", "--config", str(world.config), "stop-workers"],
+            messenger_command("stop-workers", config=world.config),
             env=world.env,
             cwd=tmp_path,
             check=True,
             timeout=DEADLINE,
         )
-        assert process.wait(timeout=DEADLINE) == 0, world.log()
+        assert process.wait() == 0, world.log()
         assert "0 restarted after dying" in world.log()
     finally:
         world.cleanup()

@@ -9,19 +9,22 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 import redis
 
 from messenger_core import Messenger
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 from messenger_core.testing.services import require_service, service_dsn
 from messenger_core.transport import MessageCountAware
 
@@ -30,6 +33,7 @@ DEADLINE = 30.0
 """Seconds any one wait may take before the test fails (a loaded machine is slow)."""
 TOKEN = "tests-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+P = TypeVar("P", bound=MessengerProcess)
 REDIS_DSN = service_dsn("MESSENGER_TEST_REDIS_DSN", "redis://127.0.0.1:6379")
 
 ROUTING = """
@@ -88,32 +92,7 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE)
         time.sleep(0.02)
 
 
-class Process:
-    """A ``messenger`` process a test started, its output (stdout and stderr) in a file."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], output: Path) -> None:
-        self.popen = popen
-        self.output = output
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
-
-    def signal(self, signum: int) -> None:
-        self.popen.send_signal(signum)
-
-    def wait(self, timeout: float = DEADLINE) -> int:
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"process {self.popen.pid} did not end within {timeout}s:\n{self.text()}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait(10)
-
-
-class Server(Process):
+class Server(MessengerProcess):
     """A ``messenger serve-http`` process, with the URL it listens on."""
 
     url: str = ""
@@ -148,7 +127,7 @@ class World:
             MESSENGER_HTTP_TEST_STATE=str(self.state),
             MESSENGER_HTTP_TOKEN=TOKEN,
         )
-        self.processes: list[Process] = []
+        self.processes: list[MessengerProcess] = []
         self._messenger: Messenger | None = None
 
     # -- this process's view ------------------------------------------------------------------
@@ -186,46 +165,38 @@ class World:
         ]
 
     # -- processes ----------------------------------------------------------------------------
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args]
-
-    def _popen(self, args: tuple[str, ...], env: dict[str, str] | None, kind: type[Process]) -> Any:
-        output = self.root / f"process-{len(self.processes)}.log"
-        with output.open("wb") as sink:
-            popen = subprocess.Popen(
-                self.command(*args),
-                env=env or self.env,
-                cwd=self.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        process = kind(popen, output)
-        self.processes.append(process)
-        return process
-
-    def start(self, *args: str, env: dict[str, str] | None = None) -> Process:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> MessengerProcess:
         """Start ``messenger ARGS``."""
-        return self._popen(args, env, Process)  # type: ignore[no-any-return]
+        return self._start(MessengerProcess, args, env)
 
     def serve(self, *args: str, env: dict[str, str] | None = None) -> Server:
         """Start ``messenger serve-http --port 0 ARGS`` and wait until it listens."""
-        server: Server = self._popen(("serve-http", "--port", "0", *args), env, Server)
+        server = self._start(Server, ("serve-http", "--port", "0", *args), env)
 
-        def listening() -> str | None:
-            if server.popen.poll() is not None:
-                pytest.fail(f"serve-http exited {server.popen.returncode}:\n{server.text()}")
-            found = re.search(r"listening on (http://\S+?)[;,]", server.text())
-            return found.group(1) if found else None
+        def url() -> str:
+            found = re.search(r"listening on (http://\S+?)[;,]", server.output())
+            return found.group(1) if found else ""
 
-        server.url = wait_for(listening, "serve-http to listen")
+        server.url = server.wait_until(url, "serve-http to listen", interval=0.02)
         return server
+
+    def _start(self, kind: type[P], args: tuple[str, ...], env: dict[str, str] | None) -> P:
+        process = kind(
+            messenger_command(*args, config=self.config),
+            self.root / f"process-{len(self.processes)}.log",
+            env=env or self.env,
+            cwd=self.root,
+            timeout=DEADLINE,
+        )
+        self.processes.append(process)
+        return process
 
     def run(
         self, *args: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         """Run ``messenger ARGS`` to its end."""
         return subprocess.run(
-            self.command(*args),
+            messenger_command(*args, config=self.config),
             env=env or self.env,
             cwd=self.root,
             capture_output=True,
@@ -236,7 +207,7 @@ class World:
 
     def close(self) -> None:
         for process in self.processes:
-            process.stop()
+            process.kill()
         if self._messenger is not None:
             self._messenger.close()
         if self.backend == "redis":

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from http_app import Ping
-from http_support import TOKEN, World, wait_for
+from http_support import TOKEN, World
 from messenger_http.client import ConsumeHttpError, ConsumeLoop
 
 SHORT = ("--time-limit", "0.5")
@@ -26,10 +26,10 @@ def test_consume_http_consumes_everything_through_a_real_server(sqlite_world: Wo
     client = world.start(
         "consume-http", server.url, "--receiver", "async", "--limit", "5", "--idle-pause", "0.2"
     )
-    assert client.wait() == 0, client.text()
+    assert client.wait() == 0, client.output()
     assert sorted(world.events("handled")) == ids
-    assert "limit of 5 messages reached" in client.text()
-    assert TOKEN not in client.text() + server.text()
+    assert "limit of 5 messages reached" in client.output()
+    assert TOKEN not in client.output() + server.output()
 
 
 @pytest.mark.slow
@@ -37,13 +37,13 @@ def test_consume_http_stops_on_sigterm_while_idle(sqlite_world: World) -> None:
     world = sqlite_world
     server = world.serve(*SHORT)
     client = world.start("consume-http", server.url, "--receiver", "async", "--idle-pause", "60")
-    wait_for(lambda: "consuming async through" in client.text(), "the client to start")
+    client.wait_until(lambda: "consuming async through" in client.output(), "the client to start")
     time.sleep(0.5)  # its first call answered; it pauses now
     stopped = time.monotonic()
     client.signal(signal.SIGTERM)
-    assert client.wait() == 0, client.text()
+    assert client.wait() == 0, client.output()
     assert time.monotonic() - stopped < 5
-    assert "SIGTERM received" in client.text()
+    assert "SIGTERM received" in client.output()
 
 
 @pytest.mark.slow

@@ -143,7 +143,7 @@ def test_sigterm_during_a_consume_finishes_the_current_message(sqlite_world: Wor
     assert response.status_code == 200
     assert response.json()["handledMessages"] == 1
     assert response.json()["stopReason"] == "the endpoint is shutting down"
-    assert server.wait() == 0, server.text()
+    assert server.wait() == 0, server.output()
     assert world.events("handled") == ["slow"]
     assert world.count("async") == 1  # acknowledged; the next one was not taken
 
@@ -183,7 +183,7 @@ def test_no_token_or_a_wrong_one_is_401_and_tokens_stay_out_of_the_logs(
         assert ok.status_code == 200
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
-    output = server.text()
+    output = server.output()
     assert "POST /consume" in output  # the access log was on
     assert TOKEN not in output
     assert wrong not in output
@@ -227,7 +227,7 @@ def test_serve_http_behind_authentication_serves_without_a_token(sqlite_world: W
     world = sqlite_world
     env = {k: v for k, v in world.env.items() if k != "MESSENGER_HTTP_TOKEN"}
     server = world.serve("--behind-authentication", *SHORT, env=env)
-    assert "no token (--behind-authentication)" in server.text()
+    assert "no token (--behind-authentication)" in server.output()
     world.dispatch(Ping("p"))
     assert server.consume(token=False).json()["handledMessages"] == 1
 
@@ -241,7 +241,7 @@ def test_a_stopped_server_closes_its_transports(redis_world: World) -> None:
     consumers = client.xinfo_consumers(world.stream, "http-tests")
     assert consumers  # the server's receiver joined the group
     server.signal(signal.SIGTERM)
-    assert server.wait() == 0, server.text()
+    assert server.wait() == 0, server.output()
     # Closed: a transport with a generated consumer name leaves the group when closed.
     assert client.xinfo_consumers(world.stream, "http-tests") == []
     client.close()

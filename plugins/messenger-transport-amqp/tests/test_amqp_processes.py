@@ -30,7 +30,11 @@ from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
 from messenger_core.stamps import TransportRedeliveredStamp
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -84,18 +88,18 @@ class App:
             MESSENGER_AMQP_TEST_LOG=str(self.log),
             MESSENGER_AMQP_TEST_DELAY=str(delay),
         )
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[MessengerProcess] = []
 
-    def consume(self, *args: str) -> subprocess.Popen[bytes]:
-        with (self.root / "worker.out").open("ab") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "messenger_core", "--config", str(self.config),
-                 "consume", "async", "--time-limit", "300", *args],
-                env=self.env,
-                cwd=self.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
+    def consume(self, *args: str) -> MessengerProcess:
+        """``messenger consume async ARGS``; every worker's output goes to ``worker.out``."""
+        process = MessengerProcess(
+            messenger_command("consume", "async", "--time-limit", "300", *args, config=self.config),
+            self.root / "worker.out",
+            env=self.env,
+            cwd=self.root,
+            timeout=DEADLINE,
+            append=True,
+        )
         self.processes.append(process)
         return process
 
@@ -114,9 +118,7 @@ class App:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            process.kill()
 
 
 def dsn_of(exchange: Exchange, **query: str) -> str:
@@ -141,22 +143,6 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
         app.stop_all()
         main.close()
         failed.close()
-
-
-def wait_for(condition: Callable[[], bool], what: str, app: App, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; worker output:\n{app.output()}")
-        time.sleep(0.05)
-
-
-def stop_gracefully(process: subprocess.Popen[bytes], app: App) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(DEADLINE)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the worker did not stop on SIGTERM:\n{app.output()}")
 
 
 # -- kill -9 -----------------------------------------------------------------------------------
@@ -220,15 +206,15 @@ def test_sigterm_finishes_the_current_message_and_hands_back_the_others(
     sender.setup()
     sender.send_batch([Envelope(Job(number)) for number in range(4)])
     worker = app.consume()
-    wait_for(lambda: app.events("started") == [0], "the first handler to start", app)
-    assert stop_gracefully(worker, app) == 0
+    worker.wait_until(lambda: app.events("started") == [0], "the first handler to start")
+    assert worker.stop() == 0
     assert app.events("handled") == [0], "the current message was finished, no other begun"
     assert "Traceback" not in app.output()
     # The three it had prefetched are back, as new messages: the next worker handles them
     # (the reject-redelivered middleware would have sent them through a retry otherwise).
     assert ready_count(exchange.name) == (3, 0)
     second = app.consume("--limit", "3")
-    assert second.wait(DEADLINE) == 0, app.output()
+    assert second.wait() == 0, app.output()
     assert sorted(app.events("handled")) == [0, 1, 2, 3]
     assert "redelivered" not in app.output().lower(), app.output()
 
@@ -260,7 +246,7 @@ def test_messenger_consume_with_rabbitmq_down_at_start_exits_with_one_clear_line
     app.config.write_text(config)
     started = time.monotonic()
     worker = app.consume()
-    code = worker.wait(DEADLINE)
+    code = worker.wait()
     assert code != 0
     assert time.monotonic() - started < 20
     assert "unreachable" in app.output(), app.output()
@@ -294,16 +280,15 @@ def test_a_worker_carries_on_across_a_rabbitmq_restart_and_loses_nothing(
     sender.send_batch([Envelope(Job(number)) for number in range(before)])
 
     worker = app.consume()
-    wait_for(lambda: len(app.events("handled")) >= 50, "the worker to start handling", app)
+    worker.wait_until(lambda: len(app.events("handled")) >= 50, "the worker to start handling")
     rabbit_node.restart(downtime=2, whole_node=True)  # the server process itself
-    assert worker.poll() is None, f"the worker died during the outage:\n{app.output()}"
+    assert worker.running(), f"the worker died during the outage:\n{app.output()}"
     sender.send_batch([Envelope(Job(number)) for number in range(before, before + after)])
-    wait_for(
+    worker.wait_until(
         lambda: set(app.events("handled")) >= set(range(before + after)),
         "every message to be handled",
-        app,
     )
-    assert stop_gracefully(worker, app) == 0
+    assert worker.stop() == 0
     output = app.output()
     assert "went away" in output, output
     assert "reachable again" in output, output

@@ -7,10 +7,8 @@ and again when the message comes back; with it, it is applied once, with the ack
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,11 @@ import attrs
 import pytest
 from redis_test_support import Stream
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 
 HERE = Path(__file__).parent
 
@@ -59,27 +61,18 @@ def test_a_worker_killed_mid_handler_leaves_every_effect_exactly_once(
     try:
         fill = "import redis_transaction_app as app; app.fill(5, 99)"
         subprocess.run([sys.executable, "-c", fill], env=env, cwd=tmp_path, check=True, timeout=60)
-        consume = [sys.executable, "-m", "messenger_core", "--config", str(config), "consume"]
-        output = tmp_path / "worker.log"
-        with output.open("wb") as sink:
-            worker = subprocess.Popen(
-                [*consume, "jobs", "--sleep", "0.05"],
-                env=env,
-                cwd=tmp_path,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
+        consume = messenger_command("consume", config=config)
+        with MessengerProcess(
+            [*consume, "jobs", "--sleep", "0.05"], tmp_path / "worker.log", env=env, cwd=tmp_path
+        ) as worker:
+            worker.wait_until(
+                lambda: log.exists() and "started 99" in log.read_text(),
+                "the slow message to start",
+                interval=0.02,
             )
-        try:
-            deadline = time.monotonic() + 60
-            while not (log.exists() and "started 99" in log.read_text()):
-                assert worker.poll() is None, output.read_text()
-                assert time.monotonic() < deadline, output.read_text()
-                time.sleep(0.02)
             counted = {int(k): int(v) for k, v in redis_client.hgetall(key).items()}
             assert counted == dict.fromkeys(range(5), 1), "the slow one's write is not applied"
-        finally:
-            worker.send_signal(signal.SIGKILL)
-            worker.wait()
+            worker.kill()
 
         log.with_name(log.name + ".release").touch()
         # Another consumer claims the slow message after redeliver_timeout and handles it.

@@ -35,7 +35,11 @@ from redis_test_support import (
 from messenger_core.envelope import Envelope
 from messenger_core.message_types import MessageTypeRegistry
 from messenger_core.serialization.json import JsonSerializer
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -98,29 +102,19 @@ class App:
             MESSENGER_REDIS_TEST_LOG=str(self.log),
             MESSENGER_REDIS_TEST_DELAY=str(delay),
         )
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[MessengerProcess] = []
 
-    def start(self, *args: str, output: str = "worker.out", **env: str) -> subprocess.Popen[bytes]:
-        """``messenger --config … ARGS`` in the background, its output in ``output``."""
-        with (self.root / output).open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args],
-                env={**self.env, **env},
-                cwd=self.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
+    def consume(self, *args: str, output: str = "worker.out", **env: str) -> MessengerProcess:
+        """``messenger consume async ARGS`` in the background, its output in ``output``."""
+        process = MessengerProcess(
+            messenger_command("consume", "async", "--time-limit", "300", *args, config=self.config),
+            self.root / output,
+            env={**self.env, **env},
+            cwd=self.root,
+            timeout=DEADLINE,
+        )
         self.processes.append(process)
         return process
-
-    def consume(
-        self, *args: str, output: str = "worker.out", **env: str
-    ) -> subprocess.Popen[bytes]:
-        return self.start("consume", "async", "--time-limit", "300", *args, output=output, **env)
-
-    def output(self, name: str = "worker.out") -> str:
-        path = self.root / name
-        return path.read_text(errors="replace") if path.exists() else ""
 
     def handled(self) -> list[int]:
         """The ids of the Jobs handled so far (with repeats)."""
@@ -144,9 +138,7 @@ class App:
 
     def stop_all(self) -> None:
         for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
+            process.kill()
 
 
 @pytest.fixture
@@ -163,22 +155,6 @@ def make_app(tmp_path: Path) -> Iterator[Callable[..., App]]:
     yield make
     for app in made:
         app.stop_all()
-
-
-def wait_for(condition: Callable[[], bool], what: str, app: App, timeout: float = DEADLINE) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; worker output:\n{app.output()}")
-        time.sleep(0.05)
-
-
-def stop_gracefully(process: subprocess.Popen[bytes], app: App) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(DEADLINE)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"the worker did not stop on SIGTERM:\n{app.output()}")
 
 
 def entries(client: Any, stream: str) -> list[dict[str, Any]]:
@@ -223,20 +199,18 @@ def test_a_worker_carries_on_across_a_redis_restart_and_loses_nothing(
     sender.send_batch([Envelope(Job(number)) for number in range(before)])
 
     worker = app.consume()
-    wait_for(lambda: len(app.handled()) >= 50, "the worker to start handling", app)
+    worker.wait_until(lambda: len(app.handled()) >= 50, "the worker to start handling")
     redis_server.restart(downtime=3, kill=kill)  # longer than reconnect_timeout
-    assert worker.poll() is None, f"the worker died during the outage:\n{app.output()}"
+    assert worker.running(), f"the worker died during the outage:\n{worker.output()}"
     sender.send_batch([Envelope(Job(number)) for number in range(before, before + after)])
-    wait_for(
-        lambda: set(app.handled()) >= set(range(before + after)),
-        "every message to be handled",
-        app,
+    worker.wait_until(
+        lambda: set(app.handled()) >= set(range(before + after)), "every message to be handled"
     )
-    assert worker.poll() is None, "the worker is still running"
-    assert stop_gracefully(worker, app) == 0
+    assert worker.running(), "the worker is still running"
+    assert worker.stop() == 0
     sender.close()
 
-    output = app.output()
+    output = worker.output()
     assert output.count("went away") == 1, f"one warning per outage:\n{output}"
     assert "reachable again" in output
     assert "Traceback" not in output
@@ -259,16 +233,16 @@ def test_a_worker_stops_at_once_on_sigterm_while_redis_is_down(
     sender.close()
     worker = app.consume()
     client = redis_server.client()
-    wait_for(lambda: client.xpending("jobs", "symfony")["pending"] == 1, "a delivery", app)
+    worker.wait_until(lambda: client.xpending("jobs", "symfony")["pending"] == 1, "a delivery")
     client.close()
     redis_server.stop(kill=True)  # while the handler runs: its acknowledgement cannot be sent
-    wait_for(lambda: app.handled() == [1], "the handler to finish", app)
-    wait_for(lambda: "went away" in app.output(), "the outage to be noticed", app)
+    worker.wait_until(lambda: app.handled() == [1], "the handler to finish")
+    worker.wait_until(lambda: "went away" in worker.output(), "the outage to be noticed")
     started = time.monotonic()
-    assert stop_gracefully(worker, app) == 0
+    assert worker.stop() == 0
     # Generous: reconnect_timeout is 30 s, a stop must not wait for it (twice).
-    assert time.monotonic() - started < 15, app.output()
-    assert "delivered again" in app.output(), "the unsent acknowledgement is reported"
+    assert time.monotonic() - started < 15, worker.output()
+    assert "delivered again" in worker.output(), "the unsent acknowledgement is reported"
 
 
 @pytest.fixture
@@ -358,14 +332,12 @@ def test_garbage_entries_are_parked_with_their_raw_payload_and_the_worker_goes_o
             client.xadd(main, fields)
         sender.send(Envelope(Job(len(GARBAGE))))
         worker = app.consume()
-        wait_for(
-            lambda: sorted(app.handled()) == list(range(len(GARBAGE) + 1)),
-            "every good message",
-            app,
+        worker.wait_until(
+            lambda: sorted(app.handled()) == list(range(len(GARBAGE) + 1)), "every good message"
         )
-        wait_for(lambda: client.xlen(failed) >= len(GARBAGE), "every bad entry parked", app)
-        assert worker.poll() is None, app.output()
-        assert stop_gracefully(worker, app) == 0
+        worker.wait_until(lambda: client.xlen(failed) >= len(GARBAGE), "every bad entry parked")
+        worker.assert_running()
+        assert worker.stop() == 0
     finally:
         sender.close()
         client.close()
@@ -399,18 +371,17 @@ def test_a_message_left_pending_while_the_failure_store_was_down_is_parked_once_
         worker = app.consume()
         # The park failed once the handler ran twice (the message came back to this worker),
         # or once the worker said so.
-        wait_for(
-            lambda: len(app.handlers_of("failed")) >= 2 or "could not be stored" in app.output(),
+        worker.wait_until(
+            lambda: len(app.handlers_of("failed")) >= 2 or "could not be stored" in worker.output(),
             "a failed park",
-            app,
         )
         redis_server.start()
-        wait_for(
-            lambda: bool(redis_server.client().xlen("failed")), "the message to be parked", app
+        worker.wait_until(
+            lambda: bool(redis_server.client().xlen("failed")), "the message to be parked"
         )
-        wait_for(lambda: app.handled() == [2], "the next message", app)
-        assert worker.poll() is None, app.output()
-        assert stop_gracefully(worker, app) == 0
+        worker.wait_until(lambda: app.handled() == [2], "the next message")
+        worker.assert_running()
+        assert worker.stop() == 0
     finally:
         sender.close()
     client: Any = raw_client()
@@ -434,21 +405,20 @@ def test_a_worker_stopped_with_a_fetched_batch_hands_it_to_the_next_worker_at_on
     try:
         sender.send_batch([Envelope(Job(number)) for number in range(count)])
         first = app.consume(output="first.out", MESSENGER_REDIS_TEST_DELAY="1")
-        wait_for(lambda: len(app.handled()) >= 1, "the first worker's first message", app)
-        first.send_signal(signal.SIGTERM)  # default fetch_size: it holds the rest of its batch
-        assert first.wait(DEADLINE) == 0, app.output("first.out")
+        first.wait_until(lambda: len(app.handled()) >= 1, "the first worker's first message")
+        # The default fetch_size: it holds the rest of its batch.
+        assert first.stop(signal.SIGTERM) == 0, first.output()
         done_by_first = len(app.handled())
         assert done_by_first < count, "the first worker held unhandled messages when it stopped"
-        assert "handed back" in app.output("first.out")
+        assert "handed back" in first.output()
 
         second = app.consume(output="second.out")
-        wait_for(
+        second.wait_until(
             lambda: sorted(app.handled()) == list(range(count)),
             "the next worker to take the handed-back messages",
-            app,
             timeout=30,  # redeliver_timeout is an hour: only a hand-back makes this in time
         )
-        assert stop_gracefully(second, app) == 0
+        assert second.stop() == 0
     finally:
         sender.close()
 
@@ -461,8 +431,8 @@ def test_redis_down_at_start_up_is_one_clear_line(make_app: Callable[..., App]) 
         f"redis://:s3cret@127.0.0.1:{port}/failed",
     )
     worker = app.consume()
-    code = worker.wait(DEADLINE)
-    output = app.output()
+    code = worker.wait()
+    output = worker.output()
     assert code == 1, output
     assert "acknowledg" not in output, "nothing was received: no word about acknowledgements"
     assert "WARNING" not in output, output

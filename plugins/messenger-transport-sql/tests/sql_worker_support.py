@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
 from sql_test_support import Database
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 
 HERE = Path(__file__).parent
 PING = "sql_worker_app.Ping"
@@ -61,13 +64,10 @@ class WorkerWorld:
             MESSENGER_SQL_APP_LOG=str(self.log),
         )
 
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "messenger_core", "--config", str(self.config), *args]
-
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run a ``messenger`` command to its end."""
         return subprocess.run(
-            self.command(*args),
+            messenger_command(*args, config=self.config),
             env=self.env,
             cwd=self.root,
             capture_output=True,
@@ -76,21 +76,14 @@ class WorkerWorld:
             check=False,
         )
 
-    def start(self, *args: str) -> subprocess.Popen[str]:
+    def start(self, *args: str) -> MessengerProcess:
         """Start a ``messenger`` command in the background (output in ``worker.log``)."""
-        with (self.root / "worker.log").open("w") as sink:
-            return subprocess.Popen(
-                self.command(*args),
-                env=self.env,
-                cwd=self.root,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-
-    def output(self) -> str:
-        path = self.root / "worker.log"
-        return path.read_text(errors="replace") if path.exists() else ""
+        return MessengerProcess(
+            messenger_command(*args, config=self.config),
+            self.root / "worker.log",
+            env=self.env,
+            cwd=self.root,
+        )
 
     def events(self) -> list[str]:
         """The handlers' log lines."""

@@ -9,9 +9,7 @@ default). Real processes, a real SIGTERM (issue 8, point 11).
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -49,21 +47,6 @@ def _serializer() -> JsonSerializer:
     return JsonSerializer(registry)
 
 
-def _wait_for(
-    what: str, condition: Callable[[], bool], world: WorkerWorld, worker: subprocess.Popen[str]
-) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if worker.poll() is not None:
-            pytest.fail(
-                f"waiting for {what}, the worker exited {worker.returncode}:\n{world.output()}"
-            )
-        time.sleep(0.05)
-    pytest.fail(f"no {what} within {DEADLINE}s:\n{world.output()}")
-
-
 def test_sigterm_releases_the_rest_of_a_fetched_batch_at_once(
     database: Database, tmp_path: Path
 ) -> None:
@@ -73,23 +56,16 @@ def test_sigterm_releases_the_rest_of_a_fetched_batch_at_once(
         [Envelope(Slow("first"))] + [Envelope(Ping(f"p{number}")) for number in range(5)]
     )
 
-    worker = world.start("consume", "async", "--sleep", "0.05", "--time-limit", "120")
-    try:
-        _wait_for(
-            "the first message started", lambda: "started first" in world.events(), world, worker
-        )
+    with world.start("consume", "async", "--sleep", "0.05", "--time-limit", "120") as worker:
+        worker.wait_until(lambda: "started first" in world.events(), "the first message started")
         # The whole batch is reserved by the worker now: nobody else gets any of it.
         assert database.transport(_serializer(), queue_name="async").get() == []
-        worker.send_signal(signal.SIGTERM)
+        worker.signal(signal.SIGTERM)
         time.sleep(0.2)  # the signal is noted while the handler still runs
         world.release()
-        assert worker.wait(DEADLINE) == 0, world.output()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        assert worker.wait(DEADLINE) == 0, worker.output()
 
-    assert world.events() == ["started first", "handled first"], world.output()
+    assert world.events() == ["started first", "handled first"], worker.output()
     # A new consumer, with the default hour-long redeliver_timeout, gets the rest at once.
     consumer = database.transport(_serializer(), queue_name="async", fetch_size=10)
     received = consumer.get()

@@ -12,10 +12,7 @@ from __future__ import annotations
 import collections
 import os
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from servers import MariaDbServer, PostgresServer
 from sql_test_support import make_serializer, order, unique_table
 
 from messenger_core.dsn import Dsn
+from messenger_core.testing.processes import MessengerProcess, messenger_command
 from messenger_core.testing.services import free_port
 
 pytestmark = pytest.mark.slow
@@ -55,30 +53,21 @@ def running_server(request: pytest.FixtureRequest) -> Server:
     return server
 
 
-class Worker:
-    """A ``messenger consume jobs`` process, its output in a file."""
+class Worker(MessengerProcess):
+    """A ``messenger consume jobs`` process, its output in ``worker.out``."""
 
     def __init__(self, directory: Path, dsn: str, *arguments: str) -> None:
         self.state = directory
-        self.output = directory / "worker.out"
         config = directory / "messenger.toml"
         config.write_text(CONFIG.format(dsn=dsn), encoding="utf-8")
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(APP_DIR), env.get("PYTHONPATH")]))
         env["MESSENGER_RESTART_CONFIG"] = str(config)
         env["MESSENGER_RESTART_STATE"] = str(directory)
-        command = [sys.executable, "-m", "messenger_core", "--config", str(config), "consume"]
-        with self.output.open("wb") as output:
-            self.popen = subprocess.Popen(
-                [*command, "jobs", *arguments],
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=directory,
-            )
-
-    def text(self) -> str:
-        return self.output.read_text(errors="replace") if self.output.exists() else ""
+        command = messenger_command("consume", "jobs", *arguments, config=config)
+        super().__init__(
+            command, directory / "worker.out", env=env, cwd=directory, timeout=DEADLINE
+        )
 
     def handled(self) -> list[int]:
         log = self.state / "handled.log"
@@ -86,28 +75,12 @@ class Worker:
             return []
         return [int(line.split()[0]) for line in log.read_text().splitlines() if line.strip()]
 
-    def wait_until_handled(self, ids: set[int], timeout: float = DEADLINE) -> None:
-        deadline = time.monotonic() + timeout
-        while not ids <= set(self.handled()):
-            self.assert_alive()
-            if time.monotonic() > deadline:
-                missing = sorted(ids - set(self.handled()))
-                pytest.fail(f"not handled within {timeout} s: {missing}\n{self.text()}")
-            time.sleep(0.05)
-
-    def assert_alive(self) -> None:
-        code = self.popen.poll()
-        assert code is None, f"the worker exited with {code}:\n{self.text()}"
-
-    def stop(self) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
+    def wait_until_handled(self, ids: set[int]) -> None:
         try:
-            return self.popen.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            pytest.fail(f"the worker did not stop on SIGTERM within {DEADLINE} s:\n{self.text()}")
+            self.wait_until(lambda: ids <= set(self.handled()), f"{len(ids)} messages handled")
+        except AssertionError as failed:
+            missing = sorted(ids - set(self.handled()))
+            raise AssertionError(f"not handled: {missing}; {failed}") from None
 
 
 def _producer(dsn: Dsn) -> SqlTransport:
@@ -144,7 +117,7 @@ def test_a_worker_carries_on_through_a_database_restart(
         try:
             deadline = time.monotonic() + DOWNTIME
             while time.monotonic() < deadline:
-                worker.assert_alive()
+                worker.assert_running()
                 time.sleep(0.1)
         finally:
             server.start()
@@ -152,15 +125,15 @@ def test_a_worker_carries_on_through_a_database_restart(
         # The producer's connection broke too: sending reconnects.
         producer.send_batch([order(number) for number in range(40, 60)])
         worker.wait_until_handled(set(range(60)))
-        worker.assert_alive()
-        output = worker.text()
+        worker.assert_running()
+        output = worker.output()
         assert output.count("reconnecting with backoff") == 1, output
         assert "answers again" in output, output
     finally:
         code = worker.stop()
         producer.close()
-    assert code == 0, worker.text()
-    assert "Traceback" not in worker.text(), worker.text()
+    assert code == 0, worker.output()
+    assert "Traceback" not in worker.output(), worker.output()
     _check_exactly_or_at_least_once(worker.handled(), 60)
 
 
@@ -177,7 +150,7 @@ def test_sigterm_stops_a_worker_at_once_while_the_database_is_down(
         server.stop()
         # Long enough for the backoff to reach its longest delay between attempts.
         time.sleep(reconnect.MAX_DELAY + 2)
-        worker.assert_alive()
+        worker.assert_running()
         stopping = time.monotonic()
         code = worker.stop()
         took = time.monotonic() - stopping
@@ -185,9 +158,9 @@ def test_sigterm_stops_a_worker_at_once_while_the_database_is_down(
         server.ensure_started()
         worker.stop()
         producer.close()
-    assert code == 0, worker.text()
+    assert code == 0, worker.output()
     # Generous, but shorter than one backoff delay: the stop did not wait one out.
-    assert took < reconnect.MAX_DELAY - 0.5, f"SIGTERM took {took:.1f} s:\n{worker.text()}"
+    assert took < reconnect.MAX_DELAY - 0.5, f"SIGTERM took {took:.1f} s:\n{worker.output()}"
 
 
 def test_a_worker_carries_on_while_a_sqlite_file_is_locked(tmp_path: Path) -> None:
@@ -203,18 +176,18 @@ def test_a_worker_carries_on_while_a_sqlite_file_is_locked(tmp_path: Path) -> No
             locker.execute("BEGIN EXCLUSIVE")
             deadline = time.monotonic() + DOWNTIME
             while time.monotonic() < deadline:
-                worker.assert_alive()
+                worker.assert_running()
                 time.sleep(0.1)
         finally:
             locker.execute("ROLLBACK")
             locker.close()
         producer.send_batch([order(number) for number in range(20, 30)])
         worker.wait_until_handled(set(range(30)))
-        worker.assert_alive()
+        worker.assert_running()
     finally:
         code = worker.stop()
         producer.close()
-    assert code == 0, worker.text()
+    assert code == 0, worker.output()
     _check_exactly_or_at_least_once(worker.handled(), 30)
 
 
@@ -224,13 +197,9 @@ def test_a_worker_started_without_its_database_says_so_in_one_line(
 ) -> None:
     port = free_port()  # nothing listens there
     dsn = f"{scheme}://app:s3cr3t@127.0.0.1:{port}/shop?reconnect_timeout=1.5"
-    worker = Worker(tmp_path, dsn, "--time-limit", "120")
-    try:
-        code = worker.popen.wait(DEADLINE)
-    except subprocess.TimeoutExpired:
-        worker.stop()
-        pytest.fail(f"the worker did not give up:\n{worker.text()}")
-    output = worker.text()
+    with Worker(tmp_path, dsn, "--time-limit", "120") as worker:
+        code = worker.wait()  # it gives up
+    output = worker.output()
     assert code == 1, output
     errors = [line for line in output.splitlines() if line.startswith("messenger: error:")]
     assert len(errors) == 1, output

@@ -8,10 +8,8 @@ with it, their rows were deleted with their writes, and only the slow one comes 
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +19,11 @@ from messenger_transport_sql.engine import sqlalchemy_url
 from messenger_transport_sql.options import parse_options
 from sql_test_support import Database, unique_table
 
-from messenger_core.testing.processes import messenger_environment
+from messenger_core.testing.processes import (
+    MessengerProcess,
+    messenger_command,
+    messenger_environment,
+)
 
 HERE = Path(__file__).parent
 
@@ -79,26 +81,17 @@ def test_a_worker_killed_mid_handler_leaves_every_effect_exactly_once(
     )
     fill = "import sql_transaction_app as app; app.fill(5, 99)"
     subprocess.run([sys.executable, "-c", fill], env=env, cwd=tmp_path, check=True, timeout=60)
-    consume = [sys.executable, "-m", "messenger_core", "--config", str(config), "consume"]
-    output = tmp_path / "worker.log"
-    with output.open("wb") as sink:
-        worker = subprocess.Popen(
-            [*consume, "jobs", "--sleep", "0.05"],
-            env=env,
-            cwd=tmp_path,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+    consume = messenger_command("consume", config=config)
+    with MessengerProcess(
+        [*consume, "jobs", "--sleep", "0.05"], tmp_path / "worker.log", env=env, cwd=tmp_path
+    ) as worker:
+        worker.wait_until(
+            lambda: log.exists() and "started 99" in log.read_text(),
+            "the slow message to start",
+            interval=0.02,
         )
-    try:
-        deadline = time.monotonic() + 60
-        while not (log.exists() and "started 99" in log.read_text()):
-            assert worker.poll() is None, output.read_text()
-            assert time.monotonic() < deadline, output.read_text()
-            time.sleep(0.02)
         assert _recorded(records) == [0, 1, 2, 3, 4], "the slow one's write is not committed"
-    finally:
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        worker.kill()
 
     log.with_name(log.name + ".release").touch()
     # The slow message comes back after redeliver_timeout; a quick one coming back (handled
