@@ -63,10 +63,9 @@ class MessengerProcess:
     It starts on construction: ``command`` with ``env`` (see :func:`messenger_environment`)
     in ``cwd``, stdout and stderr both written to ``output`` (``append`` keeps what the file
     holds, for several processes writing one file in turn). ``timeout`` is the default of
-    every wait in seconds. ``start_new_session`` is :class:`subprocess.Popen`'s (a process
-    group of its own, out of reach of a terminal's Ctrl-C). Every failure is an
-    :class:`AssertionError` carrying the process's output. As a context manager it kills the
-    process on exit, so that a failing test leaves none behind::
+    every wait in seconds. Every failure is an :class:`AssertionError` carrying the process's
+    output. As a context manager it kills the process on exit, so that a failing test leaves
+    none behind::
 
         with MessengerProcess(messenger_command("consume", "async", config=config),
                               tmp_path / "worker.log", env=env, cwd=tmp_path) as worker:
@@ -83,7 +82,6 @@ class MessengerProcess:
         cwd: Path | None = None,
         timeout: float = 60.0,
         append: bool = False,
-        start_new_session: bool = False,
     ) -> None:
         self.output_file = output
         """The file holding the process's stdout and stderr."""
@@ -96,7 +94,6 @@ class MessengerProcess:
                 cwd=cwd,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
-                start_new_session=start_new_session,
             )
 
     def __enter__(self) -> Self:
