@@ -135,6 +135,12 @@ class Database:
         engine = self.engine()
         try:
             with engine.connect() as connection, connection.begin():
+                # A connection a failed test left in a transaction on the table would make the
+                # drop wait for ever: fail the teardown instead (the table stays behind).
+                if self.backend == "postgresql":
+                    connection.exec_driver_sql("SET LOCAL lock_timeout = '30s'")
+                else:
+                    connection.exec_driver_sql("SET SESSION lock_wait_timeout = 30")
                 connection.exec_driver_sql(f"DROP TABLE IF EXISTS {self.table_name}")
                 if self.backend == "postgresql":
                     connection.exec_driver_sql(
