@@ -20,7 +20,7 @@ from types import ModuleType
 
 import pytest
 from messenger_encryption.keys import encode_key, new_keypair, new_symmetric_key
-from raw_storage import open_storage
+from raw_storage import SQLITE_FILE, open_storage
 
 from messenger_core import Messenger
 from messenger_core.transport import ListableReceiver
@@ -87,7 +87,7 @@ class World:
         self.max_retries = max_retries
         self.plugin_options = ""
         self.name = f"enc_{uuid.uuid4().hex[:12]}"
-        self.db = root / "messages.db"  # the SQLite world's file
+        self.db = root / SQLITE_FILE
         self.storage = open_storage(
             backend, root, self.name, TRANSPORTS, delays_ms=(RETRY_DELAY_MS, DELAYED_MS)
         )

@@ -38,6 +38,8 @@ MYSQL_DSN = service_dsn("MESSENGER_TEST_MYSQL_DSN", "mysql://root@127.0.0.1:3306
 REDIS_DSN = service_dsn("MESSENGER_TEST_REDIS_DSN", "redis://127.0.0.1:6379")
 AMQP_DSN = service_dsn("MESSENGER_TEST_AMQP_DSN", "amqp://guest:guest@127.0.0.1:5672/%2f")
 BACKENDS = ["sqlite", "postgresql", "mysql", "redis", "amqp"]
+SQLITE_FILE = "messages.db"
+"""The SQLite world's database, in its directory."""
 
 
 class Storage(Protocol):
@@ -63,7 +65,7 @@ def open_storage(
     its ``transports``; ``delays_ms``: every delay its messages may wait (AMQP names a queue
     after each)."""
     if backend == "sqlite":
-        return SqliteStorage(root / "messages.db")
+        return SqliteStorage(root / SQLITE_FILE)
     if backend == "postgresql":
         return PostgresqlStorage(name)
     if backend == "mysql":
